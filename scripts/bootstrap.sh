@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything snap needs on a fresh Debian machine (run as root):
+# the FUSE 3 system packages, a virtualenv in .venv and the package with its extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for pkg in fuse3 libfuse3-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import snapstore, pyfuse3, pytest" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev]'
+  touch .venv/.installed
+fi

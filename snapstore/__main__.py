@@ -1,0 +1,5 @@
+"""``python -m snapstore`` runs the ``snap`` command line."""
+
+from snapstore.cli.app import main
+
+main()

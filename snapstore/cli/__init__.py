@@ -1,0 +1,1 @@
+"""The ``snap`` command line: a thin Typer layer that parses, calls the core and renders."""

@@ -1,0 +1,66 @@
+"""Blob compression: zstd, with a raw fallback for data that does not shrink.
+
+Codes stored in pack headers: 0 = raw, 1 = zstd. zstd already gives up quickly on random input
+(gigabytes per second), but a sample of the first 64 KiB lets a large incompressible chunk
+(gzip'd logs, weight files) skip the full attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+RAW = 0
+ZSTD = 1
+
+_SAMPLE = 64 * 1024
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    comp = cache.get(level)
+    if comp is None:
+        comp = cache[level] = zstandard.ZstdCompressor(level=level)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def compress(data: bytes, level: int) -> tuple[int, bytes]:
+    """Return ``(code, payload)``: zstd if it saves space, else the raw bytes."""
+    if level <= 0 or len(data) < 64:
+        return RAW, data
+    comp = _compressor(level)
+    if len(data) > 4 * _SAMPLE:
+        sample = comp.compress(data[:_SAMPLE])
+        if len(sample) > _SAMPLE * 0.98:
+            return RAW, data
+    packed = comp.compress(data)
+    if len(packed) >= len(data):
+        return RAW, data
+    return ZSTD, packed
+
+
+def decompress(code: int, payload: bytes, raw_length: int) -> bytes:
+    """Invert :func:`compress`; raises ``ValueError`` on bad input or a length mismatch."""
+    if code == RAW:
+        out = payload
+    elif code == ZSTD:
+        try:
+            out = _decompressor().decompress(payload, max_output_size=raw_length)
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"zstd: {exc}") from None
+    else:
+        raise ValueError(f"unknown compression code {code}")
+    if len(out) != raw_length:
+        raise ValueError(f"length {len(out)} != expected {raw_length}")
+    return out

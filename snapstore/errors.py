@@ -1,0 +1,136 @@
+"""The one exception hierarchy of snapstore, and the exit code each error maps to.
+
+Every error a user can cause is a :class:`SnapError` subclass carrying its exit code; the CLI
+turns it into one line on stderr (or a JSON object with ``--json``) and exits with that code.
+The table of codes is documented in docs/cli.md; keep both in step.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Documented process exit codes (see docs/cli.md)."""
+
+    OK = 0
+    ERROR = 1  # any other failure
+    USAGE = 2  # bad command-line arguments (typer/click)
+    PARTIAL = 3  # the command finished, but some files could not be read or restored
+    DAMAGED = 4  # verify found damage in the repository
+    NOT_FOUND = 5  # snapshot, path or tier that does not exist; ambiguous id prefix
+    CONFIG = 6  # bad config file
+    TARGET = 7  # restore target not empty, mountpoint not usable
+    NO_REPO = 10  # repository missing or not a snapshot repository
+    LOCKED = 11  # repository locked by another process
+    EXISTS = 12  # init on an existing repository
+    NO_SPACE = 13  # disk full
+    FUSE = 14  # FUSE not available (extra not installed, /dev/fuse missing)
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+
+class SnapError(Exception):
+    """Base of every error snapstore reports to a user."""
+
+    exit_code: int = ExitCode.ERROR
+    kind: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SnapError):
+    exit_code = ExitCode.USAGE
+    kind = "usage"
+
+
+class RepositoryNotFound(SnapError):
+    exit_code = ExitCode.NO_REPO
+    kind = "no_repository"
+
+
+class RepositoryExists(SnapError):
+    exit_code = ExitCode.EXISTS
+    kind = "repository_exists"
+
+
+class RepositoryLocked(SnapError):
+    exit_code = ExitCode.LOCKED
+    kind = "locked"
+
+
+class RepositoryDamaged(SnapError):
+    """Data the repository should hold is missing or does not match its id."""
+
+    exit_code = ExitCode.DAMAGED
+    kind = "damaged"
+
+
+class FormatError(RepositoryDamaged):
+    """A repository file (pack, tree, record, config) does not parse."""
+
+    kind = "format"
+
+
+class ChunkUnreadable(RepositoryDamaged):
+    """One chunk cannot be read back; only the files that use it are affected."""
+
+    kind = "chunk_unreadable"
+
+    def __init__(self, message: str, chunk_id: bytes = b"", pack: str = "") -> None:
+        super().__init__(message)
+        self.chunk_id = chunk_id
+        self.pack = pack
+
+
+class NotFound(SnapError):
+    exit_code = ExitCode.NOT_FOUND
+    kind = "not_found"
+
+
+class SnapshotNotFound(NotFound):
+    kind = "snapshot_not_found"
+
+
+class AmbiguousSnapshot(NotFound):
+    kind = "ambiguous_snapshot"
+
+
+class PathNotFound(NotFound):
+    kind = "path_not_found"
+
+
+class SourceNotFound(NotFound):
+    kind = "source_not_found"
+
+
+class ConfigError(SnapError):
+    exit_code = ExitCode.CONFIG
+    kind = "config"
+
+
+class TargetNotEmpty(SnapError):
+    exit_code = ExitCode.TARGET
+    kind = "target_not_empty"
+
+
+class MountError(SnapError):
+    exit_code = ExitCode.TARGET
+    kind = "mount"
+
+
+class FuseUnavailable(SnapError):
+    exit_code = ExitCode.FUSE
+    kind = "fuse_unavailable"
+
+
+class NoSpace(SnapError):
+    exit_code = ExitCode.NO_SPACE
+    kind = "no_space"
+
+
+class Interrupted(SnapError):
+    exit_code = ExitCode.INTERRUPTED
+    kind = "interrupted"

@@ -1,0 +1,316 @@
+"""The repository facade: init/open, locks, blob reads and writes, snapshot commit and forget.
+
+On-disk layout of a local repository (docs/format.md is the reference)::
+
+    config.json               format version, repository id, chunker and compression settings
+    packs/<xx>/<packid>.pack  pack files (snapstore.packfile)
+    snapshots/<id>.json       snapshot records: the truth about which snapshots exist
+    index/                    the LMDB index (snapstore.index): a rebuildable cache
+    locks/                    flock files and holder notes (snapstore.locking)
+    tmp/                      packs being written
+
+Everything above the repository (take, restore, gc, vfs) goes through this class; nothing else
+knows the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from snapstore import locking
+from snapstore.backends import Backend, LocalBackend, raise_os_error
+from snapstore.chunker import ChunkerParams, chunk_id
+from snapstore.compress import decompress
+from snapstore.errors import (
+    AmbiguousSnapshot,
+    ChunkUnreadable,
+    FormatError,
+    RepositoryExists,
+    RepositoryNotFound,
+    SnapshotNotFound,
+)
+from snapstore.index import Index, TxnCounts
+from snapstore.packfile import TYPE_TREE
+from snapstore.refcount import add_reference, drop_reference
+from snapstore.snapshot import Snapshot
+from snapstore.tree import Entry, decode_tree, tree_children
+
+FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The contents of ``config.json``."""
+
+    id: str
+    chunker: ChunkerParams
+    compression_level: int = 3
+    pack_size: int = DEFAULT_PACK_SIZE
+    version: int = FORMAT_VERSION
+    encryption: str = "none"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "format": "snapstore",
+                "version": self.version,
+                "id": self.id,
+                "chunker": self.chunker.to_json(),
+                "compression": {"algorithm": "zstd", "level": self.compression_level},
+                "pack_size": self.pack_size,
+                "encryption": self.encryption,
+            },
+            indent=2,
+        ).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RepoConfig:
+        try:
+            data = json.loads(raw)
+            if data.get("format") != "snapstore":
+                raise FormatError("config.json is not a snapstore repository config")
+            if int(data["version"]) != FORMAT_VERSION:
+                raise FormatError(f"unsupported repository format version {data['version']}")
+            if data.get("encryption", "none") != "none":
+                raise FormatError(f"unsupported encryption {data['encryption']!r}")
+            return cls(
+                id=str(data["id"]),
+                chunker=ChunkerParams.from_json(data["chunker"]),
+                compression_level=int(data["compression"]["level"]),
+                pack_size=int(data.get("pack_size", DEFAULT_PACK_SIZE)),
+                version=int(data["version"]),
+            )
+        except FormatError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"malformed repository config.json: {exc}") from None
+
+
+def pack_name(pack: bytes) -> str:
+    hexid = pack.hex()
+    return f"packs/{hexid[:2]}/{hexid}.pack"
+
+
+def snapshot_name(snap_id: str) -> str:
+    return f"snapshots/{snap_id}.json"
+
+
+class Repository:
+    """An open repository. Use :meth:`open` / :meth:`init`; close with :meth:`close`."""
+
+    def __init__(self, path: str, backend: Backend, config: RepoConfig, index: Index) -> None:
+        self.path = path
+        self.backend = backend
+        self.config = config
+        self.index = index
+        self._locks: list[locking.HeldLock] = []
+        self._tree_cache: dict[bytes, list[Entry]] = {}
+        self._tree_lock = threading.Lock()
+
+    # -- life cycle -----------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str, *, chunker: ChunkerParams | None = None, compression_level: int = 3,
+             pack_size: int = DEFAULT_PACK_SIZE) -> RepoConfig:
+        path = os.path.abspath(path)
+        if os.path.exists(os.path.join(path, "config.json")):
+            raise RepositoryExists(f"a repository already exists at {path}")
+        if os.path.isdir(path) and os.listdir(path):
+            raise RepositoryExists(f"{path} exists and is not empty; choose an empty or new directory")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RepositoryExists(f"{path} exists and is not a directory")
+        config = RepoConfig(
+            id=secrets.token_hex(16), chunker=chunker or ChunkerParams(),
+            compression_level=compression_level, pack_size=pack_size,
+        )
+        try:
+            for sub in ("packs", "snapshots", "index", "locks", "tmp"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+            LocalBackend(path).put_bytes("config.json", config.to_bytes())
+        except OSError as exc:
+            raise raise_os_error(exc, f"creating repository at {path}") from None
+        return config
+
+    @classmethod
+    def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "") -> Repository:
+        """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
+        ``exclusive`` (nobody else: gc, repair)."""
+        path = os.path.abspath(path)
+        config_path = os.path.join(path, "config.json")
+        if not os.path.isfile(config_path):
+            if not os.path.exists(path):
+                raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
+            raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
+        with open(config_path, "rb") as handle:
+            config = RepoConfig.from_bytes(handle.read())
+        lock_dir = os.path.join(path, "locks")
+        held: list[locking.HeldLock] = []
+        try:
+            if mode in ("write", "exclusive"):
+                held.append(locking.acquire(lock_dir, locking.WRITE, exclusive=True, wait=wait, command=command))
+            held.append(
+                locking.acquire(lock_dir, locking.READ, exclusive=(mode == "exclusive"), wait=wait, command=command)
+            )
+            os.makedirs(os.path.join(path, "index"), exist_ok=True)
+            index = Index(os.path.join(path, "index"))
+        except BaseException:
+            for lock in reversed(held):
+                lock.release()
+            raise
+        repo = cls(path, LocalBackend(path), config, index)
+        repo._locks = held
+        return repo
+
+    def close(self) -> None:
+        self.index.close()
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
+        for lock in reversed(self._locks):
+            lock.release()
+        self._locks = []
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blobs ----------------------------------------------------------------------------
+    def read_blob(self, blob_id: bytes) -> bytes:
+        """The raw bytes of a blob, checked against its id."""
+        loc = self.index.get_chunk(blob_id)
+        if loc is None:
+            raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} is not in the index", blob_id)
+        name = pack_name(loc.pack)
+        try:
+            payload = self.backend.get_range(name, loc.offset, loc.stored_len)
+        except FileNotFoundError:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: pack {loc.pack.hex()} is missing", blob_id, loc.pack.hex()
+            ) from None
+        except OSError as exc:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: cannot read pack {loc.pack.hex()}: {exc.strerror}",
+                blob_id, loc.pack.hex(),
+            ) from None
+        if len(payload) != loc.stored_len:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: pack {loc.pack.hex()} is truncated", blob_id, loc.pack.hex()
+            )
+        try:
+            data = decompress(loc.compression, payload, loc.raw_len)
+        except ValueError as exc:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt ({exc})", blob_id, loc.pack.hex()
+            ) from None
+        if chunk_id(data) != blob_id:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt (hash mismatch)",
+                blob_id, loc.pack.hex(),
+            )
+        return data
+
+    def read_tree(self, tree_id: bytes) -> list[Entry]:
+        with self._tree_lock:
+            cached = self._tree_cache.get(tree_id)
+        if cached is not None:
+            return cached
+        entries = decode_tree(self.read_blob(tree_id))
+        with self._tree_lock:
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.clear()
+            self._tree_cache[tree_id] = entries
+        return entries
+
+    def tree_children(self, tree_id: bytes) -> list[bytes]:
+        return tree_children(self.read_blob(tree_id))
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first (ties by id)."""
+        records = [Snapshot.from_bytes(raw) for raw in self.index.snapshot_records()]
+        return sorted(records, key=lambda s: (s.time, s.id))
+
+    def resolve(self, spec: str) -> Snapshot:
+        """A snapshot from an id prefix, ``latest`` or ``latest:TIER``."""
+        snaps = self.snapshots()
+        if spec == "latest" or spec.startswith("latest:"):
+            tier = spec.partition(":")[2]
+            chosen = [s for s in snaps if not tier or s.tier == tier]
+            if not chosen:
+                where = f" in tier {tier!r}" if tier else ""
+                raise SnapshotNotFound(f"no snapshot{where} in this repository")
+            return chosen[-1]
+        spec_l = spec.lower()
+        if not spec_l or any(c not in "0123456789abcdef" for c in spec_l):
+            raise SnapshotNotFound(f"no snapshot {spec!r} (use an id prefix, 'latest' or 'latest:TIER')")
+        matches = [s for s in snaps if s.id.startswith(spec_l)]
+        if not matches:
+            raise SnapshotNotFound(f"no snapshot with id {spec!r}")
+        if len(matches) > 1:
+            ids = ", ".join(s.short_id for s in matches[:5])
+            raise AmbiguousSnapshot(f"snapshot id {spec!r} is ambiguous ({len(matches)} match: {ids}...)")
+        return matches[0]
+
+    def commit_snapshot(self, snapshot: Snapshot, *, packs: Iterable[bytes],
+                        new_trees: dict[bytes, list[bytes]], files: dict[bytes, bytes]) -> None:
+        """Make a snapshot exist: write its record, then one LMDB transaction that adds it,
+        counts its references and clears its packs' pending marks."""
+        self.backend.put_bytes(snapshot_name(snapshot.id), snapshot.to_bytes())
+        children = self._children_with(new_trees)
+        with self.index.write() as txn:
+            counts = TxnCounts(self.index, txn)
+            add_reference(counts, bytes.fromhex(snapshot.root), children)
+            txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+            for pack in packs:
+                txn.delete(pack, db=self.index.pending)
+            for path, value in files.items():
+                txn.put(path, value, db=self.index.files)
+
+    def _children_with(self, known: dict[bytes, list[bytes]]) -> Callable[[bytes], list[bytes]]:
+        def children(tree_id: bytes) -> list[bytes]:
+            found = known.get(tree_id)
+            return found if found is not None else self.tree_children(tree_id)
+
+        return children
+
+    def forget(self, snapshots: Iterable[Snapshot]) -> int:
+        """Drop snapshots: the record file first (the truth), then the index in one transaction.
+        Returns how many blobs became unreferenced."""
+        chosen = list(snapshots)
+        for snap in chosen:
+            self.backend.delete(snapshot_name(snap.id))
+        freed = 0
+        with self.index.write() as txn:
+            counts = TxnCounts(self.index, txn)
+            for snap in chosen:
+                if txn.get(snap.id.encode(), db=self.index.snapshots) is None:
+                    continue
+                freed += len(drop_reference(counts, bytes.fromhex(snap.root), self.tree_children))
+                txn.delete(snap.id.encode(), db=self.index.snapshots)
+                txn.delete(snap.id.encode(), db=self.index.pins)
+        return freed
+
+    def set_pin(self, snap: Snapshot, pinned: bool) -> None:
+        with self.index.write() as txn:
+            if pinned:
+                txn.put(snap.id.encode(), b"", db=self.index.pins)
+            else:
+                txn.delete(snap.id.encode(), db=self.index.pins)
+        pins = sorted(self.index.pinned())
+        self.backend.put_bytes("pins.json", json.dumps(pins).encode())
+
+    def stats(self) -> dict[str, Any]:
+        total = sum(size for _name, size in self.backend.list("packs"))
+        return {"pack_bytes": total}
+
+
+def is_tree(loc_type: int) -> bool:
+    return loc_type == TYPE_TREE

@@ -1,0 +1,135 @@
+"""The snapshot record: what one take produced, and its canonical serialisation.
+
+A record is immutable once written. It is stored as ``snapshots/<id>.json`` in the repository
+(the truth) and mirrored in the LMDB index (a cache). The id is the BLAKE3 of the canonical
+JSON of every other field, so a record names itself. Mutable facts about a snapshot (pins)
+live elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import blake3
+
+from snapstore.clock import format_time, parse_time
+from snapstore.errors import FormatError
+
+RECORD_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    """What a take saw and stored."""
+
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0  # logical size of the files
+    new_bytes: int = 0  # bytes written to packs by this take (compressed, with headers)
+    new_chunks: int = 0
+    chunks: int = 0
+    read_bytes: int = 0  # bytes read from source files (0 for unchanged ones)
+    duration_s: float = 0.0
+    unreadable: int = 0
+    errors: tuple[str, ...] = ()
+    verified: str = ""  # result of the after-take check
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["errors"] = list(self.errors)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SnapshotStats:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["errors"] = tuple(known.get("errors", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot record."""
+
+    time: datetime
+    tier: str
+    root: str  # hex id of the root tree
+    paths: tuple[str, ...]  # source paths as given, made absolute
+    hostname: str = ""
+    username: str = ""
+    tags: tuple[str, ...] = ()
+    stats: SnapshotStats = field(default_factory=SnapshotStats)
+    id: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def body(self) -> dict[str, Any]:
+        """The record without its id: what the id is computed from."""
+        return {
+            "version": RECORD_VERSION,
+            "time": format_time(self.time),
+            "time_ns": (self.time - _EPOCH) // timedelta(microseconds=1) * 1000,
+            "tier": self.tier,
+            "tags": list(self.tags),
+            "hostname": self.hostname,
+            "username": self.username,
+            "paths": list(self.paths),
+            "root": self.root,
+            "stats": self.stats.to_json(),
+        }
+
+    def to_bytes(self) -> bytes:
+        data = self.body()
+        data["id"] = self.id
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    def with_id(self) -> Snapshot:
+        """This record with its id computed from its body."""
+        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":")).encode()
+        ident = blake3.blake3(canonical).hexdigest()
+        return Snapshot(**{**self.__dict__, "id": ident})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Snapshot:
+        try:
+            data = json.loads(raw)
+            if "time_ns" in data:
+                moment = _EPOCH + timedelta(microseconds=data["time_ns"] // 1000)
+            else:
+                moment = parse_time(data["time"])
+            return cls(
+                time=moment,
+                tier=str(data["tier"]),
+                root=str(data["root"]),
+                paths=tuple(data.get("paths", ())),
+                hostname=str(data.get("hostname", "")),
+                username=str(data.get("username", "")),
+                tags=tuple(data.get("tags", ())),
+                stats=SnapshotStats.from_json(data.get("stats", {})),
+                id=str(data["id"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"malformed snapshot record: {exc}") from None
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` form used by ``snap list`` and ``snap take``."""
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "time": format_time(self.time),
+            "tier": self.tier,
+            "tags": list(self.tags),
+            "hostname": self.hostname,
+            "paths": list(self.paths),
+            "files": self.stats.files,
+            "bytes": self.stats.bytes,
+            "new_bytes": self.stats.new_bytes,
+            "duration_s": round(self.stats.duration_s, 3),
+            "unreadable": self.stats.unreadable,
+        }
