@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from snapstore import faults
 from snapstore.backends import raise_os_error
 from snapstore.chunker import Chunker, chunk_id
 from snapstore.compress import compress
@@ -273,6 +274,7 @@ class Take:
     def _store(self, blob_id: bytes, blob_type: int, data: bytes) -> None:
         try:
             if self.failure is None:
+                faults.slow_store()
                 code, payload = compress(data, self.level)
                 self.sink.add(blob_id, blob_type, code, payload, len(data))
         except BaseException as exc:  # surfaced by the walking thread
@@ -298,6 +300,7 @@ class Take:
         refs: list[bytes] = []
         size = 0
         try:
+            faults.check_open(path)
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from snapstore import faults
 from snapstore.errors import FormatError
 
 MAGIC = b"SNAPPACK"
@@ -80,6 +81,7 @@ class PackWriter:
         self._write(HEADER.pack(MAGIC, VERSION, 0, 0))
 
     def _write(self, data: bytes) -> None:
+        faults.check_write(len(data))
         self._file.write(data)
         self._hash.update(data)
         self.size += len(data)

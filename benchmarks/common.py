@@ -1,0 +1,482 @@
+"""Shared helpers of the benchmark scripts: run and measure, statistics, sizes, tables.
+
+Measuring a command (:func:`run`): wall time is ``time.perf_counter()`` around the whole child
+process. Peak RSS is the ``ru_maxrss`` that ``os.wait4`` returns for that child: on Linux it is
+the largest resident set of the child *and of every descendant it waited for* (the kernel folds
+the children's maximum into the parent's when they are reaped). So it is the peak of the
+biggest single process of the tree, not the sum of processes running at the same time; the
+tools measured here do their work in one process. ``resource.getrusage(RUSAGE_CHILDREN)``
+gives the same kind of figure for *all* children this script has reaped so far, a running
+maximum that cannot be attributed to one command; :func:`children_peak_rss` returns it and the
+scripts report it once, as a cross-check, in their JSON output.
+
+Other helpers: median/min/max of repeats (:class:`Stat`), apparent size of a tree
+(:func:`tree_bytes`, like ``du -sb``), page-cache warm-up (:func:`warm`), manifests for "restored
+tree is identical" checks (:func:`manifest`, BLAKE3 per file), the sample data set
+(:func:`dataset`) and plain-text / JSON tables (:func:`print_table`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(1, str(REPO_ROOT))
+
+MB = 1_000_000
+
+
+class NotImplementedBySnap(Exception):
+    """The snap command exists not yet (``No such command``): the row shows n/a."""
+
+
+class CommandFailed(Exception):
+    """A measured command exited non-zero."""
+
+    def __init__(self, cmd: Sequence[str], result: Result) -> None:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        super().__init__(f"{' '.join(map(str, cmd))} -> exit {result.returncode}: " + " | ".join(tail))
+        self.result = result
+
+
+@dataclass
+class Result:
+    """One finished command."""
+
+    returncode: int
+    seconds: float
+    peak_rss: int  # bytes
+    stdout: str = ""
+    stderr: str = ""
+
+    def json(self) -> Any:
+        """The last JSON document on stdout (one object, or the last line of JSON lines)."""
+        text = self.stdout.strip()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            for line in reversed(text.splitlines()):
+                line = line.strip()
+                if line.startswith(("{", "[")):
+                    return json.loads(line)
+            raise
+
+
+def _not_implemented(result: Result) -> bool:
+    return result.returncode != 0 and "No such command" in (result.stderr + result.stdout)
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> Result:
+    """Run ``cmd`` to completion; measure wall seconds and peak RSS (see the module docstring).
+
+    stdout/stderr go to temporary files (no pipe can fill up), then are read back. With
+    ``check``, a non-zero exit raises :class:`CommandFailed`, or :class:`NotImplementedBySnap`
+    when the output says ``No such command``.
+    """
+    argv = [str(c) for c in cmd]
+    full_env = {**os.environ, **(env or {})}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        status, usage = _wait4(proc, timeout)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        result = Result(
+            returncode=status,
+            seconds=seconds,
+            peak_rss=usage.ru_maxrss * 1024 if usage else 0,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+        )
+    if check and result.returncode != 0:
+        if _not_implemented(result):
+            raise NotImplementedBySnap(" ".join(argv))
+        raise CommandFailed(argv, result)
+    return result
+
+
+def _wait4(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, Any]:
+    """Reap ``proc`` with ``os.wait4`` (rusage included); kill it after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        flags = 0 if deadline is None else os.WNOHANG
+        pid, status, usage = os.wait4(proc.pid, flags)
+        if pid == proc.pid:
+            code = os.waitstatus_to_exitcode(status)
+            proc.returncode = code  # so that Popen does not wait again
+            return code, usage
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            deadline = None
+        time.sleep(0.01)
+
+
+class Background:
+    """A long-running command (a FUSE mount) started now and reaped later with its rusage."""
+
+    def __init__(self, cmd: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None) -> None:
+        self.argv = [str(c) for c in cmd]
+        self.out = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.argv,
+            env={**os.environ, **(env or {})},
+            stdout=self.out,
+            stderr=self.err,
+            stdin=subprocess.DEVNULL,
+        )
+        self.result: Result | None = None
+
+    def poll(self) -> Result | None:
+        """The result if the process has exited (reaping it), else None."""
+        if self.result is None:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid == self.proc.pid:
+                self._finish(os.waitstatus_to_exitcode(status), usage)
+        return self.result
+
+    def wait(self, timeout: float = 30.0) -> Result:
+        """Reap the process (SIGINT, then SIGKILL, if it does not exit in ``timeout`` s)."""
+        if self.result is None:
+            code, usage = _wait4(self.proc, timeout)
+            self._finish(code, usage)
+        assert self.result is not None
+        return self.result
+
+    def _finish(self, code: int, usage: Any) -> None:
+        self.proc.returncode = code
+        self.out.seek(0)
+        self.err.seek(0)
+        self.result = Result(
+            returncode=code,
+            seconds=time.perf_counter() - self.started,
+            peak_rss=usage.ru_maxrss * 1024 if usage else 0,
+            stdout=self.out.read().decode(errors="replace"),
+            stderr=self.err.read().decode(errors="replace"),
+        )
+        self.out.close()
+        self.err.close()
+
+    def stop(self, timeout: float = 20.0) -> Result:
+        """Interrupt (SIGINT) and reap, killing it if it does not exit in ``timeout`` s."""
+        if self.poll() is None:
+            self.proc.send_signal(2)
+        return self.wait(timeout)
+
+
+def children_peak_rss() -> int:
+    """Largest peak RSS (bytes) among all children reaped so far (RUSAGE_CHILDREN)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# statistics and sizes
+
+
+@dataclass
+class Stat:
+    """Median and range of repeated measurements."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def low(self) -> float:
+        return min(self.values) if self.values else float("nan")
+
+    @property
+    def high(self) -> float:
+        return max(self.values) if self.values else float("nan")
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def fmt(self, digits: int = 2) -> str:
+        """``1.23 (1.10-1.40)``, or just the value for a single measurement."""
+        if not self.values:
+            return "-"
+        if len(self.values) == 1:
+            return f"{self.median:.{digits}f}"
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f}-{self.high:.{digits}f})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"median": self.median, "min": self.low, "max": self.high, "values": self.values}
+
+
+def tree_bytes(path: str | os.PathLike[str], allocated: bool = False) -> int:
+    """Total size of the regular files under ``path`` (``du -sb``; ``allocated``: ``du -s``)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            total += st.st_blocks * 512 if allocated else st.st_size
+    return total
+
+
+def tree_files(path: str | os.PathLike[str]) -> int:
+    return sum(len(files) for _d, _s, files in os.walk(path))
+
+
+def warm(path: str | os.PathLike[str]) -> int:
+    """Read every file under ``path`` once so that it is in the page cache; returns bytes read."""
+    total = 0
+    buf = bytearray(1 << 20)
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                continue
+            with open(full, "rb", buffering=0) as handle:
+                while n := handle.readinto(buf):
+                    total += n
+    return total
+
+
+def _hasher() -> Callable[[], Any]:
+    try:
+        import blake3
+
+        return blake3.blake3
+    except ImportError:  # outside the venv: any strong hash does for an equality check
+        import hashlib
+
+        return hashlib.blake2b
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    make = _hasher()
+    digest = make()
+    with open(path, "rb", buffering=0) as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(root: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
+    """``{relative path: (size, BLAKE3)}`` of every regular file (symlinks: their target)."""
+    root = Path(root)
+    paths: list[Path] = []
+    out: dict[str, tuple[int, str]] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = Path(dirpath, name)
+            if full.is_symlink():
+                out[full.relative_to(root).as_posix()] = (-1, os.readlink(full))
+            else:
+                paths.append(full)
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        digests = pool.map(file_digest, paths)
+        for full, digest in zip(paths, digests, strict=True):
+            out[full.relative_to(root).as_posix()] = (full.stat().st_size, digest)
+    return out
+
+
+def compare_manifests(expected: dict[str, tuple[int, str]], actual: dict[str, tuple[int, str]]) -> str:
+    """Empty if identical, else a one-line description of the first differences."""
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    differ = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
+    if not (missing or extra or differ):
+        return ""
+    parts = []
+    for label, items in (("missing", missing), ("extra", extra), ("different", differ)):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {items[0]})")
+    return "; ".join(parts)
+
+
+def find_workspace(top: str | os.PathLike[str], max_depth: int = 8) -> Path | None:
+    """The first directory (breadth first) under ``top`` holding ``orchestrator_config.json``."""
+    level = [Path(top)]
+    for _ in range(max_depth + 1):
+        following: list[Path] = []
+        for directory in level:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                continue
+            if any(e.name == "orchestrator_config.json" for e in entries):
+                return directory
+            following.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=True))
+        level = following
+    return None
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def copy_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """``cp -a`` (fast, keeps times), replacing ``dst``."""
+    remove(dst)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.exists(path):
+        shutil.rmtree(path)
+
+
+def unmount(path: str | os.PathLike[str]) -> None:
+    """Unmount a FUSE mount if mounted (lazily as a last resort)."""
+    if not os.path.ismount(path):
+        return
+    for cmd in (["fusermount3", "-u", str(path)], ["fusermount", "-u", str(path)], ["umount", str(path)]):
+        if shutil.which(cmd[0]) and subprocess.run(cmd, capture_output=True).returncode == 0:
+            if wait_until(lambda: not os.path.ismount(path), 5):
+                return
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fs_type(path: str | os.PathLike[str]) -> str:
+    """The file-system type of the mount holding ``path`` (from /proc/mounts), or ''."""
+    best, kind = "", ""
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/mounts") as handle:
+            for line in handle:
+                fields = line.split()
+                mount = fields[1].replace("\\040", " ")
+                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                    best, kind = mount, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def check_local_disk(path: str | os.PathLike[str]) -> str:
+    """A warning if ``path`` is not on a local disk file system, else ''."""
+    kind = fs_type(path)
+    if kind in {"tmpfs", "ramfs"}:
+        return f"warning: {path} is on {kind} (memory), figures will not reflect a disk"
+    if kind.startswith(("nfs", "cifs", "smb", "fuse", "9p", "sshfs", "virtiofs")):
+        return f"warning: {path} is on {kind}, not a local disk; figures will be distorted"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# the data set
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    files: int
+    bytes: int
+    largest: str  # relative path
+    small_files: int
+    seed: int
+
+
+def dataset(
+    workdir: Path, size: int, small_files: int = 0, seed: int = 0, data: Path | None = None
+) -> Dataset:
+    """The pristine data set: ``data`` if given, else generated once under ``workdir`` and reused.
+
+    A ``<dir>.json`` next to a generated data set records that it is complete, so an
+    interrupted generation is redone. Benchmarks never modify the pristine data set.
+    """
+    if data is not None:
+        root = data.resolve()
+        if not (root / "orchestrator_config.json").is_file():
+            raise SystemExit(f"--data {root}: not a sample workspace (no orchestrator_config.json)")
+        largest, largest_size, files, total = "", -1, 0, 0
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                st = os.lstat(os.path.join(dirpath, name))
+                files += 1
+                total += st.st_size
+                if st.st_size > largest_size:
+                    largest, largest_size = os.path.relpath(os.path.join(dirpath, name), root), st.st_size
+        return Dataset(root, files, total, largest, small_files, seed)
+    from snapstore import sampledata
+
+    name = f"data-{size}-{small_files}-s{seed}"
+    root = workdir / name
+    marker = workdir / f"{name}.json"
+    if marker.is_file() and root.is_dir():
+        info = json.loads(marker.read_text())
+        return Dataset(root, info["files"], info["bytes"], info["largest"], small_files, seed)
+    remove(root)
+    remove(marker)
+    print(f"generating the data set: {size / MB:.0f} MB + {small_files} small files in {root} ...", file=sys.stderr)
+    info = sampledata.generate_workspace(root, size, small_files=small_files, seed=seed)
+    record = {"files": info.files, "bytes": info.total_bytes, "largest": info.largest_file.as_posix()}
+    marker.write_text(json.dumps(record))
+    print(f"  {info.files} files, {info.total_bytes / MB:.0f} MB in {info.seconds:.1f} s", file=sys.stderr)
+    return Dataset(root, info.files, info.total_bytes, record["largest"], small_files, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None or n < 0:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "-"
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, file: Any = None) -> None:
+    """A plain aligned text table (numbers right-aligned)."""
+    text_rows = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def numeric(cell: str) -> bool:
+        return bool(cell) and (cell[0].isdigit() or cell[0] in "-+.") and cell not in {"-"}
+
+    out = file or sys.stdout
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in text_rows:
+        cells = [
+            cell.rjust(widths[i]) if i > 0 and numeric(cell) else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip(), file=out)

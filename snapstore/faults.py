@@ -1,0 +1,38 @@
+"""Fault injection for tests, switched on by environment variables (all off by default).
+
+``SNAP_TEST_UNREADABLE=GLOB``   opening a source file whose name matches fails with EACCES
+                                 (root can read anything, so tests need this to see it fail).
+``SNAP_TEST_SLOW_STORE=SECONDS`` each stored blob waits this long (to kill a take mid-way).
+``SNAP_TEST_ENOSPC_AFTER=BYTES`` pack writes fail with ENOSPC after this many bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import time
+
+
+def check_open(path: bytes) -> None:
+    pattern = os.environ.get("SNAP_TEST_UNREADABLE")
+    if pattern and fnmatch.fnmatchcase(os.path.basename(os.fsdecode(path)), pattern):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+
+def slow_store() -> None:
+    delay = os.environ.get("SNAP_TEST_SLOW_STORE")
+    if delay:
+        time.sleep(float(delay))
+
+
+_written = 0
+
+
+def check_write(size: int) -> None:
+    global _written
+    limit = os.environ.get("SNAP_TEST_ENOSPC_AFTER")
+    if limit:
+        _written += size
+        if _written > int(limit):
+            raise OSError(errno.ENOSPC, "No space left on device")
