@@ -138,8 +138,8 @@ class Background:
 
     def __init__(self, cmd: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None) -> None:
         self.argv = [str(c) for c in cmd]
-        self.out = tempfile.TemporaryFile()
-        self.err = tempfile.TemporaryFile()
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _finish
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             self.argv,
@@ -362,9 +362,12 @@ def unmount(path: str | os.PathLike[str]) -> None:
     if not os.path.ismount(path):
         return
     for cmd in (["fusermount3", "-u", str(path)], ["fusermount", "-u", str(path)], ["umount", str(path)]):
-        if shutil.which(cmd[0]) and subprocess.run(cmd, capture_output=True).returncode == 0:
-            if wait_until(lambda: not os.path.ismount(path), 5):
-                return
+        if (
+            shutil.which(cmd[0])
+            and subprocess.run(cmd, capture_output=True).returncode == 0
+            and wait_until(lambda: not os.path.ismount(path), 5)
+        ):
+            return
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
@@ -408,9 +411,7 @@ class Dataset:
     seed: int
 
 
-def dataset(
-    workdir: Path, size: int, small_files: int = 0, seed: int = 0, data: Path | None = None
-) -> Dataset:
+def dataset(workdir: Path, size: int, small_files: int = 0, seed: int = 0, data: Path | None = None) -> Dataset:
     """The pristine data set: ``data`` if given, else generated once under ``workdir`` and reused.
 
     A ``<dir>.json`` next to a generated data set records that it is complete, so an
@@ -439,7 +440,10 @@ def dataset(
         return Dataset(root, info["files"], info["bytes"], info["largest"], small_files, seed)
     remove(root)
     remove(marker)
-    print(f"generating the data set: {size / MB:.0f} MB + {small_files} small files in {root} ...", file=sys.stderr)
+    print(
+        f"generating the data set: {size / MB:.0f} MB + {small_files} small files in {root} ...",
+        file=sys.stderr,
+    )
     info = sampledata.generate_workspace(root, size, small_files=small_files, seed=seed)
     record = {"files": info.files, "bytes": info.total_bytes, "largest": info.largest_file.as_posix()}
     marker.write_text(json.dumps(record))

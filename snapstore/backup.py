@@ -638,6 +638,7 @@ def take_snapshot(
         hostname=socket.gethostname(), username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats,
     ).with_id()
+    faults.crash_point("take-before-commit")
     try:
         repo.commit_snapshot(snapshot, packs=take.sink.packs, new_trees=take.new_trees, files=take.files_cache)
     except OSError as exc:

@@ -221,8 +221,7 @@ class Config(_Model):
         return self._path.absolute().parent
 
     def _resolve(self, value: str) -> Path:
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else self.base_dir / path
+        return _absolute(value, self.base_dir)
 
     def repository_path(self) -> Path | None:
         return None if self.repository is None else self._resolve(self.repository)
@@ -294,8 +293,7 @@ class Config(_Model):
             raise ConfigError(
                 f"{where}.key: key {source.key!r} in {json_file} must be a path string (got {_show(value)})"
             )
-        path = Path(os.path.expanduser(value))
-        return json_file, path if path.is_absolute() else json_file.parent / path
+        return json_file, _absolute(value, json_file.parent)
 
     def retention_policy(self) -> RetentionPolicy:
         """The retention policy this config describes (tiers without keep/keep_within keep all)."""
@@ -311,6 +309,11 @@ class Config(_Model):
             keep_within=r.keep_within,
             group_by_host=r.group_by_host,
         )
+
+
+def _absolute(value: str, base_dir: Path) -> Path:
+    """``value`` with ``~`` expanded, made absolute against ``base_dir``, ``..`` folded lexically."""
+    return Path(os.path.normpath(base_dir / os.path.expanduser(value)))
 
 
 _ABSENT = object()
@@ -336,7 +339,7 @@ def _expand_glob(pattern: str, base_dir: Path) -> list[Path]:
     expanded = os.path.expanduser(pattern)
     if not os.path.isabs(expanded):
         expanded = os.path.join(glob.escape(str(base_dir)), expanded)
-    return sorted(Path(match) for match in glob.glob(expanded, recursive=True))
+    return sorted(Path(os.path.normpath(match)) for match in glob.glob(expanded, recursive=True))
 
 
 # ---------------------------------------------------------------------------------------------

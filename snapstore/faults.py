@@ -36,3 +36,12 @@ def check_write(size: int) -> None:
         _written += size
         if _written > int(limit):
             raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def crash_point(name: str) -> None:
+    """``SNAP_TEST_CRASH_AT=NAME`` kills this process with SIGKILL at the named point, so tests
+    can check crash safety at exact places (gc: after-rewrite, after-commit, mid-delete)."""
+    if os.environ.get("SNAP_TEST_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -161,6 +161,10 @@ class Index:
         return value if isinstance(value, list) and len(value) == 5 else None
 
     @staticmethod
+    def pack_value(size: int, count: int) -> bytes:
+        return PACK_VALUE.pack(size, count)
+
+    @staticmethod
     def encode_file(size: int, mtime_ns: int, ctime_ns: int, inode: int, chunks: bytes) -> bytes:
         return msgpack.packb([size, mtime_ns, ctime_ns, inode, chunks], use_bin_type=True)
 

@@ -21,7 +21,6 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from snapstore import locking
 from snapstore.backends import Backend, LocalBackend, raise_os_error
@@ -36,7 +35,7 @@ from snapstore.errors import (
     SnapshotNotFound,
 )
 from snapstore.index import Index, TxnCounts
-from snapstore.packfile import TYPE_TREE
+from snapstore.packfile import BlobEntry, NeedMore, parse_table
 from snapstore.refcount import add_reference, drop_reference
 from snapstore.snapshot import Snapshot
 from snapstore.tree import Entry, decode_tree, tree_children
@@ -165,6 +164,12 @@ class Repository:
             raise
         repo = cls(path, LocalBackend(path), config, index)
         repo._locks = held
+        if mode in ("write", "exclusive"):
+            try:
+                repo.reconcile()
+            except BaseException:
+                repo.close()
+                raise
         return repo
 
     def close(self) -> None:
@@ -298,6 +303,35 @@ class Repository:
                 txn.delete(snap.id.encode(), db=self.index.pins)
         return freed
 
+    def reconcile(self) -> list[str]:
+        """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
+
+        A take killed after writing its record but before its index commit is rolled forward
+        (its data was indexed before the record was written); a forget killed between deleting
+        the record and its index commit is finished. Returns what was done, for reports."""
+        on_disk = {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
+                   if name.endswith(".json")}
+        with self.index.read() as txn:
+            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
+        done: list[str] = []
+        for snap_id in sorted(on_disk - indexed):
+            try:
+                snap = Snapshot.from_bytes(self.backend.get(snapshot_name(snap_id)))
+            except (FormatError, OSError):
+                continue  # left for verify/repair to report
+            if self.index.get_chunk(bytes.fromhex(snap.root)) is None:
+                continue  # its trees are not indexed: only 'snap repair index' can help
+            with self.index.write() as txn:
+                add_reference(TxnCounts(self.index, txn), bytes.fromhex(snap.root), self.tree_children)
+                txn.put(snap.id.encode(), snap.to_bytes(), db=self.index.snapshots)
+            done.append(f"added snapshot {snap.short_id} whose commit was interrupted")
+        gone = [Snapshot.from_bytes(raw) for raw in self.index.snapshot_records()]
+        gone = [s for s in gone if s.id in indexed - on_disk]
+        if gone:
+            self.forget(gone)
+            done.extend(f"finished forgetting snapshot {s.short_id}" for s in gone)
+        return done
+
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
             if pinned:
@@ -307,10 +341,26 @@ class Repository:
         pins = sorted(self.index.pinned())
         self.backend.put_bytes("pins.json", json.dumps(pins).encode())
 
-    def stats(self) -> dict[str, Any]:
-        total = sum(size for _name, size in self.backend.list("packs"))
-        return {"pack_bytes": total}
+    def read_pack_table(self, pack: bytes) -> list[BlobEntry]:
+        """The blob table of a pack, read from its end (FormatError when it does not parse)."""
+        name = pack_name(pack)
+        size = self.backend.size(name)
+        if size is None:
+            raise FileNotFoundError(name)
+        want = min(size, 64 * 1024)
+        tail = self.backend.get_range(name, size - want, want)
+        try:
+            return parse_table(tail, size)
+        except NeedMore as more:
+            need = int(more.args[0])
+            return parse_table(self.backend.get_range(name, size - need, need), size)
 
+    def backend_mtime(self, name: str) -> float | None:
+        try:
+            return os.stat(os.path.join(self.path, name)).st_mtime
+        except OSError:
+            return None
 
-def is_tree(loc_type: int) -> bool:
-    return loc_type == TYPE_TREE
+    def pack_bytes(self) -> int:
+        """Bytes in pack files (what the repository costs on disk, less index and records)."""
+        return sum(size for _name, size in self.backend.list("packs"))

@@ -77,9 +77,9 @@ def main() -> None:
     except SnapError as exc:
         _report(exc)
         code = exc.exit_code
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click_exc.Abort:
+    except typer.Abort:
         sys.stderr.write("snap: interrupted\n")
         code = ExitCode.INTERRUPTED
     except click_exc.ClickException as exc:

@@ -46,7 +46,7 @@ class AppContext:
 
     def config_dir(self) -> Path | None:
         cfg = self.config()
-        return None if cfg is None else Path(cfg.path).parent
+        return None if cfg is None else cfg.base_dir
 
     def repo_path(self) -> str:
         if self.repo_arg:
@@ -55,9 +55,8 @@ class AppContext:
         if env:
             return env
         cfg = self.config()
-        if cfg is not None and getattr(cfg, "repository", None):
-            repo = os.path.expanduser(str(cfg.repository))
-            return repo if os.path.isabs(repo) else os.path.join(str(Path(cfg.path).parent), repo)
+        if cfg is not None and cfg.repository_path() is not None:
+            return str(cfg.repository_path())
         return default_repo_path()
 
     def open(self, mode: str = "read") -> Repository:

@@ -51,12 +51,11 @@ def _sources_for(app: AppContext, paths: list[str], tier: str) -> tuple[list, bo
     cfg = app.config()
     if cfg is None:
         raise UsageError("no paths given and no config file with tiers (give PATH... or --config)")
-    base = str(app.config_dir())
-    resolved = cfg.resolve_sources(tier)
-    sources = [source_for(str(p), base) for p in resolved]
-    if getattr(cfg.tiers[tier], "include_config", False):
-        sources.append(source_for(str(cfg.path), base))
-    return sources, True
+    base = str(cfg.base_dir)
+    cfg.tier(tier)  # unknown tier: ConfigError naming the known ones
+    # config sources resolve to absolute paths; inside the config's directory they keep their
+    # relative form in the snapshot (agents/Z/...), like paths given on the command line.
+    return [source_for(os.path.relpath(p, base), base) for p in cfg.resolve_sources(tier)], True
 
 
 def cmd_take(
@@ -81,11 +80,14 @@ def cmd_take(
         raise UsageError("--verify must be quick, full or none")
     sources, _from_config = _sources_for(app, paths or [], tier)
     level = compression
-    if level is None and _from_config:
-        level = getattr(app.config().tiers[tier], "compression_level", None)
+    tags = list(tag or ())
+    if _from_config:
+        tier_config = app.config().tier(tier)
+        level = tier_config.compression_level if level is None else level
+        tags += [t for t in tier_config.tags if t not in tags]
     progress = Progress(not app.quiet and not json_out)
     with app.open("write") as repo:
-        result = take_snapshot(repo, sources, tier=tier, tags=tuple(tag or ()), level=level, verify=verify,
+        result = take_snapshot(repo, sources, tier=tier, tags=tuple(tags), level=level, verify=verify,
                                excludes=exclude or [], progress=progress)
     progress.done()
     snap = result.snapshot

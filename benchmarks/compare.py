@@ -1,0 +1,827 @@
+"""snap against restic and borg on the same agent workspace: the performance comparison.
+
+Run from the repository root with the venv active::
+
+    python benchmarks/compare.py                       # 1 GB + 10,000 small files, 3 repeats
+    python benchmarks/compare.py --size 100M --repeats 1 --only first-take,restore-full
+    python benchmarks/compare.py --peers restic,borg --json > out.json
+
+Every peer gets the same pristine data set (generated once by ``snapstore.sampledata`` and
+reused), its own fresh repository each repeat, and its own fresh copy of the data wherever a
+workload changes it. Peers: snap (defaults), restic (repository v2, compression auto, a
+password in ``RESTIC_PASSWORD``), borg (``--encryption none``, ``--compression zstd,3``). A peer
+that is not installed is skipped with a note; a snap command that does not exist yet shows as
+``n/a (not implemented)``. See benchmarks/README.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common import (
+    MB,
+    Background,
+    CommandFailed,
+    Dataset,
+    NotImplementedBySnap,
+    Result,
+    Stat,
+    check_local_disk,
+    children_peak_rss,
+    compare_manifests,
+    copy_tree,
+    dataset,
+    file_digest,
+    find_workspace,
+    fs_type,
+    human_bytes,
+    manifest,
+    print_table,
+    remove,
+    run,
+    tree_bytes,
+    unmount,
+    wait_until,
+    warm,
+)
+
+SINGLE_FILE = "agents/Z/SOUL.md"
+GC_SNAPSHOTS = 30
+MOUNT_TIMEOUT_S = 180.0
+
+ROWS: dict[str, str] = {
+    "first-take": "first take",
+    "retake-unchanged": "unchanged re-take",
+    "take-after-day": "take after 1 simulated day",
+    "restore-full": "full restore",
+    "restore-file": f"single-file restore ({SINGLE_FILE})",
+    "mount-ready": "mount usable",
+    "mount-cp-largest": "cp largest file via mount",
+    "mount-find": "find over mounted snapshot",
+    "gc-half": f"forget {GC_SNAPSHOTS // 2} of {GC_SNAPSHOTS} snapshots + gc/prune",
+    "verify-data": "verify all data",
+}
+BASE_ROWS = ("first-take", "retake-unchanged", "restore-full", "restore-file", "verify-data")
+MOUNT_ROWS = ("mount-ready", "mount-cp-largest", "mount-find")
+THROUGHPUT_ROWS = {"first-take", "restore-full", "mount-cp-largest", "verify-data"}
+
+
+# --------------------------------------------------------------------------------------------
+# the peers
+
+
+class Peer:
+    """How one tool does each workload. ``state`` is a directory with ``repo/`` and its caches."""
+
+    name = ""
+    install_hint = ""
+
+    def missing(self) -> str:
+        """Why the peer cannot run ('' if it can)."""
+        return ""
+
+    def version(self) -> str:
+        return ""
+
+    def env(self, state: Path) -> dict[str, str]:
+        return {}
+
+    def repo(self, state: Path) -> Path:
+        return state / "repo"
+
+    def run(self, state: Path, args: Sequence[str | os.PathLike[str]], **kwargs: Any) -> Result:
+        return run(args, env=self.env(state), **kwargs)
+
+    def init(self, state: Path) -> None:
+        raise NotImplementedError
+
+    def take(self, state: Path, data: Path) -> tuple[Result, str]:
+        """Snapshot the top-level entries of ``data`` (run from inside it); returns the id."""
+        raise NotImplementedError
+
+    def restore(self, state: Path, snapshot: str, target: Path) -> Result:
+        raise NotImplementedError
+
+    def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
+        raise NotImplementedError
+
+    def mount(self, state: Path, mountpoint: Path) -> Background:
+        raise NotImplementedError
+
+    def umount(self, state: Path, mountpoint: Path) -> None:
+        unmount(mountpoint)
+
+    def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
+        """Forget all but the newest ``keep`` of ``ids`` (oldest first) and free their space."""
+        raise NotImplementedError
+
+    def verify(self, state: Path) -> Result:
+        raise NotImplementedError
+
+
+def _entries(data: Path) -> list[str]:
+    return sorted(os.listdir(data))
+
+
+def find_snap_binary(explicit: str | None = None) -> str | None:
+    """The snapstore ``snap``: the venv's (next to this Python) first, then PATH (not snapd's)."""
+    candidates = [explicit] if explicit else [str(Path(sys.executable).parent / "snap"), shutil.which("snap")]
+    for candidate in candidates:
+        if not candidate or not os.access(candidate, os.X_OK):
+            continue
+        try:
+            probe = subprocess.run([candidate, "--help"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "--repo" in probe.stdout + probe.stderr:
+            return candidate
+    return None
+
+
+class SnapPeer(Peer):
+    name = "snap"
+    install_hint = "pip install -e . (from the repository root, in the venv)"
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = find_snap_binary(binary)
+
+    def missing(self) -> str:
+        return "" if self.binary else "snap (snapstore) not installed"
+
+    def version(self) -> str:
+        try:
+            from importlib.metadata import version
+
+            return f"snapstore {version('snapstore')}"
+        except Exception:  # informational only
+            return "snapstore ?"
+
+    def cmd(self, state: Path, *args: str | os.PathLike[str]) -> list[str]:
+        assert self.binary
+        return [self.binary, "--repo", str(self.repo(state)), *map(str, args)]
+
+    def init(self, state: Path) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        run(self.cmd(state, "init"))
+
+    def take(self, state: Path, data: Path) -> tuple[Result, str]:
+        result = run(self.cmd(state, "take", *_entries(data), "--json"), cwd=data)
+        return result, str(result.json()["id"])
+
+    def restore(self, state: Path, snapshot: str, target: Path) -> Result:
+        return run(self.cmd(state, "restore", snapshot, "--target", target))
+
+    def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
+        return run(self.cmd(state, "restore", snapshot, rel, "--target", target))
+
+    def mount(self, state: Path, mountpoint: Path) -> Background:
+        return Background(self.cmd(state, "mount", mountpoint))
+
+    def umount(self, state: Path, mountpoint: Path) -> None:
+        if os.path.ismount(mountpoint):
+            run(self.cmd(state, "umount", mountpoint), check=False)
+        unmount(mountpoint)
+
+    def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
+        drop = ids[: len(ids) - keep]
+        return [run(self.cmd(state, "forget", *drop)), run(self.cmd(state, "gc"))]
+
+    def verify(self, state: Path) -> Result:
+        return run(self.cmd(state, "verify", "--read-data"))
+
+
+class ResticPeer(Peer):
+    name = "restic"
+    install_hint = "apt-get install restic"
+
+    def missing(self) -> str:
+        return "" if shutil.which("restic") else "restic not installed"
+
+    def version(self) -> str:
+        return subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()
+
+    def env(self, state: Path) -> dict[str, str]:
+        return {"RESTIC_PASSWORD": "snapbench", "RESTIC_CACHE_DIR": str(state / "cache")}
+
+    def cmd(self, state: Path, *args: str | os.PathLike[str]) -> list[str]:
+        return ["restic", "-r", str(self.repo(state)), *map(str, args)]
+
+    def init(self, state: Path) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.run(state, self.cmd(state, "init", "--repository-version", "2"))
+
+    def take(self, state: Path, data: Path) -> tuple[Result, str]:
+        result = run(
+            self.cmd(state, "backup", "--json", "--quiet", "--host", "snapbench", *_entries(data)),
+            cwd=data,
+            env=self.env(state),
+        )
+        return result, str(result.json()["snapshot_id"])
+
+    def restore(self, state: Path, snapshot: str, target: Path) -> Result:
+        return self.run(state, self.cmd(state, "restore", snapshot, "--target", target))
+
+    def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
+        # several paths under one parent are stored relative to it: /agents/Z/SOUL.md
+        return self.run(state, self.cmd(state, "restore", snapshot, "--target", target, "--include", "/" + rel))
+
+    def mount(self, state: Path, mountpoint: Path) -> Background:
+        return Background(self.cmd(state, "mount", mountpoint), env=self.env(state))
+
+    def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
+        forget = self.run(state, self.cmd(state, "forget", "--keep-last", str(keep)))
+        return [forget, self.run(state, self.cmd(state, "prune"))]
+
+    def verify(self, state: Path) -> Result:
+        return self.run(state, self.cmd(state, "check", "--read-data"))
+
+
+class BorgPeer(Peer):
+    name = "borg"
+    install_hint = "apt-get install borgbackup"
+
+    def missing(self) -> str:
+        return "" if shutil.which("borg") else "borg not installed"
+
+    def version(self) -> str:
+        return subprocess.run(["borg", "--version"], capture_output=True, text=True).stdout.strip()
+
+    def env(self, state: Path) -> dict[str, str]:
+        return {
+            "BORG_BASE_DIR": str(state / "base"),  # config, cache and security dirs per state
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+        }
+
+    def init(self, state: Path) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.run(state, ["borg", "init", "--encryption", "none", self.repo(state)])
+
+    def take(self, state: Path, data: Path) -> tuple[Result, str]:
+        name = f"a{time.time_ns()}"
+        result = run(
+            ["borg", "create", "--compression", "zstd,3", f"{self.repo(state)}::{name}", *_entries(data)],
+            cwd=data,
+            env=self.env(state),
+        )
+        return result, name
+
+    def restore(self, state: Path, snapshot: str, target: Path) -> Result:
+        target.mkdir(parents=True, exist_ok=True)
+        return run(["borg", "extract", f"{self.repo(state)}::{snapshot}"], cwd=target, env=self.env(state))
+
+    def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
+        target.mkdir(parents=True, exist_ok=True)
+        return run(["borg", "extract", f"{self.repo(state)}::{snapshot}", rel], cwd=target, env=self.env(state))
+
+    def mount(self, state: Path, mountpoint: Path) -> Background:
+        # the whole repository, like restic and snap: archives appear as directories
+        return Background(["borg", "mount", "-f", self.repo(state), mountpoint], env=self.env(state))
+
+    def umount(self, state: Path, mountpoint: Path) -> None:
+        if os.path.ismount(mountpoint):
+            self.run(state, ["borg", "umount", mountpoint], check=False)
+        unmount(mountpoint)
+
+    def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
+        prune = self.run(state, ["borg", "prune", "--keep-last", str(keep), self.repo(state)])
+        return [prune, self.run(state, ["borg", "compact", self.repo(state)])]
+
+    def verify(self, state: Path) -> Result:
+        return self.run(state, ["borg", "check", "--verify-data", self.repo(state)])
+
+
+PEERS: dict[str, Callable[[], Peer]] = {"snap": SnapPeer, "restic": ResticPeer, "borg": BorgPeer}
+
+
+# --------------------------------------------------------------------------------------------
+# measurements
+
+
+@dataclass
+class Cell:
+    """The measurements of one (row, peer) over the repeats."""
+
+    seconds: Stat = field(default_factory=Stat)
+    mbps: Stat = field(default_factory=Stat)
+    repo_bytes: Stat = field(default_factory=Stat)
+    growth: Stat = field(default_factory=Stat)
+    rss: Stat = field(default_factory=Stat)
+    status: str = ""  # "", "n/a (not implemented)", "error: ...", "skipped: ..."
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status or "ok", "notes": self.notes}
+        for name in ("seconds", "mbps", "repo_bytes", "growth", "rss"):
+            stat: Stat = getattr(self, name)
+            if stat:
+                out[name] = stat.to_json()
+        return out
+
+
+class Results:
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], Cell] = {}
+
+    def cell(self, row: str, peer: str) -> Cell:
+        return self.cells.setdefault((row, peer), Cell())
+
+    def record(
+        self,
+        row: str,
+        peer: str,
+        seconds: float,
+        *,
+        nbytes: int | None = None,
+        repo: int | None = None,
+        growth: int | None = None,
+        rss: int | None = None,
+    ) -> None:
+        cell = self.cell(row, peer)
+        cell.seconds.add(seconds)
+        if nbytes is not None and seconds > 0:
+            cell.mbps.add(nbytes / MB / seconds)
+        if repo is not None:
+            cell.repo_bytes.add(repo)
+        if growth is not None:
+            cell.growth.add(growth)
+        if rss:
+            cell.rss.add(rss)
+
+    def fail(self, row: str, peer: str, status: str) -> None:
+        cell = self.cell(row, peer)
+        if not cell.status:
+            cell.status = status
+
+
+class Bench:
+    """Runs the selected rows for a set of peers; shared by compare.py and bench_snap.py."""
+
+    def __init__(
+        self,
+        peers: list[Peer],
+        rows: list[str],
+        ds: Dataset,
+        workdir: Path,
+        *,
+        seed: int = 0,
+        verbose: bool = True,
+    ) -> None:
+        self.peers = peers
+        self.rows = rows
+        self.ds = ds
+        self.workdir = workdir
+        self.seed = seed
+        self.verbose = verbose
+        self.results = Results()
+        self._manifest: dict[str, tuple[int, str]] | None = None
+        self._gc_ids: dict[str, list[str]] = {}
+        self.mounts: list[tuple[Peer, Path, Path]] = []
+
+    def log(self, text: str) -> None:
+        if self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    @property
+    def expected(self) -> dict[str, tuple[int, str]]:
+        if self._manifest is None:
+            self.log("  hashing the data set (for restore checks) ...")
+            self._manifest = manifest(self.ds.root)
+        return self._manifest
+
+    def guard(self, rows: Sequence[str], peer: Peer, body: Callable[[], None]) -> bool:
+        """Run ``body``; on failure mark ``rows`` of ``peer`` and return False."""
+        try:
+            body()
+            return True
+        except NotImplementedBySnap as exc:
+            status = "n/a (not implemented)"
+            self.log(f"  {peer.name}: {exc}: not implemented")
+        except CommandFailed as exc:
+            status = f"error: {exc}"
+            self.log(f"  {peer.name}: {status}")
+        except (AssertionError, OSError, KeyError, ValueError, TimeoutError) as exc:
+            status = f"error: {type(exc).__name__}: {exc}"
+            self.log(f"  {peer.name}: {status}")
+        for row in rows:
+            self.results.fail(row, peer.name, status)
+        return False
+
+    # ---- the workloads
+
+    def run_all(self, repeats: int) -> Results:
+        try:
+            if "gc-half" in self.rows:
+                self.prepare_gc()
+            for repeat in range(repeats):
+                # rotate the order of the peers so that none always runs first
+                order = self.peers[repeat % len(self.peers) :] + self.peers[: repeat % len(self.peers)]
+                for peer in order:
+                    self.log(f"repeat {repeat + 1}/{repeats}: {peer.name}")
+                    self.repeat(peer)
+        finally:
+            self.cleanup_mounts()
+        return self.results
+
+    def state_dir(self, peer: Peer, what: str) -> Path:
+        path = self.workdir / "run" / peer.name / what
+        remove(path)
+        path.mkdir(parents=True)
+        return path
+
+    def repeat(self, peer: Peer) -> None:
+        rows = set(self.rows)
+        if rows & {*BASE_ROWS, *MOUNT_ROWS}:
+            self.base_rows(peer)
+        if "take-after-day" in rows:
+            self.day_row(peer)
+        if "gc-half" in rows:
+            self.gc_row(peer)
+        remove(self.workdir / "run" / peer.name)
+
+    def base_rows(self, peer: Peer) -> None:
+        ds, res = self.ds, self.results
+        state = self.state_dir(peer, "base")
+        snapshot = ""
+
+        def first() -> None:
+            nonlocal snapshot
+            peer.init(state)
+            warm(ds.root)
+            result, snapshot = peer.take(state, ds.root)
+            self.log(f"  first take {result.seconds:.2f} s")
+            if "first-take" in self.rows:
+                repo = tree_bytes(peer.repo(state))
+                res.record("first-take", peer.name, result.seconds, nbytes=ds.bytes, repo=repo, rss=result.peak_rss)
+
+        dependants = [r for r in self.rows if r in BASE_ROWS or r in MOUNT_ROWS]
+        if not self.guard(dependants, peer, first):
+            return
+
+        def retake() -> None:
+            warm(ds.root)
+            result, _ = peer.take(state, ds.root)
+            res.record(
+                "retake-unchanged",
+                peer.name,
+                result.seconds,
+                repo=tree_bytes(peer.repo(state)),
+                rss=result.peak_rss,
+            )
+
+        if "retake-unchanged" in self.rows:
+            self.guard(["retake-unchanged"], peer, retake)
+
+        def restore_full() -> None:
+            target = self.workdir / "run" / peer.name / "restore"
+            remove(target)
+            result = peer.restore(state, snapshot, target)
+            where = find_workspace(target)
+            assert where is not None, f"no workspace in the restore target {target}"
+            diff = compare_manifests(self.expected, manifest(where))
+            assert not diff, f"restored tree differs: {diff}"
+            res.record("restore-full", peer.name, result.seconds, nbytes=ds.bytes, rss=result.peak_rss)
+            res.cell("restore-full", peer.name).note("identical")
+            remove(target)
+
+        if "restore-full" in self.rows:
+            self.guard(["restore-full"], peer, restore_full)
+
+        def restore_file() -> None:
+            target = self.workdir / "run" / peer.name / "restore-one"
+            remove(target)
+            result = peer.restore_file(state, snapshot, SINGLE_FILE, target)
+            found = [p for p in target.rglob("SOUL.md") if p.as_posix().endswith(SINGLE_FILE)]
+            assert len(found) == 1, f"{SINGLE_FILE} not restored (found {found})"
+            assert file_digest(found[0]) == self.expected[SINGLE_FILE][1], "restored file differs"
+            others = sum(1 for p in target.rglob("*") if p.is_file())
+            assert others == 1, f"{others} files restored instead of 1"
+            res.record("restore-file", peer.name, result.seconds, rss=result.peak_rss)
+            remove(target)
+
+        if "restore-file" in self.rows:
+            self.guard(["restore-file"], peer, restore_file)
+
+        mount_rows = [r for r in self.rows if r in MOUNT_ROWS]
+        if mount_rows:
+            self.guard(mount_rows, peer, lambda: self.mount_rows(peer, state, mount_rows))
+
+        def verify() -> None:
+            result = peer.verify(state)
+            res.record("verify-data", peer.name, result.seconds, nbytes=ds.bytes, rss=result.peak_rss)
+
+        if "verify-data" in self.rows:
+            self.guard(["verify-data"], peer, verify)
+        remove(state)
+
+    def mount_rows(self, peer: Peer, state: Path, rows: list[str]) -> None:
+        ds, res = self.ds, self.results
+        mountpoint = self.workdir / "mnt" / peer.name
+        unmount(mountpoint)
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.mounts.append((peer, state, mountpoint))
+        background = peer.mount(state, mountpoint)
+        where: list[Path] = []
+
+        def usable() -> bool:
+            if background.poll() is not None and not os.path.ismount(mountpoint):
+                result = background.result
+                assert result is not None
+                if "No such command" in result.stderr + result.stdout:
+                    raise NotImplementedBySnap(" ".join(background.argv))
+                tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+                raise AssertionError(f"mount exited with {result.returncode}: {' | '.join(tail)}")
+            if not os.path.ismount(mountpoint):
+                return False
+            found = find_workspace(mountpoint)
+            if found is None:
+                return False
+            where.append(found)
+            return True
+
+        try:
+            if not wait_until(usable, MOUNT_TIMEOUT_S, interval=0.005):
+                raise TimeoutError(f"mount not usable after {MOUNT_TIMEOUT_S:.0f} s")
+            ready = time.perf_counter() - background.started
+            inside = where[0]
+            self.log(f"  mount usable after {ready:.2f} s at {inside}")
+            copy = self.workdir / "run" / peer.name / "largest.copy"
+            cp_result = find_result = None
+            if "mount-cp-largest" in rows:
+                remove(copy)
+                cp_result = run(["cp", inside / ds.largest, copy])
+                assert file_digest(copy) == self.expected[ds.largest][1], "copied file differs"
+                remove(copy)
+            if "mount-find" in rows:
+                listing = self.workdir / "run" / peer.name / "find.txt"
+                with open(listing, "w"):
+                    pass
+                find_result = run(["sh", "-c", 'find "$1" -type f -printf "%s %p\\n" > "$2"', "find", inside, listing])
+                with open(listing) as handle:
+                    count = sum(1 for _ in handle)
+                assert count == ds.files, f"find saw {count} files, expected {ds.files}"
+                remove(listing)
+        finally:
+            daemonized = background.poll() is not None and background.proc.returncode == 0
+            peer.umount(state, mountpoint)
+            if background.poll() is None:
+                wait_until(lambda: background.poll() is not None, 20)
+            mount_result = background.stop()
+            self.mounts = [m for m in self.mounts if m[2] != mountpoint]
+        rss = 0 if daemonized else mount_result.peak_rss
+        if "mount-ready" in rows:
+            res.record("mount-ready", peer.name, ready, rss=rss)
+        if cp_result is not None:
+            res.record("mount-cp-largest", peer.name, cp_result.seconds, nbytes=self.expected[ds.largest][0], rss=rss)
+        if find_result is not None:
+            res.record("mount-find", peer.name, find_result.seconds, rss=rss)
+            res.cell("mount-find", peer.name).note(f"{ds.files} files")
+        if daemonized:
+            for row in rows:
+                res.cell(row, peer.name).note("mount daemonized: RSS not measured")
+
+    def day_row(self, peer: Peer) -> None:
+        ds, res = self.ds, self.results
+        from snapstore.sampledata import simulate_day
+
+        def body() -> None:
+            data = self.workdir / "run" / peer.name / "data-day"
+            copy_tree(ds.root, data)
+            state = self.state_dir(peer, "day")
+            peer.init(state)
+            peer.take(state, data)
+            before = tree_bytes(peer.repo(state))
+            change = simulate_day(data, 1, seed=self.seed)
+            warm(data)
+            result, _ = peer.take(state, data)
+            after = tree_bytes(peer.repo(state))
+            res.record(
+                "take-after-day",
+                peer.name,
+                result.seconds,
+                repo=after,
+                growth=after - before,
+                rss=result.peak_rss,
+            )
+            cell = res.cell("take-after-day", peer.name)
+            cell.note(f"day: {human_bytes(change.bytes_appended)} appended, 1 log rotated, +3 -2 files")
+            remove(data)
+            remove(state)
+
+        self.guard(["take-after-day"], peer, body)
+
+    def prepare_gc(self) -> None:
+        """Once: a repository per peer with 30 snapshots of 30 simulated days (a template)."""
+        from snapstore.sampledata import simulate_day
+
+        data = self.workdir / "gc-data"
+        copy_tree(self.ds.root, data)
+        alive: list[Peer] = []
+        for peer in self.peers:
+            template = self.workdir / "gc-template" / peer.name
+            remove(template)
+
+            def init(peer: Peer = peer, template: Path = template) -> None:
+                peer.init(template)
+                self._gc_ids[peer.name] = []
+
+            if self.guard(["gc-half"], peer, init):
+                alive.append(peer)
+        self.log(f"preparing {GC_SNAPSHOTS} snapshots per peer for gc-half ...")
+        for day in range(GC_SNAPSHOTS):
+            if day:
+                simulate_day(data, day, seed=self.seed)
+            for peer in list(alive):
+                template = self.workdir / "gc-template" / peer.name
+
+                def take(peer: Peer = peer, template: Path = template) -> None:
+                    _, snapshot = peer.take(template, data)
+                    self._gc_ids[peer.name].append(snapshot)
+
+                if not self.guard(["gc-half"], peer, take):
+                    alive.remove(peer)
+        remove(data)
+
+    def gc_row(self, peer: Peer) -> None:
+        template = self.workdir / "gc-template" / peer.name
+        if len(self._gc_ids.get(peer.name, ())) != GC_SNAPSHOTS:
+            return  # preparation failed, already reported
+
+        def body() -> None:
+            state = self.workdir / "run" / peer.name / "gc"
+            copy_tree(template, state)
+            before = tree_bytes(peer.repo(state))
+            results = peer.forget_and_gc(state, self._gc_ids[peer.name], GC_SNAPSHOTS // 2)
+            after = tree_bytes(peer.repo(state))
+            seconds = sum(r.seconds for r in results)
+            rss = max(r.peak_rss for r in results)
+            self.results.record("gc-half", peer.name, seconds, repo=after, growth=after - before, rss=rss)
+            parts = " + ".join(f"{r.seconds:.2f}" for r in results)
+            self.results.cell("gc-half", peer.name).note(f"forget + gc = {parts} s")
+            remove(state)
+
+        self.guard(["gc-half"], peer, body)
+
+    def cleanup_mounts(self) -> None:
+        for peer, state, mountpoint in self.mounts:
+            try:
+                peer.umount(state, mountpoint)
+            except Exception as exc:  # best effort in finally
+                print(f"warning: could not unmount {mountpoint}: {exc}", file=sys.stderr)
+        self.mounts = []
+        mnt = self.workdir / "mnt"
+        if mnt.is_dir():
+            for child in mnt.iterdir():
+                unmount(child)
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list[str]]:
+    out = []
+    for row in rows:
+        best_peer = min(
+            (
+                results.cells[(row, p)].seconds.median
+                for p in peers
+                if p != "snap" and (row, p) in results.cells and results.cells[(row, p)].seconds
+            ),
+            default=None,
+        )
+        for peer in peers:
+            cell = results.cells.get((row, peer))
+            if cell is None:
+                continue
+            if cell.status and not cell.seconds:
+                out.append([ROWS.get(row, row), peer, cell.status[:90], "", "", "", "", ""])
+                continue
+            mbps = cell.mbps.fmt(0) if cell.mbps else ""
+            repo = ""
+            if cell.growth:
+                sign = "+" if cell.growth.median >= 0 else "-"
+                repo = f"{sign}{human_bytes(abs(cell.growth.median))} -> {human_bytes(cell.repo_bytes.median)}"
+            elif cell.repo_bytes:
+                repo = human_bytes(cell.repo_bytes.median)
+            rss = human_bytes(cell.rss.median) if cell.rss else ""
+            ratio = ""
+            if peer == "snap" and best_peer and cell.seconds:
+                ratio = f"{cell.seconds.median / best_peer:.2f}x"
+            notes = "; ".join(([cell.status] if cell.status else []) + cell.notes)
+            out.append([ROWS.get(row, row), peer, cell.seconds.fmt(2), mbps, repo, rss, ratio, notes])
+    return out
+
+
+HEADERS = [
+    "workload",
+    "tool",
+    "seconds med (min-max)",
+    "MB/s",
+    "repository",
+    "peak RSS",
+    "snap/best",
+    "notes",
+]
+
+
+def parse_list(text: str, valid: Sequence[str], what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in items if x not in valid]
+    if bad:
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (valid: {', '.join(valid)})")
+    return [x for x in valid if x in items]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from snapstore.sampledata import parse_size
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--size", default="1G", help="data set size (default 1G)")
+    parser.add_argument("--small-files", type=int, default=10_000, help="extra small files (default 10000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="use this existing sample workspace instead of generating one")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per workload (default 3)")
+    parser.add_argument("--only", help="comma-separated rows: " + ",".join(ROWS))
+    parser.add_argument("--peers", default="snap,restic,borg", help="comma-separated (default snap,restic,borg)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapbench"), help="local-disk scratch dir")
+    parser.add_argument("--snap-bin", help="the snap executable (default: next to this Python, then PATH)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+
+    rows = parse_list(args.only, list(ROWS), "row") if args.only else list(ROWS)
+    wanted = parse_list(args.peers, list(PEERS), "peer")
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    warning = check_local_disk(workdir)
+    if warning:
+        print(warning, file=sys.stderr)
+
+    peers: list[Peer] = []
+    skipped: dict[str, str] = {}
+    for name in wanted:
+        peer = SnapPeer(args.snap_bin) if name == "snap" else PEERS[name]()
+        reason = peer.missing()
+        if reason:
+            skipped[name] = f"{reason} ({peer.install_hint})"
+            print(f"skipping {name}: {skipped[name]}", file=sys.stderr)
+        else:
+            peers.append(peer)
+    if not peers:
+        print("no peer to run", file=sys.stderr)
+        return 1
+
+    ds = dataset(workdir, parse_size(args.size), args.small_files, args.seed, args.data)
+    bench = Bench(peers, rows, ds, workdir, seed=args.seed, verbose=not args.quiet)
+    started = time.time()
+    results = bench.run_all(max(1, args.repeats))
+
+    names = [p.name for p in peers]
+    meta = {
+        "dataset": {"root": str(ds.root), "files": ds.files, "bytes": ds.bytes, "largest": ds.largest},
+        "repeats": args.repeats,
+        "versions": {p.name: p.version() for p in peers},
+        "skipped": skipped,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "workdir_fs": fs_type(workdir)},
+        "wall_s": round(time.time() - started, 1),
+        "children_peak_rss": children_peak_rss(),
+    }
+    if args.json:
+        cells = [{"row": r, "peer": p, **c.to_json()} for (r, p), c in results.cells.items()]
+        print(json.dumps({"meta": meta, "results": cells}, indent=2))
+    else:
+        print(
+            f"\ndata set: {ds.files} files, {human_bytes(ds.bytes)} (largest {ds.largest}); "
+            f"{args.repeats} repeat(s); {', '.join(meta['versions'].values())}"
+        )
+        for name, reason in skipped.items():
+            print(f"{name}: skipped, {reason}")
+        print()
+        print_table(HEADERS, table_rows(results, rows, names))
+        print(
+            "\nsnap/best: snap's median time over the fastest other tool's (below 1 = snap faster). "
+            "MB/s over the logical data size."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
