@@ -193,6 +193,7 @@ class _Walked:
     future: Future[_FileResult] | None = None
     result: _FileResult | None = None
     error: str = ""
+    shared: bool = False  # a further name of a hard-linked file: its content was read once
 
 
 @dataclass
@@ -426,6 +427,7 @@ class Take:
             key = (st.st_dev, st.st_ino)
             seen = self.hardlinks.get(key)
             if seen is not None:
+                item.shared = True
                 if isinstance(seen, _FileResult):
                     item.result = _FileResult(chunks=seen.chunks, size=seen.size)
                 else:
@@ -490,11 +492,11 @@ class Take:
             if st.st_nlink > 1:
                 entry.hardlink = hash((st.st_dev, st.st_ino)) & 0x7FFFFFFFFFFFFFFF or 1
                 self.hardlinks[(st.st_dev, st.st_ino)] = _FileResult(chunks=result.chunks, size=result.size)
-            if result.cache_value:
+            if result.cache_value and not item.shared:
                 self.files_cache[item.path] = result.cache_value
             self.stat_files += 1
             self.stat_bytes += result.size
-            self.stat_read += result.read_bytes
+            self.stat_read += 0 if item.shared else result.read_bytes
             self.stat_chunks += len(result.chunks) // CHUNK_REF.size
         elif stat.S_ISLNK(mode):
             entry = _entry_from_stat(item.name, st, SYMLINK)

@@ -396,8 +396,8 @@ class Namespace:
         if node.role == SNAPDIR:
             snap = node.snapshot
             assert snap is not None
-            return Attr(node.inode, stat.S_IFDIR | 0o555, 1, self.uid, self.gid, 0, _ns(snap),
-                        cache_seconds=SNAPSHOT_CACHE_SECONDS)
+            # a short cache: the name must disappear soon after the snapshot is forgotten
+            return Attr(node.inode, stat.S_IFDIR | 0o555, 1, self.uid, self.gid, 0, _ns(snap))
         if node.kind == SYMLINK:
             try:
                 target = self._link_target(node)
@@ -405,7 +405,13 @@ class Namespace:
                 target = b""
             when = self._catalog.newest_ns or self.started_ns
             return Attr(node.inode, stat.S_IFLNK | 0o777, 1, self.uid, self.gid, len(target), when)
-        nlink = 2 + (3 if node.role == ROOT else len(self._children(node)) if node.role in (TIERS, TAGS) else 0)
+        if node.role == ROOT:
+            subdirs = 3
+        elif node.role in (SNAPSHOTS, TIERS, TAGS):
+            subdirs = len(self._children(node))
+        else:
+            subdirs = 0
+        nlink = 2 + subdirs
         when = self._catalog.newest_ns or self.started_ns
         return Attr(node.inode, stat.S_IFDIR | 0o555, nlink, self.uid, self.gid, 0, when)
 
@@ -419,28 +425,48 @@ class Namespace:
             raise OSError(errno.EINVAL, "not a regular file", node.path.decode("utf-8", "replace"))
         return node.entry
 
+    def _chunk_span(self, entry: Entry, offset: int, size: int) -> tuple[int, int]:
+        """Indexes ``[first, last]`` of the chunks that hold ``[offset, offset+size)``;
+        ``(0, -1)`` for an empty range."""
+        if offset >= entry.size or size <= 0:
+            return 0, -1
+        starts = self.view.layout(entry).starts
+        first = bisect.bisect_right(starts, offset) - 1
+        last = bisect.bisect_left(starts, min(offset + size, entry.size)) - 1
+        return first, last
+
+    def is_cached(self, inode: int, offset: int, size: int) -> bool:
+        """True when a read of this range needs no storage access (every chunk is cached)."""
+        try:
+            entry = self.file_entry(inode)
+        except OSError:
+            return True  # the read fails at once
+        first, last = self._chunk_span(entry, offset, size)
+        ids = self.view.layout(entry).ids if last >= first else ()
+        get = self.view.cache.get
+        return all(get(ids[i]) is not None for i in range(first, last + 1))
+
     def read(self, inode: int, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` of a file; chunk errors raise
-        :class:`~snapstore.errors.ChunkUnreadable`."""
+        :class:`~snapstore.errors.ChunkUnreadable`. A read that continues the previous one
+        starts fetching the chunk after the last one it used."""
         entry = self.file_entry(inode)
-        if offset >= entry.size or size <= 0:
+        first, last = self._chunk_span(entry, offset, size)
+        if last < first:
             return b""
-        end = min(offset + size, entry.size)
-        lay = self.view.layout(entry)
-        first = bisect.bisect_right(lay.starts, offset) - 1
-        last = bisect.bisect_left(lay.starts, end) - 1
+        ids = self.view.layout(entry).ids
         for i in range(first, last + 1):  # chunks being fetched ahead: wait rather than fetch twice
-            pending = self._inflight.get(lay.ids[i])
+            pending = self._inflight.get(ids[i])
             if pending is not None:
                 try:
                     pending.result()
                 except Exception:
                     pass  # the read below fetches again and reports the error
         data = self.view.read(entry, offset, size)
-        sequential = self._last_end.get(inode) == offset or offset == 0
-        self._last_end[inode] = end
-        if sequential and self._readahead is not None and last + 1 < len(lay.ids):
-            self._fetch_ahead(lay.ids[last + 1])
+        sequential = offset == 0 or self._last_end.get(inode) == offset
+        self._last_end[inode] = offset + len(data)
+        if sequential and last + 1 < len(ids):
+            self._fetch_ahead(ids[last + 1])
         return data
 
     def _fetch_ahead(self, blob_id: bytes) -> None:

@@ -30,6 +30,7 @@ from snapstore.errors import (
     AmbiguousSnapshot,
     ChunkUnreadable,
     FormatError,
+    RepositoryDamaged,
     RepositoryExists,
     RepositoryNotFound,
     SnapshotNotFound,
@@ -137,9 +138,12 @@ class Repository:
         return config
 
     @classmethod
-    def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "") -> Repository:
+    def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
+             check_index: bool = True) -> Repository:
         """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
-        ``exclusive`` (nobody else: gc, repair)."""
+        ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
+        snapshot records the repository holds (lost or replaced by an older copy) is refused:
+        gc on such an index would take newer packs for orphans."""
         path = os.path.abspath(path)
         config_path = os.path.join(path, "config.json")
         if not os.path.isfile(config_path):
@@ -164,12 +168,18 @@ class Repository:
             raise
         repo = cls(path, LocalBackend(path), config, index)
         repo._locks = held
-        if mode in ("write", "exclusive"):
-            try:
+        try:
+            if mode in ("write", "exclusive"):
                 repo.reconcile()
-            except BaseException:
-                repo.close()
-                raise
+            if check_index:
+                stale = repo.unindexed_records()
+                if stale:
+                    raise RepositoryDamaged(
+                        f"the index is missing or out of date: {len(stale)} snapshot record(s) in snapshots/ "
+                        f"are not in it (e.g. {stale[0][:8]}); run 'snap repair index'")
+        except BaseException:
+            repo.close()
+            raise
         return repo
 
     def close(self) -> None:
@@ -287,11 +297,11 @@ class Repository:
         return children
 
     def forget(self, snapshots: Iterable[Snapshot]) -> int:
-        """Drop snapshots: the record file first (the truth), then the index in one transaction.
-        Returns how many blobs became unreferenced."""
+        """Drop snapshots: the index in one transaction, then the record files.
+        Returns how many blobs became unreferenced. (Killed in between, the next writer finds
+        records the index lacks and adds them back: a forget may have to be repeated, but
+        nothing is lost.)"""
         chosen = list(snapshots)
-        for snap in chosen:
-            self.backend.delete(snapshot_name(snap.id))
         freed = 0
         with self.index.write() as txn:
             counts = TxnCounts(self.index, txn)
@@ -301,16 +311,29 @@ class Repository:
                 freed += len(drop_reference(counts, bytes.fromhex(snap.root), self.tree_children))
                 txn.delete(snap.id.encode(), db=self.index.snapshots)
                 txn.delete(snap.id.encode(), db=self.index.pins)
+        for snap in chosen:
+            self.backend.delete(snapshot_name(snap.id))
         return freed
+
+    def record_ids(self) -> set[str]:
+        """Ids of the snapshot records in ``snapshots/`` (the truth)."""
+        return {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
+                if name.endswith(".json")}
+
+    def unindexed_records(self) -> list[str]:
+        """Snapshot records the index does not know and cannot roll forward."""
+        with self.index.read() as txn:
+            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
+        return sorted(self.record_ids() - indexed)
 
     def reconcile(self) -> list[str]:
         """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
 
         A take killed after writing its record but before its index commit is rolled forward
-        (its data was indexed before the record was written); a forget killed between deleting
-        the record and its index commit is finished. Returns what was done, for reports."""
-        on_disk = {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
-                   if name.endswith(".json")}
+        (its data was indexed before the record was written). A record missing from the
+        directory is written back from the index: snapshots are never dropped implicitly.
+        Returns what was done, for reports."""
+        on_disk = self.record_ids()
         with self.index.read() as txn:
             indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
         done: list[str] = []
@@ -325,11 +348,13 @@ class Repository:
                 add_reference(TxnCounts(self.index, txn), bytes.fromhex(snap.root), self.tree_children)
                 txn.put(snap.id.encode(), snap.to_bytes(), db=self.index.snapshots)
             done.append(f"added snapshot {snap.short_id} whose commit was interrupted")
-        gone = [Snapshot.from_bytes(raw) for raw in self.index.snapshot_records()]
-        gone = [s for s in gone if s.id in indexed - on_disk]
-        if gone:
-            self.forget(gone)
-            done.extend(f"finished forgetting snapshot {s.short_id}" for s in gone)
+        # A record the index has but the directory lacks was lost (or removed by hand):
+        # write it back from the index rather than let a later gc free its data.
+        for raw in self.index.snapshot_records():
+            snap = Snapshot.from_bytes(raw)
+            if snap.id in indexed - on_disk:
+                self.backend.put_bytes(snapshot_name(snap.id), raw)
+                done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
         return done
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:

@@ -113,8 +113,9 @@ def _describe(change: Change) -> str:
 def _summary_line(summary: DiffSummary) -> str:
     if not summary.total:
         return "no differences"
-    return (f"{summary.added} added ({_signed(summary.added_bytes)}), {summary.removed} removed "
-            f"(-{human_bytes(summary.removed_bytes)}), {summary.modified} modified ({_signed(summary.modified_delta)}), "
+    return (f"{summary.added} added ({_signed(summary.added_bytes)}), "
+            f"{summary.removed} removed (-{human_bytes(summary.removed_bytes)}), "
+            f"{summary.modified} modified ({_signed(summary.modified_delta)}), "
             f"{summary.metadata} metadata only; net {_signed(summary.net_delta)}")
 
 

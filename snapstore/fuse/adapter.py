@@ -97,10 +97,7 @@ class SnapshotOperations(pyfuse3.Operations):
     # -- lookups and attributes ----------------------------------------------------------------
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with self._errors("lookup", parent_inode):
-            if name == b".":
-                node = self.ns.node(parent_inode)
-            else:
-                node = self.ns.lookup(parent_inode, name)
+            node = self.ns.node(parent_inode) if name == b"." else self.ns.lookup(parent_inode, name)
             attrs = self.entry_attributes(self.ns.attr(node))
             self.ns.ref(node.inode)
             return attrs
@@ -154,6 +151,8 @@ class SnapshotOperations(pyfuse3.Operations):
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         with self._errors("read", fh):
+            if self.ns.is_cached(fh, off, size):  # the common case when streaming: no thread hop
+                return self.ns.read(fh, off, size)
             return await trio.to_thread.run_sync(self.ns.read, fh, off, size)
 
     async def flush(self, fh: int) -> None:

@@ -135,9 +135,11 @@ def canonical(path: str) -> str:
 
 
 def is_stale(path: str) -> bool:
-    """True when ``path`` is a FUSE mount whose server is gone (stat fails with ENOTCONN)."""
+    """True when ``path`` is a FUSE mount whose server is gone (statfs fails with ENOTCONN;
+    plain stat may still answer from the kernel's attribute cache)."""
     try:
         os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
@@ -148,6 +150,7 @@ def check_mountpoint(path: str) -> str:
     mp = canonical(path)
     try:
         st = os.stat(mp)
+        os.statvfs(mp)
     except FileNotFoundError:
         raise MountError(f"mountpoint does not exist: {mp} (create it with mkdir)") from None
     except OSError as exc:
