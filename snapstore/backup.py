@@ -115,15 +115,18 @@ class BlobRegistry:
 
 
 class PackSink:
-    """Appends blobs to the current pack; rotates, checks and indexes finished packs."""
+    """Appends blobs to the current pack of their type; rotates, checks and indexes finished packs.
+
+    Trees go to packs of their own (as in restic): a damaged data pack then costs file
+    contents, never the directory structure of every snapshot, and trees read fast.
+    """
 
     def __init__(self, repo: Repository, registry: BlobRegistry, *, verify_packs: bool = True) -> None:
         self.repo = repo
         self.registry = registry
         self.verify_packs = verify_packs
         self._lock = threading.Lock()
-        self._writer: PackWriter | None = None
-        self._pack_id = b""
+        self._writers: dict[int, tuple[bytes, PackWriter]] = {}
         self.packs: list[bytes] = []
         self.new_blobs: list[bytes] = []
         self.bytes_written = 0
@@ -133,33 +136,34 @@ class PackSink:
     def add(self, blob_id: bytes, blob_type: int, code: int, payload: bytes, raw_len: int) -> None:
         full: tuple[bytes, PackWriter] | None = None
         with self._lock:
-            if self._writer is None:
-                self._pack_id = os.urandom(16)
-                tmp = os.path.join(self.repo.backend.local_tmp_dir(), f"{self._pack_id.hex()}.pack.tmp")
-                self._writer = PackWriter(tmp)
-            before = self._writer.size
-            self._writer.add(blob_id, blob_type, code, payload, raw_len)
-            self.bytes_written += self._writer.size - before
+            current = self._writers.get(blob_type)
+            if current is None:
+                pack_id = os.urandom(16)
+                tmp = os.path.join(self.repo.backend.local_tmp_dir(), f"{pack_id.hex()}.pack.tmp")
+                current = self._writers[blob_type] = (pack_id, PackWriter(tmp))
+            writer = current[1]
+            before = writer.size
+            writer.add(blob_id, blob_type, code, payload, raw_len)
+            self.bytes_written += writer.size - before
             self.blobs_written += 1
             self.new_blobs.append(blob_id)
-            if self._writer.size >= self.repo.config.pack_size:
-                full = (self._pack_id, self._writer)
-                self._writer = None
+            if writer.size >= self.repo.config.pack_size:
+                full = self._writers.pop(blob_type)
         if full:
             self._finish(*full)
 
     def flush(self) -> None:
         with self._lock:
-            full = (self._pack_id, self._writer) if self._writer else None
-            self._writer = None
-        if full:
-            self._finish(*full)
+            pending = list(self._writers.values())
+            self._writers.clear()
+        for pack_id, writer in pending:
+            self._finish(pack_id, writer)
 
     def abort(self) -> None:
         with self._lock:
-            if self._writer:
-                self._writer.abort()
-            self._writer = None
+            for _pack_id, writer in self._writers.values():
+                writer.abort()
+            self._writers.clear()
 
     def _finish(self, pack_id: bytes, writer: PackWriter) -> None:
         try:

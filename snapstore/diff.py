@@ -378,27 +378,36 @@ def compare_content(path: bytes, old: bytes, new: bytes) -> ContentDiff:
     note = ""
     if is_json_name(path):
         parse = parse_json_lines if _is_json_lines(path) else json.loads
-        problems = []
+        problems: list[tuple[str, str]] = []
         values = []
         for side, text in (("old", old_text), ("new", new_text)):
             try:
                 values.append(parse(text))
             except (ValueError, RecursionError) as exc:
-                problems.append(f"{side} version: {_first_line(exc)}")
+                problems.append((side, json_error(exc)))
         if not problems:
             changes = tuple(diff_json(values[0], values[1]))
             if changes:
                 return ContentDiff(JSON, json_changes=changes)
             note = "JSON values are equal; only formatting or key order differ"
             return ContentDiff(TEXT, note=note, lines=unified_lines(shown, old_text, new_text))
-        note = "not valid JSON (" + "; ".join(problems) + "); showing a text diff"
+        if len(problems) == 1:
+            side, why = problems[0]
+            note = f"{side} version is not valid JSON ({why}); showing a text diff"
+        else:
+            note = f"neither version is valid JSON (old: {problems[0][1]}; new: {problems[1][1]}); showing a text diff"
         return ContentDiff(TEXT, note=note, lines=unified_lines(shown, old_text, new_text), fallback=True)
     return ContentDiff(TEXT, lines=unified_lines(shown, old_text, new_text))
 
 
-def _first_line(exc: BaseException) -> str:
+def json_error(exc: BaseException) -> str:
+    """Why a JSON text did not parse, on one line and without the character offset."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0]
 
 
 @dataclass

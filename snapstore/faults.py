@@ -45,3 +45,10 @@ def crash_point(name: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def slow_read() -> None:
+    """``SNAP_TEST_SLOW_READ=SECONDS``: each blob read waits this long (a long-running reader)."""
+    delay = os.environ.get("SNAP_TEST_SLOW_READ")
+    if delay:
+        time.sleep(float(delay))

@@ -161,6 +161,6 @@ def parse_json_lines(text: str) -> list[Any]:
             continue
         try:
             values.append(json.loads(line))
-        except ValueError as exc:
-            raise ValueError(f"line {number}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{exc.msg} at line {number} column {exc.colno}") from None
     return values

@@ -51,6 +51,7 @@ SNAPSHOT_CACHE_SECONDS = 3600.0  # snapshot contents never change
 BLOCK_SIZE = 1 << 20  # st_blksize: tells cp & co. to read in large blocks
 DEFAULT_REFRESH_TTL = 1.0
 READAHEAD_WORKERS = 2
+READAHEAD_CHUNKS = 2  # chunks fetched ahead of a sequential reader
 
 _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,
               CHARDEV: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, SOCKET: stat.S_IFSOCK}
@@ -238,12 +239,13 @@ class Namespace:
             raise FileNotFoundError(errno.ENOENT, f"unknown inode {inode}")
         return node
 
-    def ref(self, inode: int, count: int = 1) -> None:
-        """The kernel now holds ``count`` more references to ``inode`` (a lookup, a readdir entry)."""
+    def ref(self, node: Node, count: int = 1) -> None:
+        """The kernel now holds ``count`` more references to ``node`` (a lookup, a readdir entry).
+        A node forgotten since it was handed out (a listing kept by an open directory) is put
+        back: its number never changed."""
         with self._lock:
-            node = self._nodes.get(inode)
-            if node is not None:
-                node.refs += count
+            current = self._nodes.setdefault(node.inode, node)
+            current.refs += count
 
     def forget(self, inode: int, count: int) -> None:
         """The kernel dropped ``count`` references; a node nobody holds leaves the node table
@@ -435,16 +437,19 @@ class Namespace:
         last = bisect.bisect_left(starts, min(offset + size, entry.size)) - 1
         return first, last
 
-    def is_cached(self, inode: int, offset: int, size: int) -> bool:
-        """True when a read of this range needs no storage access (every chunk is cached)."""
+    def fetch_bytes(self, inode: int, offset: int, size: int) -> int:
+        """How many bytes of chunks a read of this range must fetch from storage (0: all cached).
+        Lets the adapter serve cheap reads inline and send expensive ones to a thread."""
         try:
             entry = self.file_entry(inode)
         except OSError:
-            return True  # the read fails at once
+            return 0  # the read fails at once
         first, last = self._chunk_span(entry, offset, size)
-        ids = self.view.layout(entry).ids if last >= first else ()
+        if last < first:
+            return 0
+        lay = self.view.layout(entry)
         get = self.view.cache.get
-        return all(get(ids[i]) is not None for i in range(first, last + 1))
+        return sum(lay.lengths[i] for i in range(first, last + 1) if get(lay.ids[i]) is None)
 
     def read(self, inode: int, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` of a file; chunk errors raise
@@ -465,8 +470,9 @@ class Namespace:
         data = self.view.read(entry, offset, size)
         sequential = offset == 0 or self._last_end.get(inode) == offset
         self._last_end[inode] = offset + len(data)
-        if sequential and last + 1 < len(ids):
-            self._fetch_ahead(ids[last + 1])
+        if sequential:
+            for i in range(last + 1, min(last + 1 + READAHEAD_CHUNKS, len(ids))):
+                self._fetch_ahead(ids[i])
         return data
 
     def _fetch_ahead(self, blob_id: bytes) -> None:

@@ -107,7 +107,10 @@ class PackWriter:
         return self._hash.hexdigest()
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()  # may flush buffered bytes and fail again (disk full)
+        except OSError:
+            pass
         try:
             os.unlink(self.path)
         except FileNotFoundError:

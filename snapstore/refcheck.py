@@ -36,10 +36,14 @@ def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[b
     not indexed."""
     stored: dict[bytes, int] = {}
     types: dict[bytes, int] = {}
-    with repo.index.read() as txn:
+    from snapstore.snapshot import Snapshot
+
+    with repo.index.read() as txn:  # one transaction: counts and snapshots from the same commit
         for blob_id, loc in repo.index.iter_chunks(txn):
             stored[blob_id] = loc.refcount
             types[blob_id] = loc.type
+        with txn.cursor(db=repo.index.snapshots) as cur:
+            snapshots = [Snapshot.from_bytes(bytes(v)) for _k, v in cur]
     fresh = _FreshCounts(types)
 
     def children(tree_id: bytes) -> list[bytes]:
@@ -47,7 +51,7 @@ def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[b
             return []
         return repo.tree_children(tree_id)
 
-    for snap in repo.snapshots():
+    for snap in snapshots:
         add_reference(fresh, bytes.fromhex(snap.root), children)
     return stored, {k: v for k, v in fresh.counts.items() if k not in fresh.missing}, fresh.missing
 

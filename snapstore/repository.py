@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from snapstore import locking
+from snapstore import faults, locking
 from snapstore.backends import Backend, LocalBackend, raise_os_error
 from snapstore.chunker import ChunkerParams, chunk_id
 from snapstore.compress import decompress
@@ -204,6 +204,7 @@ class Repository:
         if loc is None:
             raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} is not in the index", blob_id)
         name = pack_name(loc.pack)
+        faults.slow_read()
         try:
             payload = self.backend.get_range(name, loc.offset, loc.stored_len)
         except FileNotFoundError:

@@ -36,7 +36,8 @@ def main_options(
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for a locked repository.")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, fewer words.")] = False,
 ) -> None:
-    ctx.obj = AppContext(repo_arg=repo, config_arg=config, wait=wait, quiet=quiet)
+    ctx.obj = AppContext(repo_arg=repo, config_arg=config, wait=wait, quiet=quiet,
+                         subcommand=ctx.invoked_subcommand or "")
 
 
 def _register() -> None:
@@ -93,6 +94,13 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = ExitCode.OK
+    except OSError as exc:
+        # A last net: an OS error no layer mapped still gets one line and a code, not a traceback.
+        from snapstore.backends import raise_os_error
+
+        mapped = raise_os_error(exc, exc.filename or "snap")
+        _report(mapped)
+        code = mapped.exit_code
     sys.exit(code)
 
 

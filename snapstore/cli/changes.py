@@ -39,6 +39,16 @@ def _when(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def _human(raw: bytes) -> str:
+    """A path or link target for one output line: control characters escaped (``\\n``)."""
+    from snapstore.vfs import show_path
+
+    return show_path(raw).translate(_CONTROL)
+
+
 def _snap_json(snap: Snapshot) -> dict[str, Any]:
     from snapstore.clock import format_time
 
@@ -68,7 +78,6 @@ def _owner(entry: Entry) -> str:
 
 
 def _field_detail(name: str, old: Entry, new: Entry) -> str:
-    from snapstore.vfs import show_path
 
     if name == "mode":
         return f"mode {statmod.S_IMODE(old.mode):04o} -> {statmod.S_IMODE(new.mode):04o}"
@@ -77,7 +86,7 @@ def _field_detail(name: str, old: Entry, new: Entry) -> str:
     if name == "owner":
         return f"owner {_owner(old)} -> {_owner(new)}"
     if name == "target":
-        return f"target {show_path(old.target)} -> {show_path(new.target)}"
+        return f"target {_human(old.target)} -> {_human(new.target)}"
     return name
 
 
@@ -85,15 +94,14 @@ def _describe(change: Change) -> str:
     """One line: kind, path (``/`` after directories) and the sizes or fields that changed."""
     from snapstore.diff import ADDED, MODIFIED, REMOVED
     from snapstore.tree import DIR, FILE, KIND_NAMES, SYMLINK
-    from snapstore.vfs import show_path
 
     entry = change.entry
-    path = show_path(change.path) + ("/" if entry.kind == DIR else "")
+    path = _human(change.path) + ("/" if entry.kind == DIR else "")
     if change.kind in (ADDED, REMOVED):
         if entry.kind == FILE:
             detail = f"{human_bytes(entry.size)} ({_signed(change.size_delta)})"
         elif entry.kind == SYMLINK:
-            detail = f"-> {show_path(entry.target)}"
+            detail = f"-> {_human(entry.target)}"
         else:
             detail = KIND_NAMES[entry.kind]
     else:
@@ -111,12 +119,19 @@ def _describe(change: Change) -> str:
 
 
 def _summary_line(summary: DiffSummary) -> str:
+    """``1 added (+34 B), 2 modified (+120 B), 1 metadata only; net +154 B`` (zero counts left out)."""
     if not summary.total:
         return "no differences"
-    return (f"{summary.added} added ({_signed(summary.added_bytes)}), "
-            f"{summary.removed} removed (-{human_bytes(summary.removed_bytes)}), "
-            f"{summary.modified} modified ({_signed(summary.modified_delta)}), "
-            f"{summary.metadata} metadata only; net {_signed(summary.net_delta)}")
+    parts = []
+    if summary.added:
+        parts.append(f"{summary.added} added ({_signed(summary.added_bytes)})")
+    if summary.removed:
+        parts.append(f"{summary.removed} removed (-{human_bytes(summary.removed_bytes)})")
+    if summary.modified:
+        parts.append(f"{summary.modified} modified ({_signed(summary.modified_delta)})")
+    if summary.metadata:
+        parts.append(f"{summary.metadata} metadata only")
+    return ", ".join(parts) + f"; net {_signed(summary.net_delta)}"
 
 
 # -- diff ---------------------------------------------------------------------------------
@@ -178,7 +193,7 @@ def content_of(view: SnapshotView, change: Change, cap: int) -> ContentDiff | No
 def _content_lines(result: ContentDiff) -> list[str]:
     from snapstore.diff import JSON, TEXT
 
-    out = [f"({result.note})"] if result.note else []
+    out = [f"note: {result.note}"] if result.note else []
     if result.kind == TEXT:
         out.extend(result.lines)
     elif result.kind == JSON:
@@ -188,9 +203,9 @@ def _content_lines(result: ContentDiff) -> list[str]:
 
 def cmd_diff(
     ctx: typer.Context,
-    snap_a: Annotated[str, typer.Argument(metavar="SNAP_A", help=f"The old snapshot. {SNAP_HELP}")],
+    snap_a: Annotated[str, typer.Argument(help=f"The old snapshot. {SNAP_HELP}")],
     snap_b: Annotated[str | None, typer.Argument(
-        metavar="[SNAP_B]", help="The new snapshot (default: the newest of SNAP_A's tier; when SNAP_A is "
+        help="The new snapshot (default: the newest of SNAP_A's tier; when SNAP_A is "
         "the newest, the one before it is compared with SNAP_A).", show_default=False)] = None,
     path: Annotated[list[str] | None, typer.Option(
         "--path", "-p", help="Only this path inside the snapshots (repeatable).", show_default=False)] = None,
@@ -295,7 +310,7 @@ def cmd_versions(
         })
         return
     absent = f", absent from {history.absent}" if history.absent else ""
-    echo(f"{shown}: {len(history.versions)} version(s) in {history.searched} snapshot(s){absent}")
+    echo(f"{_human(rel) or '/'}: {len(history.versions)} version(s) in {history.searched} snapshot(s){absent}")
     rows = [("#", "FIRST", "LAST", "SNAPS", "SIZE", "MTIME (UTC)", "CONTENT")]
     for v in history.versions:
         rows.append((

@@ -7,7 +7,6 @@ the config file, ``$XDG_DATA_HOME/snapstore`` (``~/.local/share/snapstore``).
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,12 +26,13 @@ class AppContext:
     config_arg: str | None = None
     wait: float = 0.0
     quiet: bool = False
+    subcommand: str = ""
     _config: Any = field(default=None, repr=False)
     _config_loaded: bool = False
 
     @property
     def command(self) -> str:
-        return "snap " + " ".join(sys.argv[1:3])
+        return f"snap {self.subcommand}".strip()
 
     def config(self) -> Any:
         """The loaded config file, or None when there is none (loaded once, lazily)."""

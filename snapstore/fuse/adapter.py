@@ -26,6 +26,7 @@ from snapstore.namespace import Attr, Namespace, Node
 log = logging.getLogger("snapstore.mount")
 
 NAME_MAX = 255
+INLINE_FETCH_BYTES = 128 * 1024
 
 
 class SnapshotOperations(pyfuse3.Operations):
@@ -99,7 +100,7 @@ class SnapshotOperations(pyfuse3.Operations):
         with self._errors("lookup", parent_inode):
             node = self.ns.node(parent_inode) if name == b"." else self.ns.lookup(parent_inode, name)
             attrs = self.entry_attributes(self.ns.attr(node))
-            self.ns.ref(node.inode)
+            self.ns.ref(node)
             return attrs
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -132,13 +133,13 @@ class SnapshotOperations(pyfuse3.Operations):
                 attrs = self.entry_attributes(self.ns.attr(node))
             if not pyfuse3.readdir_reply(token, name, attrs, index + 1):
                 break
-            self.ns.ref(node.inode)
+            self.ns.ref(node)
 
     async def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
 
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        return None
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     # -- files ------------------------------------------------------------------------------------
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -151,18 +152,20 @@ class SnapshotOperations(pyfuse3.Operations):
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         with self._errors("read", fh):
-            if self.ns.is_cached(fh, off, size):  # the common case when streaming: no thread hop
+            # Cached chunks (the common case when streaming, thanks to read-ahead) and small
+            # fetches are served inline: a thread hop costs more than they do.
+            if self.ns.fetch_bytes(fh, off, size) <= INLINE_FETCH_BYTES:
                 return self.ns.read(fh, off, size)
             return await trio.to_thread.run_sync(self.ns.read, fh, off, size)
 
     async def flush(self, fh: int) -> None:
-        return None
+        raise pyfuse3.FUSEError(errno.ENOSYS)  # nothing to flush: the kernel stops sending it
 
     async def release(self, fh: int) -> None:
         return None
 
     async def fsync(self, fh: int, datasync: bool) -> None:
-        return None
+        raise pyfuse3.FUSEError(errno.ENOSYS)  # nothing to sync: the kernel stops asking
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         out = pyfuse3.StatvfsData()

@@ -334,8 +334,8 @@ def start_background(argv: list[str], mountpoint: str, *, timeout: float | None 
     logfile = log_path(mp)
     if timeout is None:
         timeout = float(os.environ.get("SNAP_MOUNT_TIMEOUT") or READY_TIMEOUT)
-    with open(logfile, "ab") as out:
-        start = out.tell()
+    with open(logfile, "wb") as out:  # one log per mount session
+        start = 0
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
                                 start_new_session=True, close_fds=True)
     deadline = time.monotonic() + timeout

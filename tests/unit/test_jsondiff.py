@@ -136,7 +136,7 @@ def test_json_lines_are_a_list_of_documents() -> None:
 
 
 def test_json_lines_error_names_the_line() -> None:
-    with pytest.raises(ValueError, match="line 2"):
+    with pytest.raises(ValueError, match="at line 2 column 7"):
         parse_json_lines('{"n": 1}\n{"n": \n')
 
 

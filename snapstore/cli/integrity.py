@@ -1,0 +1,76 @@
+"""Integrity commands: ``verify`` and ``repair index``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from snapstore.cli.context import AppContext
+from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
+from snapstore.errors import ExitCode, UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def cmd_verify(
+    ctx: typer.Context,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Read, decompress and hash-check every blob.")] = False,
+    subset: Annotated[float | None, typer.Option("--read-data-subset", help="Read-check a random PCT percent "
+                                                 "of the packs (a daily job covers all in a month).",
+                                                 show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Check the repository: packs, index, trees, refcounts; with --read-data every blob."""
+    from snapstore.verify import verify_repository
+
+    app: AppContext = ctx.obj
+    if subset is not None and not 0 < subset <= 100:
+        raise UsageError("--read-data-subset wants a percentage in (0, 100]")
+    progress = Progress(not app.quiet and not json_out)
+    from snapstore.repository import Repository
+
+    with Repository.open(app.repo_path(), mode="read", wait=app.wait, command=app.command,
+                         check_index=False) as repo:
+        report = verify_repository(repo, read_data=read_data or subset is not None,
+                                   subset=(subset or 100.0) / 100.0, progress=progress)
+    progress.done()
+    if json_out:
+        emit_json(report.to_json())
+    else:
+        for problem in report.problems:
+            (warn if problem.severity == "error" else echo)(f"{problem.severity}: {problem.message}")
+        read = f", read {report.blobs_read} blobs ({human_bytes(report.bytes_read)})" if report.blobs_read else ""
+        verdict = "DAMAGED" if report.damaged else "no damage found"
+        echo(f"checked {report.packs} packs, {report.blobs} blobs, {report.snapshots} snapshots, "
+             f"{report.trees} trees{read} in {report.duration_s:.2f} s: {verdict}")
+    return ExitCode.DAMAGED if report.damaged else ExitCode.OK
+
+
+repair_app = typer.Typer(help="Repair the repository.", no_args_is_help=True)
+
+
+@repair_app.command("index")
+def cmd_repair_index(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Rebuild the index from the pack files and snapshot records (moves aside, never deletes)."""
+    from snapstore.repair import repair_index
+    from snapstore.repository import Repository
+
+    app: AppContext = ctx.obj
+    with Repository.open(app.repo_path(), mode="exclusive", wait=app.wait, command=app.command,
+                         check_index=False) as repo:
+        report = repair_index(repo)
+    if json_out:
+        emit_json(report.to_json())
+        return
+    for note in report.notes:
+        echo(f"note: {note}")
+    for moved in report.moved_aside:
+        echo(f"moved aside: {moved}")
+    echo(f"rebuilt the index: {report.packs} packs, {report.blobs} blobs, {report.snapshots} snapshots "
+         f"({len(report.incomplete_snapshots)} incomplete) in {report.duration_s:.2f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(cmd_verify)
+    app.add_typer(repair_app, name="repair")
