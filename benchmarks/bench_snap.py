@@ -37,7 +37,8 @@ def describe(cells: dict[str, Cell], rows: list[str], ds: Dataset, prefix: str =
             continue
         title = prefix + ROWS[row]
         if cell.status and not cell.seconds:
-            out.append([title, cell.status[:100], "", "", "", "", ""])
+            short = "n/a" if cell.status.startswith("n/a") else cell.status.split(":")[0]
+            out.append([title, short, "", "", "", "", cell.status[:160]])
             continue
         repo = ratio = ""
         if cell.growth:

@@ -187,6 +187,29 @@ class Background:
         return self.wait(timeout)
 
 
+def server_peak_rss(needle: str) -> int:
+    """Peak RSS (VmHWM, bytes) of running processes whose command line contains ``needle``.
+
+    For a mount that daemonized (its server is no child of ours, so wait4 cannot see it):
+    read before unmounting.
+    """
+    peak = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if needle.encode() not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+        except (OSError, ValueError):
+            continue
+    return peak
+
+
 def children_peak_rss() -> int:
     """Largest peak RSS (bytes) among all children reaped so far (RUSAGE_CHILDREN)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024

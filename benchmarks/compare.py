@@ -50,6 +50,7 @@ from common import (
     print_table,
     remove,
     run,
+    server_peak_rss,
     tree_bytes,
     unmount,
     wait_until,
@@ -129,6 +130,9 @@ class Peer:
     def verify(self, state: Path) -> Result:
         raise NotImplementedError
 
+    def count_snapshots(self, state: Path) -> int:
+        raise NotImplementedError
+
 
 def _entries(data: Path) -> list[str]:
     return sorted(os.listdir(data))
@@ -186,7 +190,10 @@ class SnapPeer(Peer):
         return run(self.cmd(state, "restore", snapshot, rel, "--target", target))
 
     def mount(self, state: Path, mountpoint: Path) -> Background:
-        return Background(self.cmd(state, "mount", mountpoint))
+        # in the foreground, like `restic mount` and `borg mount -f`, so that wait4 sees its RSS
+        help_text = subprocess.run(self.cmd(state, "mount", "--help"), capture_output=True, text=True).stdout
+        foreground = ["--foreground"] if "--foreground" in help_text else []
+        return Background(self.cmd(state, "mount", *foreground, mountpoint))
 
     def umount(self, state: Path, mountpoint: Path) -> None:
         if os.path.ismount(mountpoint):
@@ -199,6 +206,10 @@ class SnapPeer(Peer):
 
     def verify(self, state: Path) -> Result:
         return run(self.cmd(state, "verify", "--read-data"))
+
+    def count_snapshots(self, state: Path) -> int:
+        listing = run(self.cmd(state, "list", "--json")).json()
+        return len(listing["snapshots"] if isinstance(listing, dict) else listing)
 
 
 class ResticPeer(Peer):
@@ -245,6 +256,9 @@ class ResticPeer(Peer):
 
     def verify(self, state: Path) -> Result:
         return self.run(state, self.cmd(state, "check", "--read-data"))
+
+    def count_snapshots(self, state: Path) -> int:
+        return len(self.run(state, self.cmd(state, "snapshots", "--json")).json())
 
 
 class BorgPeer(Peer):
@@ -300,6 +314,9 @@ class BorgPeer(Peer):
 
     def verify(self, state: Path) -> Result:
         return self.run(state, ["borg", "check", "--verify-data", self.repo(state)])
+
+    def count_snapshots(self, state: Path) -> int:
+        return len(self.run(state, ["borg", "list", "--json", self.repo(state)]).json()["archives"])
 
 
 PEERS: dict[str, Callable[[], Peer]] = {"snap": SnapPeer, "restic": ResticPeer, "borg": BorgPeer}
@@ -436,6 +453,8 @@ class Bench:
                     self.repeat(peer)
         finally:
             self.cleanup_mounts()
+            for scratch in ("run", "gc-template", "gc-data"):
+                remove(self.workdir / scratch)
         return self.results
 
     def state_dir(self, peer: Peer, what: str) -> Path:
@@ -554,46 +573,55 @@ class Bench:
             where.append(found)
             return True
 
+        measured: dict[str, tuple[float, int | None]] = {}
         try:
             if not wait_until(usable, MOUNT_TIMEOUT_S, interval=0.005):
                 raise TimeoutError(f"mount not usable after {MOUNT_TIMEOUT_S:.0f} s")
-            ready = time.perf_counter() - background.started
+            measured["mount-ready"] = (time.perf_counter() - background.started, None)
             inside = where[0]
-            self.log(f"  mount usable after {ready:.2f} s at {inside}")
-            copy = self.workdir / "run" / peer.name / "largest.copy"
-            cp_result = find_result = None
-            if "mount-cp-largest" in rows:
+            self.log(f"  mount usable after {measured['mount-ready'][0]:.2f} s at {inside}")
+
+            def cp() -> None:
+                copy = self.workdir / "run" / peer.name / "largest.copy"
                 remove(copy)
-                cp_result = run(["cp", inside / ds.largest, copy])
+                result = run(["cp", inside / ds.largest, copy])
                 assert file_digest(copy) == self.expected[ds.largest][1], "copied file differs"
                 remove(copy)
-            if "mount-find" in rows:
+                measured["mount-cp-largest"] = (result.seconds, self.expected[ds.largest][0])
+
+            def find() -> None:
                 listing = self.workdir / "run" / peer.name / "find.txt"
-                with open(listing, "w"):
-                    pass
-                find_result = run(["sh", "-c", 'find "$1" -type f -printf "%s %p\\n" > "$2"', "find", inside, listing])
+                script = 'find -H "$1" -type f -printf "%s %p\\n" > "$2"'  # -H: the top may be a symlink
+                result = run(["sh", "-c", script, "find", inside, listing])
                 with open(listing) as handle:
                     count = sum(1 for _ in handle)
-                assert count == ds.files, f"find saw {count} files, expected {ds.files}"
                 remove(listing)
+                assert count == ds.files, f"find saw {count} files, expected {ds.files}"
+                measured["mount-find"] = (result.seconds, None)
+
+            if "mount-cp-largest" in rows:
+                self.guard(["mount-cp-largest"], peer, cp)
+            if "mount-find" in rows:
+                self.guard(["mount-find"], peer, find)
         finally:
             daemonized = background.poll() is not None and background.proc.returncode == 0
+            daemon_rss = server_peak_rss(str(mountpoint)) if daemonized else 0
             peer.umount(state, mountpoint)
             if background.poll() is None:
                 wait_until(lambda: background.poll() is not None, 20)
             mount_result = background.stop()
             self.mounts = [m for m in self.mounts if m[2] != mountpoint]
-        rss = 0 if daemonized else mount_result.peak_rss
-        if "mount-ready" in rows:
-            res.record("mount-ready", peer.name, ready, rss=rss)
-        if cp_result is not None:
-            res.record("mount-cp-largest", peer.name, cp_result.seconds, nbytes=self.expected[ds.largest][0], rss=rss)
-        if find_result is not None:
-            res.record("mount-find", peer.name, find_result.seconds, rss=rss)
+        rss = daemon_rss if daemonized else mount_result.peak_rss
+        for row, (seconds, nbytes) in measured.items():
+            if row in rows:
+                res.record(row, peer.name, seconds, nbytes=nbytes, rss=rss)
+                if daemonized:
+                    res.cell(row, peer.name).note("mount daemonized: RSS is the server's VmHWM")
+        if "mount-find" in measured:
             res.cell("mount-find", peer.name).note(f"{ds.files} files")
-        if daemonized:
-            for row in rows:
-                res.cell(row, peer.name).note("mount daemonized: RSS not measured")
+        if mount_result.returncode not in (0, -2, 130) and not daemonized:
+            tail = (mount_result.stderr or mount_result.stdout).strip().splitlines()[-1:]
+            res.cell(rows[0], peer.name).note(f"mount exited {mount_result.returncode} {' '.join(tail)}")
 
     def day_row(self, peer: Peer) -> None:
         ds, res = self.ds, self.results
@@ -668,6 +696,8 @@ class Bench:
             before = tree_bytes(peer.repo(state))
             results = peer.forget_and_gc(state, self._gc_ids[peer.name], GC_SNAPSHOTS // 2)
             after = tree_bytes(peer.repo(state))
+            left = peer.count_snapshots(state)
+            assert left == GC_SNAPSHOTS // 2, f"{left} snapshots left, expected {GC_SNAPSHOTS // 2}"
             seconds = sum(r.seconds for r in results)
             rss = max(r.peak_rss for r in results)
             self.results.record("gc-half", peer.name, seconds, repo=after, growth=after - before, rss=rss)
@@ -710,7 +740,8 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             if cell is None:
                 continue
             if cell.status and not cell.seconds:
-                out.append([ROWS.get(row, row), peer, cell.status[:90], "", "", "", "", ""])
+                short = "n/a" if cell.status.startswith("n/a") else cell.status.split(":")[0]
+                out.append([ROWS.get(row, row), peer, short, "", "", "", "", cell.status[:160]])
                 continue
             mbps = cell.mbps.fmt(0) if cell.mbps else ""
             repo = ""

@@ -164,7 +164,7 @@ def test_gc_killed_loses_nothing(snap, workspace: Path, tmp_path: Path, point: s
     for snap_id in ids[-3:]:
         out = tmp_path / f"final-{point}-{snap_id[:8]}"
         assert snap("restore", snap_id, "--target", str(out)).code == 0
-        assert tree_state(out / "agents" / "Z", with_mtime=False)["SOUL.md".encode()][3] is not None
+        assert tree_state(out / "agents" / "Z", with_mtime=False)[b"SOUL.md"][3] is not None
 
 
 def test_interrupted_take_is_collected(snap, workspace: Path) -> None:
