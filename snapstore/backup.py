@@ -50,7 +50,7 @@ from snapstore.tree import (
 )
 
 WINDOW = 2048
-INFLIGHT = 16
+INFLIGHT = 8
 MAX_ERRORS_KEPT = 50
 
 
@@ -132,6 +132,10 @@ class PackSink:
         self.bytes_written = 0
         self.blobs_written = 0
         self.packs_checked = 0
+        # Finishing a pack (fsync, read-back check, rename, index) runs on its own thread so
+        # that compression goes on while the disk catches up.
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="snap-pack")
+        self._finishing: list[Future[None]] = []
 
     def add(self, blob_id: bytes, blob_type: int, code: int, payload: bytes, raw_len: int) -> None:
         full: tuple[bytes, PackWriter] | None = None
@@ -149,17 +153,31 @@ class PackSink:
             self.new_blobs.append(blob_id)
             if writer.size >= self.repo.config.pack_size:
                 full = self._writers.pop(blob_type)
+                self._finishing.append(self._finisher.submit(self._finish, *full))
         if full:
-            self._finish(*full)
+            self._raise_finish_errors()
+
+    def _raise_finish_errors(self) -> None:
+        with self._lock:
+            done = [f for f in self._finishing if f.done()]
+            self._finishing = [f for f in self._finishing if not f.done()]
+        for fut in done:
+            fut.result()
 
     def flush(self) -> None:
         with self._lock:
             pending = list(self._writers.values())
             self._writers.clear()
-        for pack_id, writer in pending:
-            self._finish(pack_id, writer)
+            for pack_id, writer in pending:
+                self._finishing.append(self._finisher.submit(self._finish, pack_id, writer))
+            waiting = list(self._finishing)
+            self._finishing = []
+        for fut in waiting:
+            fut.result()
+        self._finisher.shutdown(wait=True)
 
     def abort(self) -> None:
+        self._finisher.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for _pack_id, writer in self._writers.values():
                 writer.abort()

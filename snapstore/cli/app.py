@@ -64,6 +64,15 @@ def _report(exc: SnapError) -> None:
         sys.stderr.write(f"snap: error: {exc.message}\n")
 
 
+def _hoist_global_flags(args: list[str]) -> list[str]:
+    """Accept ``-q``/``--quiet`` after the command name too (``snap take . -q``)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in ("-q", "--quiet")]
+    if not flags:
+        return args
+    return ["--quiet"] + [a for a in args[:end] if a not in ("-q", "--quiet")] + args[end:]
+
+
 def main() -> None:
     """Console-script entry point."""
     try:  # typer >= 0.20 vendors click as typer._click
@@ -73,7 +82,7 @@ def main() -> None:
 
     code = ExitCode.OK
     try:
-        result = app(standalone_mode=False)
+        result = app(args=_hoist_global_flags(sys.argv[1:]), standalone_mode=False)
         code = result if isinstance(result, int) else ExitCode.OK
     except SnapError as exc:
         _report(exc)
