@@ -291,6 +291,8 @@ class Take:
         self.stat_files = self.stat_dirs = self.stat_links = 0
         self.stat_bytes = self.stat_read = self.stat_chunks = self.unreadable = 0
         self.repo_dir = os.fsencode(os.path.realpath(repo.path))
+        self.started_ns = time.time_ns()
+        self.root_meta: dict[str, int] = {}
         self._last_progress = 0.0
 
     # -- chunk storage (compressor threads) ---------------------------------------------
@@ -352,8 +354,16 @@ class Take:
             return _FileResult(error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
         chunks = b"".join(refs)
         cache = self.repo.index.encode_file(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, chunks) \
-            if size == st.st_size else b""
+            if size == st.st_size and not self._racy(st) else b""
         return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache)
+
+    def _racy(self, st: os.stat_result) -> bool:
+        """A file changed within the timestamp tick of this take cannot be trusted to the files
+        cache: on a filesystem with coarse timestamps a second write in the same tick keeps its
+        mtime (git's "racy clean" problem). Only coarse timestamps (whole microseconds or
+        coarser) within two seconds of the take's start count; nanosecond ones are exact."""
+        newest = max(st.st_mtime_ns, st.st_ctime_ns)
+        return newest % 1000 == 0 and newest >= self.started_ns - 2_000_000_000
 
     # -- walking (calling thread) -------------------------------------------------------
     def _excluded(self, member: bytes, name: bytes) -> bool:
@@ -494,6 +504,9 @@ class Take:
             tree_id = self._store_tree(frame.entries)
             self.stat_dirs += 1
             if not stack:
+                if frame.st is not None:
+                    self.root_meta = {"mode": frame.st.st_mode, "uid": frame.st.st_uid, "gid": frame.st.st_gid,
+                                      "mtime_ns": frame.st.st_mtime_ns}
                 return tree_id
             entry = _entry_from_stat(frame.name, frame.st, DIR)
             entry.subtree = tree_id
@@ -660,7 +673,7 @@ def take_snapshot(
         time=moment,
         tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
         hostname=socket.gethostname(), username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
-        stats=stats,
+        stats=stats, root_meta=take.root_meta,
     ).with_id()
     faults.crash_point("take-before-commit")
     try:

@@ -184,6 +184,8 @@ class Restorer:
         futures: deque[tuple[bytes, Future[None]]] = deque()
         links: list[tuple[bytes, bytes]] = []
         first_of_link: dict[int, bytes] = {}
+        # The snapshot root's own metadata goes to the target only if the target is ours.
+        fresh_target = not os.path.exists(self.target) or not os.listdir(self.target)
         os.makedirs(self.target, exist_ok=True)
         try:
             for rel, entry in items:
@@ -196,6 +198,8 @@ class Restorer:
                                     raise FileExistsError(17, "exists", dest)
                                 os.unlink(dest)
                             os.makedirs(dest, exist_ok=True)
+                            dirs.append((rel, entry))
+                        elif fresh_target:
                             dirs.append((rel, entry))
                         self.stats.dirs += 1
                     elif entry.kind == FILE:

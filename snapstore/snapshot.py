@@ -63,6 +63,7 @@ class Snapshot:
     username: str = ""
     tags: tuple[str, ...] = ()
     stats: SnapshotStats = field(default_factory=SnapshotStats)
+    root_meta: dict[str, int] = field(default_factory=dict)  # mode, uid, gid, mtime_ns of the root dir
     id: str = ""
 
     @property
@@ -82,6 +83,7 @@ class Snapshot:
             "paths": list(self.paths),
             "root": self.root,
             "stats": self.stats.to_json(),
+            **({"root_meta": dict(self.root_meta)} if self.root_meta else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -112,6 +114,7 @@ class Snapshot:
                 username=str(data.get("username", "")),
                 tags=tuple(data.get("tags", ())),
                 stats=SnapshotStats.from_json(data.get("stats", {})),
+                root_meta={str(k): int(v) for k, v in data.get("root_meta", {}).items()},
                 id=str(data["id"]),
             )
         except (ValueError, KeyError, TypeError) as exc:

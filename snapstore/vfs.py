@@ -80,13 +80,16 @@ class SnapshotView:
         self.repo = repo
         self.cache = ChunkCache(cache_bytes)
         self._layouts: OrderedDict[bytes, FileLayout] = OrderedDict()
+        self._names: OrderedDict[bytes, dict[bytes, Entry]] = OrderedDict()
         self._layout_lock = threading.Lock()
 
     # -- trees ----------------------------------------------------------------------------
     def root(self, snap: Snapshot) -> Entry:
-        """The snapshot's root directory as an entry."""
-        return Entry(name=b"", kind=DIR, mode=0o40755, subtree=bytes.fromhex(snap.root),
-                     mtime_ns=int(snap.time.timestamp() * 1e9))
+        """The snapshot's root directory as an entry (its recorded metadata when there is some)."""
+        meta = snap.root_meta
+        return Entry(name=b"", kind=DIR, mode=meta.get("mode", 0o40755), uid=meta.get("uid", 0),
+                     gid=meta.get("gid", 0), subtree=bytes.fromhex(snap.root),
+                     mtime_ns=meta.get("mtime_ns", int(snap.time.timestamp() * 1e9)))
 
     def listdir(self, entry: Entry) -> list[Entry]:
         """Entries of a directory, in name order."""
@@ -95,12 +98,20 @@ class SnapshotView:
         return self.repo.read_tree(entry.subtree)
 
     def child(self, entry: Entry, name: bytes) -> Entry | None:
-        entries = self.listdir(entry)
-        names = [e.name for e in entries]
-        i = bisect.bisect_left(names, name)
-        if i < len(entries) and entries[i].name == name:
-            return entries[i]
-        return None
+        """One entry of a directory by name (a dict per tree, kept in a small LRU)."""
+        if entry.kind != DIR:
+            raise PathNotFound(f"not a directory: {show_path(entry.name)}")
+        with self._layout_lock:
+            by_name = self._names.get(entry.subtree)
+            if by_name is not None:
+                self._names.move_to_end(entry.subtree)
+        if by_name is None:
+            by_name = {e.name: e for e in self.listdir(entry)}
+            with self._layout_lock:
+                self._names[entry.subtree] = by_name
+                if len(self._names) > 256:
+                    self._names.popitem(last=False)
+        return by_name.get(name)
 
     def lookup(self, snap: Snapshot, path: str | bytes) -> Entry:
         """The entry at ``path`` in ``snap``; raises :class:`PathNotFound`."""

@@ -49,10 +49,10 @@ def cmd_mount(
         _log_to_stderr(app.quiet)
 
         def ready(where: str) -> None:
-            if not app.quiet and not json_out:
+            if not app.quiet and not json_out and sys.stderr.isatty():  # a log gets the log line
                 warn(f"snap: mounted {repo_path} at {where}; Ctrl-C or 'snap umount {where}' to unmount")
 
-        runner.serve(repo_path, mp, on_ready=ready)
+        runner.serve(repo_path, mp, wait=app.wait, on_ready=ready)
         return
     Repository.open(repo_path, mode="read", wait=app.wait, command=app.command).close()  # fail early, right code
     argv = [sys.executable, "-m", "snapstore", "--repo", repo_path, "--wait", str(app.wait),

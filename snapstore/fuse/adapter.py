@@ -180,11 +180,13 @@ class SnapshotOperations(pyfuse3.Operations):
         out.f_namemax = NAME_MAX
         return out
 
+    # Snapshots record no extended attributes: ENOSYS makes the kernel answer "not supported"
+    # itself from then on, instead of asking for every ACL lookup of ``ls -l`` or ``cp -a``.
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        return []
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         if mode & os.W_OK:

@@ -257,20 +257,29 @@ def _alive(pid: int) -> bool:
 
 
 # -- serving in the foreground ------------------------------------------------------------------
-def serve(repo_path: str, mountpoint: str, *, on_ready: Callable[[str], None] | None = None) -> None:
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(repo_path: str, mountpoint: str, *, wait: float = 0.0,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Mount the repository at ``mountpoint`` and serve until unmounted or signalled.
 
     The repository stays open with a shared read lock for the whole time, so ``gc`` waits.
     """
     pyfuse3, trio = require_fuse()
     mp = check_mountpoint(mountpoint)
+    # Until trio's signal receiver takes over, SIGTERM/SIGHUP unwind like Ctrl-C, so that the
+    # finally clauses below still unmount.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
     from snapstore.fuse.adapter import SnapshotOperations
     from snapstore.namespace import Namespace
     from snapstore.repository import Repository
     from snapstore.vfs import SnapshotView
 
-    repo = Repository.open(repo_path, mode="read", command="snap mount")
+    repo = Repository.open(repo_path, mode="read", wait=wait, command="snap mount")
     namespace = None
     try:
         namespace = Namespace(SnapshotView(repo))

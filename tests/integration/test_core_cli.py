@@ -21,6 +21,8 @@ def _take(snap, src: Path, *extra: str) -> dict:
 
 
 def test_round_trip_keeps_everything(snap, agent_tree: Path, tmp_path: Path) -> None:
+    os.chmod(agent_tree, 0o751)
+    os.utime(agent_tree, ns=(1_600_000_000_000_000_007, 1_600_000_000_000_000_007))
     assert snap("init").code == 0
     info = _take(snap, agent_tree, "--tier", "weekly", "--tag", "first")
     assert info["tier"] == "weekly" and info["tags"] == ["first"]
@@ -29,6 +31,9 @@ def test_round_trip_keeps_everything(snap, agent_tree: Path, tmp_path: Path) -> 
     res = snap("restore", info["id"][:10], "--target", str(target))
     assert res.code == 0, res.err
     assert tree_state(target) == tree_state(agent_tree)
+    # the root directory's own metadata is kept too (the target did not exist before)
+    assert os.stat(target).st_mtime_ns == os.stat(agent_tree).st_mtime_ns
+    assert os.stat(target).st_mode == os.stat(agent_tree).st_mode
     # the sparse file stays sparse
     assert os.stat(target / "sparse.bin").st_blocks * 512 < 1024 * 1024
 
