@@ -32,7 +32,7 @@ from snapstore.backends import raise_os_error
 from snapstore.chunker import Chunker, chunk_id
 from snapstore.compress import compress
 from snapstore.errors import Interrupted, RepositoryDamaged, SnapError, SourceNotFound
-from snapstore.packfile import TYPE_DATA, TYPE_TREE, PackWriter
+from snapstore.packfile import TYPE_DATA, TYPE_TREE, PackWriter, remove_unfinished
 from snapstore.repository import Repository, pack_name
 from snapstore.snapshot import Snapshot, SnapshotStats
 from snapstore.tree import (
@@ -599,17 +599,6 @@ class Take:
         self.compressors.shutdown(wait=True, cancel_futures=True)
 
 
-def _clean_tmp(repo: Repository) -> None:
-    """Remove packs left in tmp/ by a killed take (we hold the writer lock: none is ours)."""
-    tmp = repo.backend.local_tmp_dir()
-    for name in os.listdir(tmp):
-        if name.endswith(".pack.tmp"):
-            try:
-                os.unlink(os.path.join(tmp, name))
-            except OSError:
-                pass
-
-
 @dataclass(frozen=True)
 class TakeResult:
     snapshot: Snapshot
@@ -637,7 +626,7 @@ def take_snapshot(
         if not os.path.lexists(src.path):
             raise SourceNotFound(f"source path does not exist: {os.fsdecode(src.path)}")
     sources = normalize_sources(sources)
-    _clean_tmp(repo)
+    remove_unfinished(repo.backend.local_tmp_dir())
     started = time.monotonic()
     moment = when or clock.now()
     ncpu = os.cpu_count() or 2

@@ -30,7 +30,7 @@ from snapstore.chunker import chunk_id
 from snapstore.compress import decompress
 from snapstore.errors import FormatError
 from snapstore.index import ChunkLocation, TxnCounts
-from snapstore.packfile import BLOB_HEADER, BlobEntry, PackWriter
+from snapstore.packfile import BLOB_HEADER, BlobEntry, PackWriter, remove_unfinished
 from snapstore.refcount import drop_reference
 from snapstore.repository import Repository, pack_name
 from snapstore.snapshot import Snapshot
@@ -306,17 +306,7 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
     result.packs_rewritten = len([p for p in plan.to_rewrite if p.pack not in skip])
     result.packs_written = len(finished)
     result.orphans_deleted = len(plan.orphans)
-    _clean_tmp(repo)
-
-
-def _clean_tmp(repo: Repository) -> None:
-    tmp = repo.backend.local_tmp_dir()
-    for name in os.listdir(tmp):
-        if name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(tmp, name))
-            except OSError:
-                pass
+    remove_unfinished(repo.backend.local_tmp_dir())
 
 
 def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ...]]], *, dry_run: bool = False,

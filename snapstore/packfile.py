@@ -125,6 +125,17 @@ class PackWriter:
         return hasher.hexdigest() == expected_hex
 
 
+def remove_unfinished(tmp_dir: str) -> None:
+    """Delete pack files a killed take or gc left half-written in ``tmp_dir``. Call it only while
+    holding the writer lock, so that none of them can still be in use."""
+    for name in os.listdir(tmp_dir):
+        if name.endswith(".pack.tmp"):
+            try:
+                os.unlink(os.path.join(tmp_dir, name))
+            except OSError:
+                pass
+
+
 def parse_table(tail: bytes, pack_size: int) -> list[BlobEntry]:
     """Parse the table and footer from the last bytes of a pack.
 
