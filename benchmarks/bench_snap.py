@@ -21,7 +21,16 @@ import json
 import sys
 from pathlib import Path
 
-from common import MB, Dataset, check_local_disk, children_peak_rss, dataset, human_bytes, print_table
+from common import (
+    MB,
+    Dataset,
+    check_local_disk,
+    children_peak_rss,
+    dataset,
+    human_bytes,
+    print_table,
+    rss_method,
+)
 from compare import ROWS, Bench, Cell, SnapPeer
 
 MAIN_ROWS = ["first-take", "retake-unchanged", "take-after-day", "restore-full", "restore-file"]
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": repeats,
                 "version": snap.version(),
                 "children_peak_rss": children_peak_rss(),
+                "rss_method": rss_method(),
             },
             "results": {row: cell.to_json() for row, cell in main_cells.items()},
             "small_files": {row: cell.to_json() for row, cell in small_cells.items()},

@@ -1,14 +1,22 @@
 """Shared helpers of the benchmark scripts: run and measure, statistics, sizes, tables.
 
-Measuring a command (:func:`run`): wall time is ``time.perf_counter()`` around the whole child
-process. Peak RSS is the ``ru_maxrss`` that ``os.wait4`` returns for that child: on Linux it is
+Measuring a command (:func:`run`): wall time is ``time.perf_counter()`` from spawning the child
+to reaping it with a blocking ``os.wait4``. Peak RSS is a ``ru_maxrss`` from ``wait4``: on Linux
 the largest resident set of the child *and of every descendant it waited for* (the kernel folds
-the children's maximum into the parent's when they are reaped). So it is the peak of the
-biggest single process of the tree, not the sum of processes running at the same time; the
-tools measured here do their work in one process. ``resource.getrusage(RUSAGE_CHILDREN)``
-gives the same kind of figure for *all* children this script has reaped so far, a running
-maximum that cannot be attributed to one command; :func:`children_peak_rss` returns it and the
-scripts report it once, as a cross-check, in their JSON output.
+the children's maximum into the parent's when they are reaped), so the peak of the biggest
+single process of the tree, not the sum of processes alive at the same time (the tools measured
+here do their work in one process).
+
+One trap: Linux carries the parent's RSS high-water mark into a child's ``ru_maxrss`` across
+``exec`` (``exec_mmap`` folds the old mm's peak into the signal struct; with ``vfork``, which
+subprocess uses, the old mm *is* this script's). Measured directly, every command would report
+at least this script's own peak (70 MB and more once it has hashed a data set). So commands run
+under GNU time (``/usr/bin/time -f %M -o FILE``): time is a small C program that forks the
+command and reports ``wait4``'s ``ru_maxrss`` of it, whose floor is time's ~1 MB. Without GNU
+time the scripts fall back to their own ``wait4`` figure and say so (:func:`rss_method`).
+``resource.getrusage(RUSAGE_CHILDREN)`` is a running maximum over all children this script has
+reaped (including that floor), not attributable to one command; :func:`children_peak_rss`
+returns it and the scripts report it once in their JSON output, as a cross-check only.
 
 Other helpers: median/min/max of repeats (:class:`Stat`), apparent size of a tree
 (:func:`tree_bytes`, like ``du -sb``), page-cache warm-up (:func:`warm`), manifests for "restored
@@ -18,10 +26,13 @@ tree is identical" checks (:func:`manifest`, BLAKE3 per file), the sample data s
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,6 +91,120 @@ def _not_implemented(result: Result) -> bool:
     return result.returncode != 0 and "No such command" in (result.stderr + result.stdout)
 
 
+class _Child:
+    """A started command with its output in temporary files and its peak RSS in a third one."""
+
+    def __init__(
+        self,
+        cmd: Sequence[str | os.PathLike[str]],
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = [str(c) for c in cmd]
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115
+        self.rss_file = ""
+        argv = self.argv
+        wrapper = gnu_time()
+        if wrapper:
+            fd, self.rss_file = tempfile.mkstemp(prefix="snapbench-rss-")
+            os.close(fd)
+            argv = [wrapper, "-f", "%M", "-o", self.rss_file, *argv]
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=self.out,
+            stderr=self.err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: signals reach the whole tree
+        )
+        self.result: Result | None = None
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def poll(self) -> Result | None:
+        if self.result is None:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid == self.proc.pid:
+                self.finish(status, usage)
+        return self.result
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Reap the command (blocking: exact timing); after ``timeout`` s, kill its group."""
+        if self.result is not None:
+            return self.result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                pid, status, usage = os.wait4(self.proc.pid, 0 if deadline is None else os.WNOHANG)
+                if pid == self.proc.pid:
+                    return self.finish(status, usage)
+                if deadline is not None and time.monotonic() > deadline:
+                    self.signal(signal.SIGKILL)
+                    deadline = None
+                time.sleep(0.005)
+        except BaseException:  # Ctrl-C: take the child down with us
+            self.signal(signal.SIGKILL)
+            raise
+
+    def finish(self, status: int, usage: Any) -> Result:
+        seconds = time.perf_counter() - self.started
+        code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = code  # so that Popen does not wait again
+        peak = _read_rss_file(self.rss_file) if self.rss_file else None
+        if peak is None:  # no GNU time: wait4's figure, floored by our own RSS (module docstring)
+            peak = usage.ru_maxrss * 1024 if usage else 0
+        self.out.seek(0)
+        self.err.seek(0)
+        self.result = Result(
+            returncode=code,
+            seconds=seconds,
+            peak_rss=peak,
+            stdout=self.out.read().decode(errors="replace"),
+            stderr=self.err.read().decode(errors="replace"),
+        )
+        self.out.close()
+        self.err.close()
+        if self.rss_file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.rss_file)
+        return self.result
+
+
+def _read_rss_file(path: str) -> int | None:
+    """GNU time's ``%M`` (KiB) from its -o file; it may be preceded by a status line."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        return int(lines[-1]) * 1024 if lines else None
+    except (OSError, ValueError):
+        return None
+
+
+@functools.cache
+def gnu_time() -> str:
+    """The path of GNU time (``/usr/bin/time``) if it works with -f/-o, else ''."""
+    candidate = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else "")
+    if not candidate:
+        return ""
+    try:
+        probe = subprocess.run([candidate, "-f", "%M", "-o", "/dev/null", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return candidate if probe.returncode == 0 else ""
+
+
+def rss_method() -> str:
+    if gnu_time():
+        return "GNU time %M (wait4 of the command, forked from a small process)"
+    return "os.wait4 ru_maxrss (floored by this script's own peak RSS: install GNU time)"
+
+
 def run(
     cmd: Sequence[str | os.PathLike[str]],
     *,
@@ -94,96 +219,25 @@ def run(
     ``check``, a non-zero exit raises :class:`CommandFailed`, or :class:`NotImplementedBySnap`
     when the output says ``No such command``.
     """
-    argv = [str(c) for c in cmd]
-    full_env = {**os.environ, **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        status, usage = _wait4(proc, timeout)
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        result = Result(
-            returncode=status,
-            seconds=seconds,
-            peak_rss=usage.ru_maxrss * 1024 if usage else 0,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
-        )
+    child = _Child(cmd, cwd, env)
+    result = child.wait(timeout)
     if check and result.returncode != 0:
         if _not_implemented(result):
-            raise NotImplementedBySnap(" ".join(argv))
-        raise CommandFailed(argv, result)
+            raise NotImplementedBySnap(" ".join(child.argv))
+        raise CommandFailed(child.argv, result)
     return result
 
 
-def _wait4(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, Any]:
-    """Reap ``proc`` with ``os.wait4`` (rusage included); kill it after ``timeout`` seconds."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        flags = 0 if deadline is None else os.WNOHANG
-        pid, status, usage = os.wait4(proc.pid, flags)
-        if pid == proc.pid:
-            code = os.waitstatus_to_exitcode(status)
-            proc.returncode = code  # so that Popen does not wait again
-            return code, usage
-        if deadline is not None and time.monotonic() > deadline:
-            proc.kill()
-            deadline = None
-        time.sleep(0.01)
-
-
-class Background:
-    """A long-running command (a FUSE mount) started now and reaped later with its rusage."""
+class Background(_Child):
+    """A long-running command (a FUSE mount) started now and reaped later with its peak RSS."""
 
     def __init__(self, cmd: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | None = None) -> None:
-        self.argv = [str(c) for c in cmd]
-        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _finish
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env={**os.environ, **(env or {})},
-            stdout=self.out,
-            stderr=self.err,
-            stdin=subprocess.DEVNULL,
-        )
-        self.result: Result | None = None
-
-    def poll(self) -> Result | None:
-        """The result if the process has exited (reaping it), else None."""
-        if self.result is None:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid == self.proc.pid:
-                self._finish(os.waitstatus_to_exitcode(status), usage)
-        return self.result
-
-    def wait(self, timeout: float = 30.0) -> Result:
-        """Reap the process (SIGINT, then SIGKILL, if it does not exit in ``timeout`` s)."""
-        if self.result is None:
-            code, usage = _wait4(self.proc, timeout)
-            self._finish(code, usage)
-        assert self.result is not None
-        return self.result
-
-    def _finish(self, code: int, usage: Any) -> None:
-        self.proc.returncode = code
-        self.out.seek(0)
-        self.err.seek(0)
-        self.result = Result(
-            returncode=code,
-            seconds=time.perf_counter() - self.started,
-            peak_rss=usage.ru_maxrss * 1024 if usage else 0,
-            stdout=self.out.read().decode(errors="replace"),
-            stderr=self.err.read().decode(errors="replace"),
-        )
-        self.out.close()
-        self.err.close()
+        super().__init__(cmd, None, env)
 
     def stop(self, timeout: float = 20.0) -> Result:
-        """Interrupt (SIGINT) and reap, killing it if it does not exit in ``timeout`` s."""
+        """Interrupt (SIGINT to its process group) and reap; SIGKILL after ``timeout`` s."""
         if self.poll() is None:
-            self.proc.send_signal(2)
+            self.signal(signal.SIGINT)
         return self.wait(timeout)
 
 

@@ -49,6 +49,7 @@ from common import (
     manifest,
     print_table,
     remove,
+    rss_method,
     run,
     server_peak_rss,
     tree_bytes,
@@ -795,8 +796,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapbench"), help="local-disk scratch dir")
     parser.add_argument("--snap-bin", help="the snap executable (default: next to this Python, then PATH)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON results to this file")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="print the table of saved --json results")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
+    if args.render:
+        render(json.loads(args.render.read_text()))
+        return 0
 
     rows = parse_list(args.only, list(ROWS), "row") if args.only else list(ROWS)
     wanted = parse_list(args.peers, list(PEERS), "peer")
@@ -825,33 +831,63 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     results = bench.run_all(max(1, args.repeats))
 
-    names = [p.name for p in peers]
     meta = {
         "dataset": {"root": str(ds.root), "files": ds.files, "bytes": ds.bytes, "largest": ds.largest},
         "repeats": args.repeats,
+        "rows": rows,
+        "peers": [p.name for p in peers],
         "versions": {p.name: p.version() for p in peers},
         "skipped": skipped,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "workdir_fs": fs_type(workdir)},
         "wall_s": round(time.time() - started, 1),
         "children_peak_rss": children_peak_rss(),
+        "rss_method": rss_method(),
     }
+    document = {"meta": meta, "results": [{"row": r, "peer": p, **c.to_json()} for (r, p), c in results.cells.items()]}
+    if args.json_out:
+        args.json_out.write_text(json.dumps(document, indent=2) + "\n")
     if args.json:
-        cells = [{"row": r, "peer": p, **c.to_json()} for (r, p), c in results.cells.items()]
-        print(json.dumps({"meta": meta, "results": cells}, indent=2))
+        print(json.dumps(document, indent=2))
     else:
-        print(
-            f"\ndata set: {ds.files} files, {human_bytes(ds.bytes)} (largest {ds.largest}); "
-            f"{args.repeats} repeat(s); {', '.join(meta['versions'].values())}"
-        )
-        for name, reason in skipped.items():
-            print(f"{name}: skipped, {reason}")
-        print()
-        print_table(HEADERS, table_rows(results, rows, names))
-        print(
-            "\nsnap/best: snap's median time over the fastest other tool's (below 1 = snap faster). "
-            "MB/s over the logical data size."
-        )
+        render(document)
     return 0
+
+
+def load_results(document: dict[str, Any]) -> Results:
+    """The :class:`Results` of a JSON document written by ``--json``."""
+    results = Results()
+    for item in document["results"]:
+        cell = results.cell(item["row"], item["peer"])
+        cell.status = "" if item.get("status") == "ok" else item.get("status", "")
+        cell.notes = list(item.get("notes", []))
+        for name in ("seconds", "mbps", "repo_bytes", "growth", "rss"):
+            if name in item:
+                setattr(cell, name, Stat(list(item[name]["values"])))
+    return results
+
+
+def render(document: dict[str, Any], file: Any = None) -> None:
+    """Print the table of a results document (as written by ``--json``)."""
+    out = file or sys.stdout
+    meta = document["meta"]
+    ds = meta["dataset"]
+    results = load_results(document)
+    rows = meta.get("rows") or list(dict.fromkeys(item["row"] for item in document["results"]))
+    peers = meta.get("peers") or list(dict.fromkeys(item["peer"] for item in document["results"]))
+    print(
+        f"\ndata set: {ds['files']} files, {human_bytes(ds['bytes'])} (largest {ds['largest']}); "
+        f"{meta['repeats']} repeat(s); {', '.join(meta['versions'].values())}",
+        file=out,
+    )
+    for name, reason in meta.get("skipped", {}).items():
+        print(f"{name}: skipped, {reason}", file=out)
+    print(file=out)
+    print_table(HEADERS, table_rows(results, rows, peers), file=out)
+    print(
+        "\nsnap/best: snap's median time over the fastest other tool's (below 1 = snap faster). "
+        "MB/s over the logical data size.",
+        file=out,
+    )
 
 
 if __name__ == "__main__":

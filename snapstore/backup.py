@@ -51,6 +51,7 @@ from snapstore.tree import (
 
 WINDOW = 2048
 INFLIGHT = 8
+FILES_CACHE_BATCH = 4096
 MAX_ERRORS_KEPT = 50
 
 
@@ -128,13 +129,16 @@ class PackSink:
         self._lock = threading.Lock()
         self._writers: dict[int, tuple[bytes, PackWriter]] = {}
         self.packs: list[bytes] = []
-        self.new_blobs: list[bytes] = []
+        self.new_blobs: list[bytes] = []  # kept only for --verify full
+        self.keep_new_blobs = False
         self.bytes_written = 0
         self.blobs_written = 0
         self.packs_checked = 0
-        # Finishing a pack (fsync, read-back check, rename, index) runs on its own thread so
-        # that compression goes on while the disk catches up.
-        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="snap-pack")
+        # Finishing a pack (fsync, read-back check, rename or upload, index) runs on threads of
+        # its own so that compression goes on while the disk or the network catches up; a
+        # remote backend uploads several packs at once (``parallel_puts``).
+        puts = max(1, int(getattr(repo.backend, "parallel_puts", 1)))
+        self._finisher = ThreadPoolExecutor(puts, thread_name_prefix="snap-pack")
         self._finishing: list[Future[None]] = []
 
     def add(self, blob_id: bytes, blob_type: int, code: int, payload: bytes, raw_len: int) -> None:
@@ -150,7 +154,8 @@ class PackSink:
             writer.add(blob_id, blob_type, code, payload, raw_len)
             self.bytes_written += writer.size - before
             self.blobs_written += 1
-            self.new_blobs.append(blob_id)
+            if self.keep_new_blobs:
+                self.new_blobs.append(blob_id)
             if writer.size >= self.repo.config.pack_size:
                 full = self._writers.pop(blob_type)
                 self._finishing.append(self._finisher.submit(self._finish, *full))
@@ -189,7 +194,8 @@ class PackSink:
             if self.verify_packs:
                 if not writer.verify_on_disk(digest):
                     raise RepositoryDamaged(f"pack {pack_id.hex()} reads back different from what was written")
-                self.packs_checked += 1
+                with self._lock:
+                    self.packs_checked += 1
             self.repo.backend.put_file(pack_name(pack_id), writer.path)
         except OSError as exc:
             writer.abort()
@@ -284,13 +290,19 @@ class Take:
         self.inflight = threading.BoundedSemaphore(INFLIGHT)
         self.failure: BaseException | None = None
         self.local = threading.local()
-        self.new_trees: dict[bytes, list[bytes]] = {}
+        self.sink.keep_new_blobs = verify == "full"
+        # children of the trees this take creates, as concatenated ids (compact), for the commit
+        self.new_trees: dict[bytes, bytes] = {}
+        # files-cache entries go to LMDB in batches during the take, so memory does not grow with
+        # the number of files; an entry is only trusted while its chunks are indexed, so writing
+        # it before the snapshot commits is safe.
         self.files_cache: dict[bytes, bytes] = {}
         self.hardlinks: dict[tuple[int, int], Future[_FileResult] | _FileResult] = {}
         self.errors: list[str] = []
         self.stat_files = self.stat_dirs = self.stat_links = 0
         self.stat_bytes = self.stat_read = self.stat_chunks = self.unreadable = 0
-        self.repo_dir = os.fsencode(os.path.realpath(repo.path))
+        # never back up the repository (or, when remote, its local cache) into itself
+        self.repo_dir = os.fsencode(os.path.realpath(getattr(repo, "cache_dir", repo.path)))
         self.started_ns = time.time_ns()
         self.root_meta: dict[str, int] = {}
         self._last_progress = 0.0
@@ -486,7 +498,7 @@ class Take:
         data = encode_tree(entries)
         tree_id = chunk_id(data)
         if self.registry.claim(tree_id):
-            self.new_trees[tree_id] = tree_children(data)
+            self.new_trees[tree_id] = b"".join(tree_children(data))
             self._submit_blob(tree_id, TYPE_TREE, data)
         return tree_id
 
@@ -529,6 +541,9 @@ class Take:
                 self.hardlinks[(st.st_dev, st.st_ino)] = _FileResult(chunks=result.chunks, size=result.size)
             if result.cache_value and not item.shared:
                 self.files_cache[item.path] = result.cache_value
+                if len(self.files_cache) >= FILES_CACHE_BATCH:
+                    self.repo.index.put_files(self.files_cache)
+                    self.files_cache.clear()
             self.stat_files += 1
             self.stat_bytes += result.size
             self.stat_read += 0 if item.shared else result.read_bytes
@@ -661,7 +676,8 @@ def take_snapshot(
     snapshot = Snapshot(
         time=moment,
         tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
-        hostname=socket.gethostname(), username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
+        hostname=os.environ.get("SNAP_HOSTNAME") or socket.gethostname(),  # SNAP_HOSTNAME: tests, containers
+        username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats, root_meta=take.root_meta,
     ).with_id()
     faults.crash_point("take-before-commit")

@@ -182,7 +182,8 @@ class GcSettings(_Model):
     """Garbage collection: when to repack, and how recent unreferenced data is spared."""
 
     repack_threshold: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)
-    safety_window: Duration = timedelta(0)
+    #: None (unset): the repository's default, 0 on a local disk and 1h on object storage
+    safety_window: Duration | None = None
 
 
 class RetentionSettings(_Model):

@@ -24,6 +24,8 @@ class ExitCode:
     EXISTS = 12  # init on an existing repository
     NO_SPACE = 13  # disk full
     FUSE = 14  # FUSE not available (extra not installed, /dev/fuse missing)
+    REMOTE = 15  # object storage unreachable or failing (after retries), or the s3 extra missing
+    ACCESS_DENIED = 16  # object storage refused the credentials (wrong key, no permission, none found)
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
@@ -134,3 +136,17 @@ class NoSpace(SnapError):
 class Interrupted(SnapError):
     exit_code = ExitCode.INTERRUPTED
     kind = "interrupted"
+
+
+class RemoteError(SnapError):
+    """The object store could not be reached or kept failing after retries."""
+
+    exit_code = ExitCode.REMOTE
+    kind = "remote"
+
+
+class RemoteAccessDenied(RemoteError):
+    """The object store refused the request: wrong or missing credentials, or no permission."""
+
+    exit_code = ExitCode.ACCESS_DENIED
+    kind = "access_denied"

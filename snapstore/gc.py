@@ -14,6 +14,13 @@ Algorithm (hierarchical refcounts, see snapstore.refcount):
 4. Execute: new packs are written and fsynced first; one LMDB transaction moves the live
    blobs and drops the dead ones; only then are old pack files deleted. A gc killed at any
    point leaves every live blob reachable; the next gc deletes the leftovers as orphans.
+
+Safety window: a pack younger than ``safety_window_s`` is neither deleted nor rewritten (the
+default is the backend's: 0 on a local disk, where the exclusive lock keeps takes out; one
+hour on a remote repository, where takes of other hosts run while gc does). On a remote
+repository the deletions also wait for the repository's leases
+(:meth:`Repository.hold_deletions`): while another host takes or reads, they are deferred to
+the next gc (the index already forgot those packs, so they are deleted then as orphans).
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ class GcResult:
     duration_s: float = 0.0
     dry_run: bool = False
     problems: list[str] = field(default_factory=list)
+    deferred: int = 0  # pack files whose deletion waits for the next gc (remote: others at work)
 
     @property
     def reclaimed(self) -> int:
@@ -152,10 +160,19 @@ def _candidates(repo: Repository, extra_dead: set[bytes]) -> dict[bytes, ChunkLo
     return found
 
 
-def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float = 0.0,
+def default_safety_window(repo: Repository) -> float:
+    return float(getattr(repo.backend, "default_safety_window_s", 0.0))
+
+
+def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float | None = None,
             extra_dead: set[bytes] | None = None) -> GcPlan:
-    """Decide what to delete and rewrite. ``extra_dead``: blobs a pending forget would free."""
+    """Decide what to delete and rewrite. ``extra_dead``: blobs a pending forget would free.
+    ``safety_window_s`` None: the backend's default."""
+    if safety_window_s is None:
+        safety_window_s = default_safety_window(repo)
     extra = extra_dead or set()
+    listing = list(repo.backend.list_stat("packs"))
+    mtimes = {name: mtime for name, _size, mtime in listing}
     candidates = _candidates(repo, extra)
     by_pack: dict[bytes, list[bytes]] = defaultdict(list)
     for blob_id, loc in candidates.items():
@@ -169,7 +186,7 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
         if pack not in known_packs:
             continue
         if safety_window_s > 0:
-            mtime = repo.backend_mtime(pack_name(pack))
+            mtime = mtimes.get(pack_name(pack))
             if mtime is not None and now - mtime < safety_window_s:
                 continue
         try:
@@ -198,7 +215,7 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
             action = "keep"
         plans.append(PackPlan(pack, size, tuple(live), tuple(dead), dead_bytes, action))
     orphans = []
-    for name, size in repo.backend.list("packs"):
+    for name, size, mtime in listing:
         stem = os.path.basename(name)
         if not stem.endswith(".pack"):
             continue
@@ -207,10 +224,8 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
         except ValueError:
             continue
         if pack not in known_packs:
-            if safety_window_s > 0:
-                mtime = repo.backend_mtime(name)
-                if mtime is not None and now - mtime < safety_window_s:
-                    continue
+            if safety_window_s > 0 and now - mtime < safety_window_s:
+                continue
             orphans.append((name, size))
     return GcPlan(
         packs=tuple(plans), orphans=tuple(orphans),
@@ -296,23 +311,30 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
                     if loc is not None and loc.pack == pplan.pack and loc.refcount == 0:
                         txn.put(entry.id, b"", db=index.dead)
     faults.crash_point("gc-after-commit")
-    for i, pplan in enumerate(removed_packs):
-        repo.backend.delete(pack_name(pplan.pack))
-        if i == 0:
-            faults.crash_point("gc-mid-delete")
-    for name, _size in plan.orphans:
-        repo.backend.delete(name)
+    doomed = [pack_name(p.pack) for p in removed_packs] + [name for name, _size in plan.orphans]
+    blocker = repo.hold_deletions(doomed)
+    if blocker:
+        result.deferred = len(doomed)
+        result.problems.append(f"{len(doomed)} pack file(s) left for the next gc: {blocker}")
+    else:
+        for i, pplan in enumerate(removed_packs):
+            repo.backend.delete(pack_name(pplan.pack))
+            if i == 0:
+                faults.crash_point("gc-mid-delete")
+        for name, _size in plan.orphans:
+            repo.backend.delete(name)
     result.packs_deleted = len([p for p in plan.to_delete if p.pack not in skip])
     result.packs_rewritten = len([p for p in plan.to_rewrite if p.pack not in skip])
     result.packs_written = len(finished)
-    result.orphans_deleted = len(plan.orphans)
+    result.orphans_deleted = 0 if blocker else len(plan.orphans)
     remove_unfinished(repo.backend.local_tmp_dir())
 
 
 def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ...]]], *, dry_run: bool = False,
-                    threshold: float = 0.1, safety_window_s: float = 0.0) -> tuple[GcResult, GcPlan]:
+                    threshold: float = 0.1, safety_window_s: float | None = None) -> tuple[GcResult, GcPlan]:
     """Forget ``forget`` (snapshot, reasons), then free what no remaining snapshot needs.
-    The repository must be open in ``exclusive`` mode."""
+    The repository must be open in ``exclusive`` mode. ``safety_window_s`` None: the
+    backend's default (0 local, an hour remote)."""
     started = time.monotonic()
     result = GcResult(dry_run=dry_run)
     result.forgotten = [{**snap.summary(), "reasons": list(reasons)} for snap, reasons in forget]

@@ -164,6 +164,12 @@ class Index:
     def pack_value(size: int, count: int) -> bytes:
         return PACK_VALUE.pack(size, count)
 
+    def put_files(self, entries: dict[bytes, bytes]) -> None:
+        """Write files-cache entries (path -> encoded value) in one transaction."""
+        with self.env.begin(write=True) as txn:
+            for path, value in entries.items():
+                txn.put(path, value, db=self.files)
+
     @staticmethod
     def encode_file(size: int, mtime_ns: int, ctime_ns: int, inode: int, chunks: bytes) -> bytes:
         return msgpack.packb([size, mtime_ns, ctime_ns, inode, chunks], use_bin_type=True)

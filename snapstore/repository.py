@@ -1,5 +1,13 @@
 """The repository facade: init/open, locks, blob reads and writes, snapshot commit and forget.
 
+A repository is at a *location*: a local directory, or ``s3://BUCKET/PREFIX`` (see
+:func:`snapstore.backends.parse_location`). Its files go through ``self.backend``; the LMDB index,
+the flock files and packs being written live in ``self.cache_dir``: the repository directory
+itself when local (nothing moves on disk), ``$XDG_CACHE_HOME/snapstore/<id>`` when remote. A
+remote repository is the truth shared by several hosts: at every open the index is brought up to
+date from it (:func:`snapstore.indexsync.sync_index`) and the process holds a lease in its
+``locks/`` (:mod:`snapstore.lease`), since flock does not reach other hosts.
+
 On-disk layout of a local repository (docs/format.md is the reference)::
 
     config.json               format version, repository id, chunker and compression settings
@@ -23,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from snapstore import faults, locking
-from snapstore.backends import Backend, LocalBackend, raise_os_error
+from snapstore.backends import Backend, LocalBackend, Location, open_backend, parse_location, raise_os_error
 from snapstore.chunker import ChunkerParams, chunk_id
 from snapstore.compress import decompress
 from snapstore.errors import (
@@ -36,6 +44,7 @@ from snapstore.errors import (
     SnapshotNotFound,
 )
 from snapstore.index import Index, TxnCounts
+from snapstore.lease import Lease, read_gc_lease
 from snapstore.packfile import BlobEntry, NeedMore, parse_table
 from snapstore.refcount import add_reference, drop_reference
 from snapstore.snapshot import Snapshot
@@ -105,30 +114,43 @@ def snapshot_name(snap_id: str) -> str:
 class Repository:
     """An open repository. Use :meth:`open` / :meth:`init`; close with :meth:`close`."""
 
-    def __init__(self, path: str, backend: Backend, config: RepoConfig, index: Index) -> None:
-        self.path = path
+    def __init__(self, path: str, backend: Backend, config: RepoConfig, index: Index, *,
+                 cache_dir: str | None = None) -> None:
+        self.path = path  # local: the directory; remote: the s3:// URL
         self.backend = backend
         self.config = config
         self.index = index
+        self.cache_dir = cache_dir or path  # index/, locks/, tmp/
+        self.lease: Lease | None = None
+        self.sync_report: object = None  # the last sync_index report (remote repositories)
         self._locks: list[locking.HeldLock] = []
         self._tree_cache: dict[bytes, list[Entry]] = {}
         self._tree_lock = threading.Lock()
 
+    @property
+    def remote(self) -> bool:
+        return bool(getattr(self.backend, "remote", False))
+
     # -- life cycle -----------------------------------------------------------------------
     @classmethod
     def init(cls, path: str, *, chunker: ChunkerParams | None = None, compression_level: int = 3,
-             pack_size: int = DEFAULT_PACK_SIZE) -> RepoConfig:
-        path = os.path.abspath(path)
+             pack_size: int = DEFAULT_PACK_SIZE, endpoint: str | None = None) -> RepoConfig:
+        """Create a repository at ``path`` (a directory or an ``s3://`` URL); returns its config."""
+        location = parse_location(path)
+        config = RepoConfig(
+            id=secrets.token_hex(16), chunker=chunker or ChunkerParams(),
+            compression_level=compression_level, pack_size=pack_size,
+        )
+        if location.remote:
+            cls._init_remote(location, config, endpoint)
+            return config
+        path = location.path
         if os.path.exists(os.path.join(path, "config.json")):
             raise RepositoryExists(f"a repository already exists at {path}")
         if os.path.isdir(path) and os.listdir(path):
             raise RepositoryExists(f"{path} exists and is not empty; choose an empty or new directory")
         if os.path.exists(path) and not os.path.isdir(path):
             raise RepositoryExists(f"{path} exists and is not a directory")
-        config = RepoConfig(
-            id=secrets.token_hex(16), chunker=chunker or ChunkerParams(),
-            compression_level=compression_level, pack_size=pack_size,
-        )
         try:
             for sub in ("packs", "snapshots", "index", "locks", "tmp"):
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
@@ -138,13 +160,32 @@ class Repository:
         return config
 
     @classmethod
+    def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None) -> None:
+        backend = open_backend(location, endpoint=endpoint)
+        try:
+            backend.check_bucket()  # type: ignore[attr-defined]
+            if backend.size("config.json") is not None:
+                raise RepositoryExists(f"a repository already exists at {location.url}")
+            if not backend.is_empty():  # type: ignore[attr-defined]
+                raise RepositoryExists(f"{location.url} is not empty; choose an empty or new prefix")
+            if backend.create_exclusive("config.json", config.to_bytes()) is None:  # type: ignore[attr-defined]
+                raise RepositoryExists(f"a repository already exists at {location.url}")
+        finally:
+            backend.close()  # type: ignore[attr-defined]
+
+    @classmethod
     def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
-             check_index: bool = True) -> Repository:
+             check_index: bool = True, endpoint: str | None = None) -> Repository:
         """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
         ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
         snapshot records the repository holds (lost or replaced by an older copy) is refused:
-        gc on such an index would take newer packs for orphans."""
-        path = os.path.abspath(path)
+        gc on such an index would take newer packs for orphans. ``path`` may be an ``s3://``
+        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own)."""
+        location = parse_location(path)
+        if location.remote:
+            return cls._open_remote(location, mode=mode, wait=wait, command=command, check_index=check_index,
+                                    endpoint=endpoint)
+        path = location.path
         config_path = os.path.join(path, "config.json")
         if not os.path.isfile(config_path):
             if not os.path.exists(path):
@@ -182,7 +223,80 @@ class Repository:
             raise
         return repo
 
+    @classmethod
+    def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
+                     endpoint: str | None) -> Repository:
+        from snapstore.indexsync import remote_cache_dir
+
+        backend = open_backend(location, endpoint=endpoint)
+        try:
+            raw = backend.get("config.json")
+        except FileNotFoundError:
+            backend.check_bucket()  # type: ignore[attr-defined]  # a missing bucket says so
+            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
+        config = RepoConfig.from_bytes(raw)
+        cache_dir = remote_cache_dir(config.id)
+        try:
+            for sub in ("index", "locks", "tmp"):
+                os.makedirs(os.path.join(cache_dir, sub), exist_ok=True)
+            note = os.path.join(cache_dir, "remote.json")
+            if not os.path.exists(note):
+                with open(note, "w") as handle:
+                    json.dump({"repository": location.url, "id": config.id}, handle)
+        except OSError as exc:
+            raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
+        backend.tmp_dir = os.path.join(cache_dir, "tmp")  # type: ignore[attr-defined]
+        lock_dir = os.path.join(cache_dir, "locks")
+        held: list[locking.HeldLock] = []
+        try:
+            if mode in ("write", "exclusive"):
+                held.append(locking.acquire(lock_dir, locking.WRITE, exclusive=True, wait=wait, command=command))
+            held.append(
+                locking.acquire(lock_dir, locking.READ, exclusive=(mode == "exclusive"), wait=wait, command=command)
+            )
+            index = Index(os.path.join(cache_dir, "index"))
+        except BaseException:
+            for lock in reversed(held):
+                lock.release()
+            raise
+        repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
+        repo._locks = held
+        try:
+            kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
+            repo.lease = Lease(backend, kind, command)
+            repo.lease.acquire(wait=wait)
+            repo.sync(wait=wait, command=command)
+            if check_index:
+                stale = repo.unindexed_records()
+                if stale:
+                    raise RepositoryDamaged(
+                        f"{len(stale)} snapshot record(s) in {location.url} cannot be indexed (e.g. {stale[0][:8]}): "
+                        "their trees are in no readable pack; run 'snap verify'")
+        except BaseException:
+            repo.close()
+            raise
+        return repo
+
+    def sync(self, *, wait: float = 0.0, command: str = "") -> object:
+        """Bring a remote repository's index up to date (one process of this host at a time)."""
+        from snapstore.indexsync import pack_id_of, sync_index
+
+        gone: set[bytes] = set()
+        gc_lease = read_gc_lease(self.backend)
+        if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
+            gone = {p for p in (pack_id_of(n) for n in gc_lease.deleting) if p is not None}
+        lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
+                               wait=max(wait, 600.0), command=command)
+        try:
+            self.sync_report = sync_index(self, gone=gone)
+        finally:
+            lock.release()
+        return self.sync_report
+
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
         self.index.close()
         close = getattr(self.backend, "close", None)
         if close:
@@ -190,6 +304,10 @@ class Repository:
         for lock in reversed(self._locks):
             lock.release()
         self._locks = []
+
+    def fetched_bytes(self) -> int | None:
+        """Bytes read from a remote backend so far (None for a local repository)."""
+        return getattr(self.backend, "bytes_fetched", None) if self.remote else None
 
     def __enter__(self) -> Repository:
         return self
@@ -276,24 +394,32 @@ class Repository:
         return matches[0]
 
     def commit_snapshot(self, snapshot: Snapshot, *, packs: Iterable[bytes],
-                        new_trees: dict[bytes, list[bytes]], files: dict[bytes, bytes]) -> None:
+                        new_trees: dict[bytes, bytes], files: dict[bytes, bytes]) -> None:
         """Make a snapshot exist: write its record, then one LMDB transaction that adds it,
         counts its references and clears its packs' pending marks."""
+        if self.lease is not None:
+            self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
         self.backend.put_bytes(snapshot_name(snapshot.id), snapshot.to_bytes())
         children = self._children_with(new_trees)
         with self.index.write() as txn:
-            counts = TxnCounts(self.index, txn)
-            add_reference(counts, bytes.fromhex(snapshot.root), children)
-            txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+            # a sync by another process of this host may have rolled the record forward already
+            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
+                counts = TxnCounts(self.index, txn)
+                add_reference(counts, bytes.fromhex(snapshot.root), children)
+                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
             for pack in packs:
                 txn.delete(pack, db=self.index.pending)
             for path, value in files.items():
                 txn.put(path, value, db=self.index.files)
 
-    def _children_with(self, known: dict[bytes, list[bytes]]) -> Callable[[bytes], list[bytes]]:
+    def _children_with(self, known: dict[bytes, bytes]) -> Callable[[bytes], list[bytes]]:
+        """Children of trees: from ``known`` (tree id -> concatenated child ids) or read back."""
+
         def children(tree_id: bytes) -> list[bytes]:
             found = known.get(tree_id)
-            return found if found is not None else self.tree_children(tree_id)
+            if found is None:
+                return self.tree_children(tree_id)
+            return [found[i : i + 32] for i in range(0, len(found), 32)]
 
         return children
 
@@ -333,30 +459,10 @@ class Repository:
         A take killed after writing its record but before its index commit is rolled forward
         (its data was indexed before the record was written). A record missing from the
         directory is written back from the index: snapshots are never dropped implicitly.
-        Returns what was done, for reports."""
-        on_disk = self.record_ids()
-        with self.index.read() as txn:
-            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
-        done: list[str] = []
-        for snap_id in sorted(on_disk - indexed):
-            try:
-                snap = Snapshot.from_bytes(self.backend.get(snapshot_name(snap_id)))
-            except (FormatError, OSError):
-                continue  # left for verify/repair to report
-            if self.index.get_chunk(bytes.fromhex(snap.root)) is None:
-                continue  # its trees are not indexed: only 'snap repair index' can help
-            with self.index.write() as txn:
-                add_reference(TxnCounts(self.index, txn), bytes.fromhex(snap.root), self.tree_children)
-                txn.put(snap.id.encode(), snap.to_bytes(), db=self.index.snapshots)
-            done.append(f"added snapshot {snap.short_id} whose commit was interrupted")
-        # A record the index has but the directory lacks was lost (or removed by hand):
-        # write it back from the index rather than let a later gc free its data.
-        for raw in self.index.snapshot_records():
-            snap = Snapshot.from_bytes(raw)
-            if snap.id in indexed - on_disk:
-                self.backend.put_bytes(snapshot_name(snap.id), raw)
-                done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
-        return done
+        Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
+        from snapstore.indexsync import reconcile_snapshots
+
+        return reconcile_snapshots(self)
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
@@ -364,16 +470,24 @@ class Repository:
                 txn.put(snap.id.encode(), b"", db=self.index.pins)
             else:
                 txn.delete(snap.id.encode(), db=self.index.pins)
-        pins = sorted(self.index.pinned())
-        self.backend.put_bytes("pins.json", json.dumps(pins).encode())
+        pins = set(self.index.pinned())
+        if self.remote:  # other hosts pin too: change only this snapshot in the shared file
+            try:
+                pins = {str(p) for p in json.loads(self.backend.get("pins.json"))}
+            except (FileNotFoundError, ValueError):
+                pass
+            (pins.add if pinned else pins.discard)(snap.id)
+        self.backend.put_bytes("pins.json", json.dumps(sorted(pins)).encode())
 
-    def read_pack_table(self, pack: bytes) -> list[BlobEntry]:
-        """The blob table of a pack, read from its end (FormatError when it does not parse)."""
+    def read_pack_table(self, pack: bytes, size: int | None = None) -> list[BlobEntry]:
+        """The blob table of a pack, read from its end (FormatError when it does not parse).
+        ``size``, when the caller knows it from a listing, saves asking the backend."""
         name = pack_name(pack)
-        size = self.backend.size(name)
+        if size is None:
+            size = self.backend.size(name)
         if size is None:
             raise FileNotFoundError(name)
-        want = min(size, 64 * 1024)
+        want = min(size, (16 if self.remote else 64) * 1024)  # remote: most tables fit; else a second GET
         tail = self.backend.get_range(name, size - want, want)
         try:
             return parse_table(tail, size)
@@ -382,10 +496,25 @@ class Repository:
             return parse_table(self.backend.get_range(name, size - need, need), size)
 
     def backend_mtime(self, name: str) -> float | None:
-        try:
-            return os.stat(os.path.join(self.path, name)).st_mtime
-        except OSError:
-            return None
+        return self.backend.mtime(name)
+
+    def hold_deletions(self, names: list[str]) -> str:
+        """Called by gc just before it deletes ``names``: why it must not delete them now
+        ("" when it may). Locally the exclusive flock already keeps everyone else out. On a
+        remote repository the names are first announced in the gc lease, then any live take or
+        read lease of another process, or a snapshot committed since the sync, defers them."""
+        if self.lease is None or not names:
+            return ""
+        self.lease.update(deleting=names)
+        others = [info for info in self.lease.others() if info.kind != "gc"]
+        if others:
+            who = ", ".join(info.describe() for info in others[:3])
+            return f"{len(others)} other process(es) use the repository ({who})"
+        with self.index.read() as txn:
+            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
+        if self.record_ids() - indexed:
+            return "a snapshot was committed by another host while gc ran"
+        return ""
 
     def pack_bytes(self) -> int:
         """Bytes in pack files (what the repository costs on disk, less index and records)."""

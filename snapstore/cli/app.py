@@ -29,15 +29,24 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="Repository path (else $SNAP_REPO, config, "
-                                             "~/.local/share/snapstore).", show_default=False)] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r", help="Repository path or s3://BUCKET/PREFIX (else "
+                                             "$SNAP_REPO, config, ~/.local/share/snapstore).",
+                                             show_default=False)] = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (else $SNAP_CONFIG, "
                                                "./backup_schedule.json).", show_default=False)] = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for a locked repository.")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, fewer words.")] = False,
+    s3_endpoint: Annotated[str | None, typer.Option("--s3-endpoint", help="S3 endpoint URL for s3:// repositories "
+                                                    "(else $SNAP_S3_ENDPOINT, else AWS).",
+                                                    show_default=False)] = None,
 ) -> None:
-    ctx.obj = AppContext(repo_arg=repo, config_arg=config, wait=wait, quiet=quiet,
-                         subcommand=ctx.invoked_subcommand or "")
+    obj = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()  # main() passes one in
+    obj.repo_arg, obj.config_arg, obj.wait, obj.quiet = repo, config, wait, quiet
+    obj.subcommand = ctx.invoked_subcommand or ""
+    if s3_endpoint:
+        obj.s3_endpoint = s3_endpoint
+        os.environ["SNAP_S3_ENDPOINT"] = s3_endpoint  # for every open, and a background mount's child
+    ctx.obj = obj
 
 
 def _register() -> None:
@@ -65,12 +74,46 @@ def _report(exc: SnapError) -> None:
 
 
 def _hoist_global_flags(args: list[str]) -> list[str]:
-    """Accept ``-q``/``--quiet`` after the command name too (``snap take . -q``)."""
+    """Accept ``-q``/``--quiet`` and ``--s3-endpoint URL`` after the command name too
+    (``snap take . -q``, ``snap init s3://bucket/agents --s3-endpoint http://127.0.0.1:8333``)."""
     end = args.index("--") if "--" in args else len(args)
-    flags = [a for a in args[:end] if a in ("-q", "--quiet")]
-    if not flags:
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < end:
+        arg = args[i]
+        if arg in ("-q", "--quiet"):
+            hoisted.append("--quiet")
+        elif arg == "--s3-endpoint" and i + 1 < end:
+            hoisted += [arg, args[i + 1]]
+            i += 1
+        elif arg.startswith("--s3-endpoint="):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    if not hoisted:
         return args
-    return ["--quiet"] + [a for a in args[:end] if a not in ("-q", "--quiet")] + args[end:]
+    return hoisted + rest + args[end:]
+
+
+#: Commands whose every run goes to the history log; on_failure runs when the alerted ones fail.
+HISTORY_COMMANDS = {"take", "gc", "verify", "restore", "forget", "import"}
+ALERT_COMMANDS = {"take", "gc", "verify", "import"}
+
+
+def _record(obj: AppContext, code: int, error: str) -> None:
+    """The history hook: log the outcome of a recorded command (and alert on its failure)."""
+    if obj.subcommand not in HISTORY_COMMANDS:
+        return
+    events = obj.events
+    if events is None:
+        if code == ExitCode.OK and {"--help", "-h"} & set(sys.argv[1:]):
+            return  # 'snap take --help' ran nothing
+        events = [{}]
+    elif not events and code != ExitCode.OK:
+        events = [{}]
+    obj.write_history(events, exit_code=code, error=error, alert=obj.subcommand in ALERT_COMMANDS)
 
 
 def main() -> None:
@@ -81,12 +124,14 @@ def main() -> None:
         from click import exceptions as click_exc
 
     code = ExitCode.OK
+    error = ""
+    obj = AppContext()
     try:
-        result = app(args=_hoist_global_flags(sys.argv[1:]), standalone_mode=False)
+        result = app(args=_hoist_global_flags(sys.argv[1:]), standalone_mode=False, obj=obj)
         code = result if isinstance(result, int) else ExitCode.OK
     except SnapError as exc:
         _report(exc)
-        code = exc.exit_code
+        code, error = exc.exit_code, exc.message
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
@@ -94,10 +139,10 @@ def main() -> None:
         code = ExitCode.INTERRUPTED
     except click_exc.ClickException as exc:
         exc.show()
-        code = ExitCode.USAGE
+        code, error = ExitCode.USAGE, exc.format_message()
     except KeyboardInterrupt:
         sys.stderr.write("snap: interrupted\n")
-        code = ExitCode.INTERRUPTED
+        code, error = ExitCode.INTERRUPTED, "interrupted"
     except BrokenPipeError:
         # The reader went away (snap cat | head): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -109,7 +154,8 @@ def main() -> None:
 
         mapped = raise_os_error(exc, exc.filename or "snap")
         _report(mapped)
-        code = mapped.exit_code
+        code, error = mapped.exit_code, mapped.message
+    _record(obj, code, error)
     sys.exit(code)
 
 

@@ -47,10 +47,12 @@ def cmd_forget(
         echo("run 'snap gc' to free the space they alone used")
 
 
-def _gc_settings(app: AppContext) -> dict[str, float]:
+def _gc_settings(app: AppContext) -> dict[str, float | None]:
+    """Threshold and safety window from the config; a window left unset (None) is the
+    repository's default (0 on a local disk, an hour on object storage)."""
     cfg = app.config()
-    if cfg is None:
-        return {"threshold": 0.1, "safety_window_s": 0.0}
+    if cfg is None or cfg.gc.safety_window is None:
+        return {"threshold": cfg.gc.repack_threshold if cfg is not None else 0.1, "safety_window_s": None}
     return {"threshold": cfg.gc.repack_threshold, "safety_window_s": cfg.gc.safety_window.total_seconds()}
 
 

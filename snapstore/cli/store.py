@@ -5,19 +5,25 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import Annotated
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from snapstore.cli.context import AppContext
 from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
-from snapstore.errors import ExitCode, UsageError
+from snapstore.errors import ExitCode, SnapError, UsageError
+
+if TYPE_CHECKING:
+    from snapstore.repository import Repository
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def cmd_init(
     ctx: typer.Context,
+    location: Annotated[str | None, typer.Argument(help="Where: a directory or s3://BUCKET/PREFIX (default: "
+                                                   "--repo, $SNAP_REPO, the config).", show_default=False)] = None,
     compression: Annotated[int, typer.Option("--compression", help="zstd level (0 = none).", min=0, max=22)] = 3,
     chunk_min: Annotated[int, typer.Option(help="FastCDC minimum chunk size (KiB).")] = 256,
     chunk_avg: Annotated[int, typer.Option(help="FastCDC average chunk size (KiB).")] = 1024,
@@ -31,10 +37,12 @@ def cmd_init(
     app: AppContext = ctx.obj
     if not (64 <= chunk_min * 1024 <= chunk_avg * 1024 <= chunk_max * 1024 <= 16 * 1024 * 1024):
         raise UsageError("chunk sizes must satisfy 1 <= min <= avg <= max <= 16384 KiB")
-    path = os.path.abspath(app.repo_path())
+    if location:
+        app.repo_arg = location
+    path = app.repo_location()  # an absolute path, or the s3:// URL
     config = Repository.init(
         path, chunker=ChunkerParams(chunk_min * 1024, chunk_avg * 1024, chunk_max * 1024),
-        compression_level=compression,
+        compression_level=compression, endpoint=app.s3_endpoint,
     )
     if json_out:
         emit_json({"repository": path, "id": config.id, "compression_level": compression})
@@ -58,6 +66,74 @@ def _sources_for(app: AppContext, paths: list[str], tier: str) -> tuple[list, bo
     return [source_for(os.path.relpath(p, base), base) for p in cfg.resolve_sources(tier)], True
 
 
+def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], compression: int | None,
+             verify: str, excludes: list[str], if_changed: bool, json_out: bool,
+             repo: Repository | None = None) -> tuple[int, dict[str, Any]]:
+    """Take one snapshot of PATH... or of a tier's sources (with ``if_changed`` only when they
+    differ from the tier's last snapshot), print the human report and fill the history event.
+    Returns (exit code, the --json object). Uses ``repo`` when given, else opens one."""
+    from snapstore.backup import take_snapshot
+    from snapstore.watch import take_if_changed
+
+    event = app.record(tier=tier)
+    try:
+        sources, from_config = _sources_for(app, paths, tier)
+        level = compression
+        tags = list(tags)
+        if from_config:
+            tier_config = app.config().tier(tier)
+            level = tier_config.compression_level if level is None else level
+            tags += [t for t in tier_config.tags if t not in tags]
+        progress = Progress(not app.quiet and not json_out)
+        options: dict[str, Any] = {"tier": tier, "tags": tuple(tags), "level": level, "verify": verify,
+                                   "excludes": excludes, "progress": progress}
+        with nullcontext(repo) if repo is not None else app.open("write") as opened:
+            if if_changed:
+                outcome = take_if_changed(opened, sources, **options)
+                result = outcome.taken
+            else:
+                result = take_snapshot(opened, sources, **options)
+        progress.done()
+    except SnapError as exc:
+        event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+        raise
+    if result is None:  # --if-changed and nothing changed: nothing taken, nothing logged
+        assert app.events is not None and outcome.unchanged_since is not None
+        app.events.remove(event)
+        since = outcome.unchanged_since
+        if not json_out:
+            echo(f"unchanged since {since.short_id} ({tier}, {since.time:%Y-%m-%d %H:%M:%S} UTC); nothing taken")
+        return ExitCode.OK, {"taken": False, "tier": tier, "unchanged_since": since.id}
+    snap = result.snapshot
+    st = snap.stats
+    code = ExitCode.PARTIAL if st.unreadable else ExitCode.OK
+    event.update(snapshot=snap.id, files=st.files, bytes=st.bytes, new_bytes=st.new_bytes,
+                 duration_s=round(st.duration_s, 3), result="partial" if st.unreadable else "ok", exit_code=code)
+    if st.unreadable:
+        event["error"] = f"{st.unreadable} file(s) could not be read: {'; '.join(st.errors[:3])}"
+    out = snap.summary()
+    out.update({"dirs": st.dirs, "read_bytes": st.read_bytes, "new_chunks": st.new_chunks,
+                "verified": st.verified, "errors": list(st.errors)})
+    if if_changed:
+        out.update({"taken": True, "change": outcome.change})
+    if not json_out:
+        rate = st.read_bytes / st.duration_s / 1e6 if st.duration_s > 0 else 0.0
+        ratio = st.bytes / st.new_bytes if st.new_bytes else float("inf")
+        if if_changed:
+            echo(f"changed: {outcome.change}")
+        echo(f"snapshot {snap.short_id} saved ({snap.tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC)")
+        echo(f"  files {st.files}, dirs {st.dirs}, logical {human_bytes(st.bytes)}, "
+             f"read {human_bytes(st.read_bytes)} at {rate:.0f} MB/s")
+        echo(f"  new data stored {human_bytes(st.new_bytes)} (dedup+compression {ratio:.1f}x), "
+             f"{st.duration_s:.2f} s")
+        echo(f"  verified: {st.verified}")
+    if st.unreadable:
+        for err in st.errors:
+            warn(f"snap: warning: unreadable: {err}")
+        warn(f"snap: {st.unreadable} file(s) could not be read; the snapshot lacks them (exit {ExitCode.PARTIAL})")
+    return code, out
+
+
 def cmd_take(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(help="Files and directories (default: the tier's sources).",
@@ -70,48 +146,28 @@ def cmd_take(
                                                       "(repeatable).")] = None,
     verify: Annotated[str, typer.Option("--verify", help="After-take check: quick (re-read new packs), full "
                                         "(also decompress and hash every new chunk) or none.")] = "quick",
+    due: Annotated[bool, typer.Option("--due", help="Take every config tier whose schedule is due "
+                                      "(see 'snap due'); run it from cron every few minutes.")] = False,
+    if_changed: Annotated[bool, typer.Option("--if-changed", help="Take only if the sources differ from the "
+                                             "tier's last snapshot (else print 'unchanged since ID').")] = False,
     json_out: JsonOpt = False,
 ) -> int:
     """Take a snapshot of PATH... (or of the tier's sources in the config file)."""
-    from snapstore.backup import take_snapshot
-
     app: AppContext = ctx.obj
     if verify not in ("quick", "full", "none"):
         raise UsageError("--verify must be quick, full or none")
-    sources, _from_config = _sources_for(app, paths or [], tier)
-    level = compression
-    tags = list(tag or ())
-    if _from_config:
-        tier_config = app.config().tier(tier)
-        level = tier_config.compression_level if level is None else level
-        tags += [t for t in tier_config.tags if t not in tags]
-    progress = Progress(not app.quiet and not json_out)
-    with app.open("write") as repo:
-        result = take_snapshot(repo, sources, tier=tier, tags=tuple(tags), level=level, verify=verify,
-                               excludes=exclude or [], progress=progress)
-    progress.done()
-    snap = result.snapshot
-    st = snap.stats
+    if due:
+        if paths or tier != "manual":
+            raise UsageError("--due takes the config's due tiers: give no PATH and no --tier")
+        from snapstore.cli.workflows import take_due
+
+        return take_due(app, tags=list(tag or ()), compression=compression, verify=verify,
+                        excludes=exclude or [], if_changed=if_changed, json_out=json_out)
+    code, out = take_one(app, paths or [], tier=tier, tags=list(tag or ()), compression=compression,
+                         verify=verify, excludes=exclude or [], if_changed=if_changed, json_out=json_out)
     if json_out:
-        out = snap.summary()
-        out.update({"dirs": st.dirs, "read_bytes": st.read_bytes, "new_chunks": st.new_chunks,
-                    "verified": st.verified, "errors": list(st.errors)})
         emit_json(out)
-    else:
-        rate = st.read_bytes / st.duration_s / 1e6 if st.duration_s > 0 else 0.0
-        ratio = st.bytes / st.new_bytes if st.new_bytes else float("inf")
-        echo(f"snapshot {snap.short_id} saved ({snap.tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC)")
-        echo(f"  files {st.files}, dirs {st.dirs}, logical {human_bytes(st.bytes)}, "
-             f"read {human_bytes(st.read_bytes)} at {rate:.0f} MB/s")
-        echo(f"  new data stored {human_bytes(st.new_bytes)} (dedup+compression {ratio:.1f}x), "
-             f"{st.duration_s:.2f} s")
-        echo(f"  verified: {st.verified}")
-    if st.unreadable:
-        for err in st.errors:
-            warn(f"snap: warning: unreadable: {err}")
-        warn(f"snap: {st.unreadable} file(s) could not be read; the snapshot lacks them (exit {ExitCode.PARTIAL})")
-        return ExitCode.PARTIAL
-    return ExitCode.OK
+    return code
 
 
 def cmd_list(
@@ -146,7 +202,8 @@ def cmd_list(
 
 def cmd_restore(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER'.")],
+    snapshot: Annotated[str | None, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER' (none with "
+                                                   "--latest-good).", show_default=False)] = None,
     paths: Annotated[list[str] | None, typer.Argument(help="Paths inside the snapshot (default: all).",
                                                       show_default=False)] = None,
     target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")] = "",
@@ -154,6 +211,17 @@ def cmd_restore(
                                             "replacing files.")] = False,
     partial: Annotated[bool, typer.Option("--partial", help="Write what can be read of damaged files; "
                                           "fill holes with zeros and list them.")] = False,
+    latest_good: Annotated[str | None, typer.Option("--latest-good", metavar="PATH", help="Restore the newest "
+                                                    "copy of the file PATH that passes the checks to "
+                                                    "TARGET/PATH, keeping the live file as "
+                                                    "PATH.corrupt-<time>.", show_default=False)] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", help="With --latest-good: 'json' (the copy "
+                                                    "must parse as JSON).", show_default=False)] = None,
+    check_cmd: Annotated[str | None, typer.Option("--check-cmd", help="With --latest-good: shell command run "
+                                                  "on a temp copy ({} or appended), exit 0 passes.",
+                                                  show_default=False)] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="With --latest-good: only this tier's snapshots.",
+                                             show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Restore a snapshot, or some of its files, into a directory."""
@@ -163,14 +231,26 @@ def cmd_restore(
     app: AppContext = ctx.obj
     if not target:
         raise UsageError("--target DIR is required")
+    if latest_good is not None:
+        if snapshot is not None or paths:
+            raise UsageError("--latest-good searches every snapshot for one file: give no SNAPSHOT or PATH")
+        return _restore_latest_good(app, latest_good, target, check or [], check_cmd, tier, overwrite, json_out)
+    if check or check_cmd or tier:
+        raise UsageError("--check, --check-cmd and --tier go with --latest-good")
+    if snapshot is None:
+        raise UsageError("missing argument SNAPSHOT (an id prefix, 'latest' or 'latest:TIER')")
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as repo:
         snap = repo.resolve(snapshot)
         stats = restore_snapshot(SnapshotView(repo), snap, paths or [], target, overwrite=overwrite,
                                  partial=partial, progress=progress)
+        fetched = repo.fetched_bytes()  # remote: what the restore (and the index sync) downloaded
     progress.done()
+    app.record(snapshot=snap.id, tier=snap.tier, files=stats.files, bytes=stats.bytes,
+               duration_s=round(stats.duration_s, 3), target=os.path.abspath(target))
     if json_out:
-        emit_json({"snapshot": snap.id, "target": os.path.abspath(target), **stats.to_json()})
+        emit_json({"snapshot": snap.id, "target": os.path.abspath(target), **stats.to_json(),
+                   **({"fetched_bytes": fetched} if fetched is not None else {})})
     else:
         rate = stats.bytes / stats.duration_s / 1e6 if stats.duration_s > 0 else 0.0
         echo(f"restored {stats.files} files, {stats.dirs} dirs, {human_bytes(stats.bytes)} from snapshot "
@@ -183,6 +263,52 @@ def cmd_restore(
         warn(f"snap: {len(stats.errors)} item(s) could not be restored")
         return ExitCode.PARTIAL
     return ExitCode.PARTIAL if stats.holes else ExitCode.OK
+
+
+def _restore_latest_good(app: AppContext, path: str, target: str, checks: list[str], check_cmd: str | None,
+                         tier: str | None, overwrite: bool, json_out: bool) -> int:
+    from snapstore.errors import NotFound
+    from snapstore.latestgood import NOT_IN_SNAPSHOT, Check, check_command, check_json, restore_latest_good
+    from snapstore.vfs import SnapshotView
+
+    funcs: list[Check] = []
+    for name in checks:
+        if name != "json":
+            raise UsageError(f"--check {name!r}: the known check is 'json' (use --check-cmd for others)")
+        funcs.append(check_json)
+    if check_cmd:
+        funcs.append(check_command(check_cmd))
+    if not funcs:
+        raise UsageError("--latest-good needs --check json and/or --check-cmd CMD")
+    event = app.record(path=path, tier=tier)
+    with app.open("read") as repo:
+        snaps = [s for s in repo.snapshots() if tier is None or s.tier == tier]
+        result = restore_latest_good(SnapshotView(repo), snaps, path, target, funcs, overwrite=overwrite)
+    if result.used is not None:
+        event.update(snapshot=result.used.id, tier=result.used.tier, files=1, skipped=len(result.skipped))
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        absent = [snap for snap, why in result.skipped if why == NOT_IN_SNAPSHOT]
+        for snap, why in result.skipped:
+            if why != NOT_IN_SNAPSHOT:
+                echo(f"skipped {snap.short_id} ({snap.tier}, {snap.time:%Y-%m-%d %H:%M:%S}): {why}")
+        if absent:
+            echo(f"skipped {len(absent)} snapshot(s) without {result.path}")
+        if result.live_ok and result.used is None:
+            echo(f"the live file {result.destination} passes the checks; nothing restored "
+                 "(--overwrite replaces it anyway)")
+        if result.used is not None:
+            if result.kept_aside:
+                echo(f"kept the live file ({result.live_problem}) as {result.kept_aside}")
+            echo(f"restored {result.path} from snapshot {result.used.short_id} ({result.used.tier}, "
+                 f"{result.used.time:%Y-%m-%d %H:%M:%S} UTC) to {result.destination}")
+    if result.used is None and not result.live_ok:
+        tried = f"{len(snaps)} snapshot(s)" + (f" of tier {tier!r}" if tier else "")
+        raise NotFound(f"no copy of {result.path} in {tried} passes the checks; nothing was changed")
+    if result.used is None:
+        app.events = []  # the live file passes: nothing was done
+    return ExitCode.OK
 
 
 def _mode_string(mode: int) -> str:

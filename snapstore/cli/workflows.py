@@ -1,0 +1,437 @@
+"""Workflow commands: ``due``, ``schedule``, ``watch``, ``history``, ``export``, ``import``, and
+the ``--due`` mode of ``snap take`` (:func:`take_due`). Parsing and rendering only: the logic is in
+``snapstore.schedule``, ``snapstore.watch``, ``snapstore.history`` and ``snapstore.tarball``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from snapstore import clock
+from snapstore.cli.context import AppContext
+from snapstore.cli.output import echo, emit_json, human_bytes, warn
+from snapstore.cli.store import _sources_for, take_one
+from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _config(app: AppContext, what: str) -> Any:
+    cfg = app.config()
+    if cfg is None or not cfg.tiers:
+        raise ConfigError(f"{what} needs a config file with tiers (--config, $SNAP_CONFIG or ./backup_schedule.json)")
+    return cfg
+
+
+def _statuses(cfg: Any, snapshots: list[Any], now: Any) -> list[Any]:
+    from snapstore.schedule import local_zone, tier_status
+
+    return tier_status({name: tier.schedule for name, tier in cfg.tiers.items()}, snapshots, now, local_zone())
+
+
+# -- take --due -----------------------------------------------------------------------------
+
+
+def take_due(app: AppContext, *, tags: list[str], compression: int | None, verify: str, excludes: list[str],
+             if_changed: bool, json_out: bool) -> int:
+    """``snap take --due``: take every due tier once, under one write lock (so two overlapping
+    runs cannot both take a slot). A failing tier does not stop the others; the first error is
+    raised at the end (its exit code is the command's), the others are printed as they happen."""
+    cfg = _config(app, "snap take --due")
+    now = clock.now()
+    taken: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    first_error: SnapError | None = None
+    worst = ExitCode.OK
+    with app.open("write") as repo:
+        statuses = _statuses(cfg, repo.snapshots(), now)
+        due = [s for s in statuses if s.due]
+        if not due:
+            app.record_nothing()
+        for status in due:
+            if not json_out and not app.quiet:
+                echo(f"{status.tier}: due: {status.reason}")
+            try:
+                code, out = take_one(app, [], tier=status.tier, tags=tags, compression=compression, verify=verify,
+                                     excludes=excludes, if_changed=if_changed, json_out=json_out, repo=repo)
+            except Interrupted:
+                raise
+            except SnapError as exc:
+                errors.append({"tier": status.tier, "error": exc.kind, "message": exc.message,
+                               "exit_code": exc.exit_code})
+                if first_error is None:
+                    first_error = exc
+                else:
+                    warn(f"snap: error: {status.tier}: {exc.message}")
+                continue
+            worst = max(worst, code)
+            taken.append(out)
+    if json_out:
+        emit_json({"time": clock.format_time(now), "due": [s.to_json() for s in due], "taken": taken,
+                   "errors": errors})
+    elif not due and not app.quiet:
+        upcoming = sorted((s.next_slot, s.tier) for s in statuses if s.next_slot is not None)
+        nxt = f"; next: {upcoming[0][1]} at {clock.format_time(upcoming[0][0])}" if upcoming else ""
+        echo(f"nothing due{nxt}")
+    if first_error is not None:
+        raise first_error
+    return worst
+
+
+# -- due ------------------------------------------------------------------------------------
+
+
+def cmd_due(
+    ctx: typer.Context,
+    all_tiers: Annotated[bool, typer.Option("--all", help="Show every tier, due or not.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the tiers whose schedule is due: no snapshot since their last scheduled time."""
+    app: AppContext = ctx.obj
+    cfg = _config(app, "snap due")
+    now = clock.now()
+    with app.open("read") as repo:
+        statuses = _statuses(cfg, repo.snapshots(), now)
+    shown = statuses if all_tiers else [s for s in statuses if s.due]
+    if json_out:
+        emit_json([s.to_json() for s in shown])
+        return
+    for s in shown:
+        echo(f"{s.tier:<12} {'due' if s.due else 'not due':<8} {s.reason}")
+    if not any(s.due for s in statuses):
+        upcoming = sorted((s.next_slot, s.tier) for s in statuses if s.next_slot is not None)
+        echo("nothing due" + (f"; next: {upcoming[0][1]} at {clock.format_time(upcoming[0][0])}" if upcoming else ""))
+
+
+# -- schedule -------------------------------------------------------------------------------
+
+
+def snap_executable() -> list[str]:
+    """The absolute command that runs this snap: the console script, else ``python -m snapstore``."""
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0).startswith("snap") and not argv0.endswith(".py") and os.path.isfile(argv0):
+        return [os.path.abspath(argv0)]
+    beside = os.path.join(os.path.dirname(sys.executable), "snap")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return [beside]
+    return [sys.executable, "-m", "snapstore"]
+
+
+def cmd_schedule(
+    ctx: typer.Context,
+    cron: Annotated[bool, typer.Option("--cron", help="Print a crontab line.")] = False,
+    systemd: Annotated[bool, typer.Option("--systemd", help="Print a .service and .timer unit pair.")] = False,
+    every: Annotated[int, typer.Option("--every", help="Minutes between checks for due tiers.", min=1,
+                                       max=59)] = 5,
+    name: Annotated[str, typer.Option("--name", help="systemd unit name.")] = "snap-take",
+    write_dir: Annotated[str | None, typer.Option("--write-dir", help="With --systemd: write the unit files "
+                                                  "into DIR (e.g. /etc/systemd/system).",
+                                                  show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print ready-to-install entries that run 'snap take --due' every few minutes."""
+    from snapstore.schedule import cron_entry, systemd_units
+
+    app: AppContext = ctx.obj
+    if cron == systemd:
+        raise UsageError("give one of --cron or --systemd")
+    cfg = _config(app, "snap schedule")
+    argv = [*snap_executable(), "--config", str(cfg.path.absolute())]
+    if app.repo_arg or os.environ.get("SNAP_REPO"):
+        argv += ["--repo", os.path.abspath(app.repo_path())]
+    argv += ["--wait", "300", "--quiet", "take", "--due"]
+    if cron:
+        line = cron_entry(argv, every)
+        if json_out:
+            emit_json({"cron": line})
+        else:
+            echo(f"# snap: take the due tiers of {cfg.path.absolute()} (install with 'crontab -e')")
+            echo(line)
+        return
+    units = systemd_units(argv, every, name)
+    if write_dir:
+        os.makedirs(write_dir, exist_ok=True)
+        for unit, text in units.items():
+            Path(write_dir, unit).write_text(text)
+    if json_out:
+        emit_json({"units": units, "written_to": os.path.abspath(write_dir) if write_dir else None})
+        return
+    for unit, text in units.items():
+        echo(f"# {os.path.join(write_dir or '/etc/systemd/system', unit)}")
+        echo(text)
+    echo(f"# then: systemctl daemon-reload && systemctl enable --now {name}.timer")
+
+
+# -- watch ----------------------------------------------------------------------------------
+
+
+def cmd_watch(
+    ctx: typer.Context,
+    tier: Annotated[str, typer.Option("--tier", "-t", help="The tier whose sources to watch.")] = "on-change",
+    debounce: Annotated[float, typer.Option("--debounce", help="Seconds without a change before the snapshot "
+                                            "(a burst of changes makes one snapshot).", min=0.0)] = 2.0,
+    max_delay: Annotated[float | None, typer.Option("--max-delay", help="Snapshot at the latest this many "
+                                                    "seconds after the first change of a burst (default: "
+                                                    "10 x debounce, at least 60).", min=0.0,
+                                                    show_default=False)] = None,
+) -> int:
+    """Watch a tier's sources (inotify) and take a snapshot after each burst of changes.
+
+    At start it takes one if the sources changed since the tier's last snapshot. SIGTERM or
+    Ctrl-C stops it after the take in progress has committed; a second one aborts that take
+    (nothing is committed)."""
+    from snapstore.watch import Watcher, take_if_changed, watch_sources
+
+    app: AppContext = ctx.obj
+    cfg = _config(app, "snap watch")
+    tier_config = cfg.tier(tier)
+    sources, _ = _sources_for(app, [], tier)
+    repo_path = os.path.abspath(app.repo_path())
+    app.open("read").close()  # fail early, with the right exit code
+    app.wait = max(app.wait, 60.0)  # a take must not fail because a scheduled take holds the lock
+    try:
+        ignore = {os.fsencode(os.path.abspath(app.history_path()))}
+    except SnapError:
+        ignore = set()
+
+    def action(events: int) -> None:
+        event: dict[str, Any] = {"command": "take", "tier": tier, "trigger": f"watch: {events} change event(s)"}
+        started = time.monotonic()
+        if events and not app.quiet:
+            echo(f"{events} change event(s) settled; checking tier {tier}")
+            sys.stdout.flush()
+        try:
+            with app.open("write") as repo:
+                outcome = take_if_changed(repo, sources, tier=tier, tags=tuple(tier_config.tags),
+                                          level=tier_config.compression_level)
+        except Interrupted as exc:  # a second signal during the take: nothing was committed
+            event["duration_s"] = round(time.monotonic() - started, 3)
+            app.write_history([event], exit_code=exc.exit_code, error=exc.message)
+            raise
+        except SnapError as exc:
+            warn(f"snap: error: {exc.message}")
+            event["duration_s"] = round(time.monotonic() - started, 3)
+            app.write_history([event], exit_code=exc.exit_code, error=exc.message, alert=True)
+            return
+        if outcome.taken is None:
+            if events and not app.quiet:
+                since = outcome.unchanged_since
+                echo(f"unchanged since {since.short_id if since else '?'}")
+            return
+        snap = outcome.taken.snapshot
+        st = snap.stats
+        code = ExitCode.PARTIAL if st.unreadable else ExitCode.OK
+        event.update(snapshot=snap.id, files=st.files, bytes=st.bytes, new_bytes=st.new_bytes,
+                     duration_s=round(st.duration_s, 3))
+        echo(f"snapshot {snap.short_id} saved ({tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC): {outcome.change}")
+        sys.stdout.flush()
+        error = f"{st.unreadable} file(s) could not be read" if st.unreadable else ""
+        app.write_history([event], exit_code=code, error=error, alert=bool(code))
+
+    def ready(watcher: Watcher) -> None:
+        action(0)  # catch up with changes made while nobody watched
+        echo(f"watching {len(sources)} source(s) of tier {tier} in {watcher.watch_count} director"
+             f"{'y' if watcher.watch_count == 1 else 'ies'} (debounce {debounce:g} s); SIGTERM or Ctrl-C stops")
+        sys.stdout.flush()
+
+    app.record_nothing()  # each take is logged as it happens
+    stopped = watch_sources([s.path for s in sources], debounce=debounce, action=action, on_ready=ready,
+                            repo_dir=repo_path, ignore=ignore, max_delay=max_delay)
+    if not app.quiet:
+        echo(f"stopped ({stopped})")
+    return ExitCode.OK
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def _parse_since(text: str) -> Any:
+    from snapstore.config import parse_duration
+
+    try:
+        return clock.now() - parse_duration(text)
+    except ValueError:
+        return clock.parse_time(text)
+
+
+def cmd_history(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option("--since", help="Only events at or after TIME (ISO 8601) or "
+                                              "within a duration (7d, 12h).", show_default=False)] = None,
+    tier: Annotated[str | None, typer.Option("--tier", "-t", help="Only this tier.", show_default=False)] = None,
+    command: Annotated[str | None, typer.Option("--command", help="Only this command (take, gc, verify, "
+                                                "restore, forget, import).", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Only the newest N.", min=1,
+                                              show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the history log: one event per take, gc, verify, restore, import and failure."""
+    from snapstore.history import filter_events, read_events
+
+    app: AppContext = ctx.obj
+    path = app.history_path()
+    read = read_events(path)
+    events = filter_events(read.events, since=_parse_since(since) if since else None, tier=tier, command=command)
+    if limit:
+        events = events[-limit:]
+    if read.bad_lines:
+        warn(f"snap: warning: {read.bad_lines} line(s) of {path} are not JSON events")
+    if json_out:
+        emit_json(events)
+        return
+    if not events:
+        echo(f"no events in {path}")
+        return
+    rows = [("TIME (UTC)", "COMMAND", "TIER", "RESULT", "SNAPSHOT", "FILES", "SIZE", "NEW", "SECONDS")]
+    for e in events:
+        rows.append((str(e.get("time", "")), str(e.get("command", "")), str(e.get("tier", "") or ""),
+                     str(e.get("result", "")), str(e.get("snapshot", "") or "")[:8],
+                     str(e.get("files", "")), human_bytes(e["bytes"]) if "bytes" in e else "",
+                     human_bytes(e["new_bytes"]) if "new_bytes" in e else "",
+                     f"{e['duration_s']:.1f}" if isinstance(e.get("duration_s"), int | float) else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        line = "  ".join(c.ljust(w) if j < 5 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True)))
+        error = events[i - 1].get("error") if i else None
+        echo(line.rstrip() + (f"  {error}" if error else ""))
+
+
+# -- export / import ------------------------------------------------------------------------
+
+
+def cmd_export(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER'.")],
+    paths: Annotated[list[str] | None, typer.Argument(help="Paths inside the snapshot (default: all).",
+                                                      show_default=False)] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="Archive to write ('-' = stdout).")] = "",
+    fmt: Annotated[str, typer.Option("--format", help="auto (from the name; stdout: gz), gz, zst or tar.")] = "auto",
+    prefix: Annotated[str, typer.Option("--prefix", help="Put every member under this top directory "
+                                        "(like the old STAMP/ archives).")] = "",
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a snapshot, or part of it, as a tar archive (streamed; memory stays small)."""
+    from snapstore.tarball import compression_for, export_tar
+    from snapstore.vfs import SnapshotView
+
+    app: AppContext = ctx.obj
+    if not output:
+        raise UsageError("-o FILE.tar.gz (or -o - for stdout) is required")
+    if fmt not in ("auto", "gz", "zst", "tar"):
+        raise UsageError("--format must be auto, gz, zst or tar")
+    if json_out and output == "-":
+        raise UsageError("--json cannot go with -o - (the archive is on stdout)")
+    compression = compression_for(output, "none" if fmt == "tar" else fmt)
+    with app.open("read") as repo:
+        snap = repo.resolve(snapshot)
+        view = SnapshotView(repo)
+        if output == "-":
+            stats = export_tar(view, snap, paths or [], sys.stdout.buffer, compression=compression, prefix=prefix)
+            sys.stdout.buffer.flush()
+        else:
+            target = os.path.abspath(output)
+            tmp = f"{target}.snap-tmp-{os.getpid()}"
+            try:
+                with open(tmp, "wb") as handle:
+                    stats = export_tar(view, snap, paths or [], handle, compression=compression, prefix=prefix)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+    for skipped in stats.skipped:
+        warn(f"snap: warning: left out {skipped}")
+    size = os.path.getsize(output) if output != "-" else None
+    if json_out:
+        emit_json({"snapshot": snap.id, "output": os.path.abspath(output), "compression": compression,
+                   "archive_bytes": size, **stats.to_json()})
+    elif output != "-":
+        echo(f"exported {stats.members} members ({stats.files} files, {human_bytes(stats.bytes)}) of snapshot "
+             f"{snap.short_id} to {output} ({human_bytes(size or 0)}, {compression})")
+    elif not app.quiet:
+        warn(f"exported {stats.members} members ({stats.files} files, {human_bytes(stats.bytes)}) of snapshot "
+             f"{snap.short_id}")
+
+
+def cmd_import(
+    ctx: typer.Context,
+    archives: Annotated[list[str], typer.Argument(help="tar archives (.tar.gz, .tgz, .tar.bz2, .tar.xz, .tar).")],
+    tier: Annotated[str, typer.Option("--tier", "-t", help="Tier to file the snapshots under.")] = "imported",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Extra tag (repeatable).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import existing tar backups as snapshots, oldest first, with the time from their names."""
+    from snapstore.tarball import archive_order, import_archive
+
+    app: AppContext = ctx.obj
+    imported: list[dict[str, Any]] = []
+    already: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    first_error: SnapError | None = None
+    archive_bytes = stored = 0
+    with app.open("write") as repo:
+        for archive in archive_order(archives):
+            event = app.record(tier=tier, archive=os.path.abspath(archive))
+            try:
+                result = import_archive(repo, archive, tier=tier, tags=tuple(tag or ()))
+            except Interrupted:
+                raise
+            except SnapError as exc:
+                event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+                errors.append({"archive": archive, "error": exc.kind, "message": exc.message,
+                               "exit_code": exc.exit_code})
+                if first_error is None:
+                    first_error = exc
+                else:
+                    warn(f"snap: error: {exc.message}")
+                continue
+            if result.already is not None:
+                assert app.events is not None
+                app.events.remove(event)
+                already.append({"archive": archive, "snapshot": result.already.id})
+                if not json_out and not app.quiet:
+                    echo(f"{archive}: already imported as {result.already.short_id} ({tier})")
+                continue
+            assert result.taken is not None
+            snap = result.taken.snapshot
+            st = snap.stats
+            size = os.path.getsize(archive)
+            archive_bytes += size
+            stored += st.new_bytes
+            event.update(snapshot=snap.id, files=st.files, bytes=st.bytes, new_bytes=st.new_bytes,
+                         duration_s=round(st.duration_s, 3), result="ok", exit_code=0)
+            imported.append({**snap.summary(), "archive": archive, "archive_bytes": size,
+                             "time_from": result.time_from, "stripped": result.stripped or None,
+                             "skipped_members": result.skipped_members})
+            for skipped in result.skipped_members:
+                warn(f"snap: warning: {archive}: skipped {skipped}")
+            if not json_out:
+                strip = f", top directory {result.stripped}/ stripped" if result.stripped else ""
+                echo(f"{archive}: snapshot {snap.short_id} ({tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC from the "
+                     f"{result.time_from}{strip}): {st.files} files, {human_bytes(st.bytes)}, "
+                     f"new {human_bytes(st.new_bytes)}")
+    if json_out:
+        emit_json({"imported": imported, "already_imported": already, "errors": errors,
+                   "archive_bytes": archive_bytes, "stored_bytes": stored})
+    elif imported:
+        ratio = f" ({stored / archive_bytes:.1%} of the archives)" if archive_bytes else ""
+        echo(f"imported {len(imported)} archive(s), {human_bytes(archive_bytes)}; new data stored "
+             f"{human_bytes(stored)}{ratio}")
+    if first_error is not None:
+        raise first_error
+
+
+def register(app: typer.Typer) -> None:
+    app.command("due")(cmd_due)
+    app.command("schedule")(cmd_schedule)
+    app.command("watch")(cmd_watch)
+    app.command("history")(cmd_history)
+    app.command("export")(cmd_export)
+    app.command("import")(cmd_import)
