@@ -66,8 +66,8 @@ def complete_event(event: dict[str, Any], *, command: str, exit_code: int, error
     if "result" not in out:
         out["result"] = result_for(exit_code)
         out.setdefault("exit_code", exit_code)
-        if error:
-            out.setdefault("error", error)
+        if error or exit_code:
+            out.setdefault("error", error or f"exit code {exit_code}")
     out.setdefault("exit_code", exit_code if out["result"] != "ok" else 0)
     if duration_s is not None:
         out.setdefault("duration_s", round(duration_s, 3))

@@ -24,7 +24,7 @@ import os
 import shlex
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -155,20 +155,19 @@ def _status(tier: str, schedule: str | None, last: SnapshotLike | None, now: dat
         return TierStatus(tier, None, False, "no schedule (taken on demand)", last=last_time, last_id=last_id)
     slot = last_slot(schedule, now, tz)
     upcoming = next_slot(schedule, now, tz)
-    common = {"slot": slot, "next_slot": upcoming, "last": last_time, "last_id": last_id}
+    base = TierStatus(tier, schedule, False, "", slot=slot, next_slot=upcoming, last=last_time, last_id=last_id)
     if last_time is None:
-        return TierStatus(tier, schedule, True, f"never taken; slot {format_time(slot)} has passed", **common)
+        return replace(base, due=True, reason=f"never taken; slot {format_time(slot)} has passed")
     if last_time >= slot:
-        return TierStatus(tier, schedule, False,
-                          f"taken at {format_time(last_time)} for the slot {format_time(slot)}; "
-                          f"next slot {format_time(upcoming)}", **common)
+        return replace(base, reason=f"taken at {format_time(last_time)} for the slot {format_time(slot)}; "
+                                    f"next slot {format_time(upcoming)}")
     missed = count_slots(schedule, last_time, now, tz)
     plural = "s" if missed != 1 else ""
     more = "+" if missed >= MISSED_CAP else ""
     catch_up = "; one catch-up snapshot covers them" if missed > 1 else ""
-    return TierStatus(tier, schedule, True,
-                      f"last snapshot {format_time(last_time)} is before the slot {format_time(slot)} "
-                      f"({missed}{more} slot{plural} missed{catch_up})", missed=missed, **common)
+    return replace(base, due=True, missed=missed,
+                   reason=f"last snapshot {format_time(last_time)} is before the slot {format_time(slot)} "
+                          f"({missed}{more} slot{plural} missed{catch_up})")
 
 
 # ---------------------------------------------------------------------------------------------

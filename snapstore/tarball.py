@@ -203,7 +203,7 @@ def time_from_name(name: str, tz: tzinfo | None = None) -> datetime | None:
             parts = [int(p) for p in match.groups()]
             try:
                 if kind == "ymdHMS":
-                    moment = datetime(*parts)  # type: ignore[misc]
+                    moment = datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
                 elif kind == "ymd":
                     moment = datetime(parts[0], parts[1], parts[2])
                 elif kind == "yW":

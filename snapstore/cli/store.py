@@ -99,7 +99,7 @@ def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], c
         raise
     if result is None:  # --if-changed and nothing changed: nothing taken, nothing logged
         assert app.events is not None and outcome.unchanged_since is not None
-        app.events.remove(event)
+        app.events[:] = [e for e in app.events if e is not event]
         since = outcome.unchanged_since
         if not json_out:
             echo(f"unchanged since {since.short_id} ({tier}, {since.time:%Y-%m-%d %H:%M:%S} UTC); nothing taken")

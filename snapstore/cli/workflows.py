@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,17 +19,22 @@ from snapstore.cli.output import echo, emit_json, human_bytes, warn
 from snapstore.cli.store import _sources_for, take_one
 from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
 
+if TYPE_CHECKING:
+    from snapstore.config import Config
+    from snapstore.schedule import TierStatus
+    from snapstore.snapshot import Snapshot
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _config(app: AppContext, what: str) -> Any:
+def _config(app: AppContext, what: str) -> Config:
     cfg = app.config()
     if cfg is None or not cfg.tiers:
         raise ConfigError(f"{what} needs a config file with tiers (--config, $SNAP_CONFIG or ./backup_schedule.json)")
     return cfg
 
 
-def _statuses(cfg: Any, snapshots: list[Any], now: Any) -> list[Any]:
+def _statuses(cfg: Config, snapshots: list[Snapshot], now: datetime) -> list[TierStatus]:
     from snapstore.schedule import local_zone, tier_status
 
     return tier_status({name: tier.schedule for name, tier in cfg.tiers.items()}, snapshots, now, local_zone())
@@ -250,7 +256,7 @@ def cmd_watch(
 # -- history --------------------------------------------------------------------------------
 
 
-def _parse_since(text: str) -> Any:
+def _parse_since(text: str) -> datetime:
     from snapstore.config import parse_duration
 
     try:
@@ -394,7 +400,7 @@ def cmd_import(
                 continue
             if result.already is not None:
                 assert app.events is not None
-                app.events.remove(event)
+                app.events[:] = [e for e in app.events if e is not event]
                 already.append({"archive": archive, "snapshot": result.already.id})
                 if not json_out and not app.quiet:
                     echo(f"{archive}: already imported as {result.already.short_id} ({tier})")

@@ -21,6 +21,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from snapstore.errors import ExitCode
 from tests.conftest import Result, run_snap
@@ -550,3 +551,21 @@ def test_history_lines_and_on_failure(tmp_path: Path) -> None:
     assert len(lines) == 1200
     seen = {(e["who"], e["i"]) for e in map(json.loads, lines)}
     assert len(seen) == 1200
+
+
+def test_archive_names_give_their_time() -> None:
+    from snapstore.tarball import time_from_name
+
+    def name(text: str) -> str | None:
+        moment = time_from_name(text, UTC)
+        return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+    assert name("/backup/orchestrator/orchestrator-20261101_070000.tar.gz") == "2026-11-01T07:00:00"
+    assert name("orchestrator-2026-11-01-070512.tgz") == "2026-11-01T07:05:12"
+    assert name("daily-2026-11-01.tar.gz") == "2026-11-01T00:00:00"
+    assert name("weekly-2026-W47.tar.gz") == "2026-11-22T00:00:00"  # the Sunday of ISO week 47
+    assert name("monthly-2026-11.tar.gz") == "2026-11-01T00:00:00"
+    assert name("orchestrator-20261301_070000.tar.gz") is None  # month 13: no date in the name
+    assert name("backup.tar.gz") is None
+    berlin = time_from_name("orchestrator-20261101_070000.tar.gz", ZoneInfo("Europe/Berlin"))
+    assert berlin == datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
