@@ -107,7 +107,7 @@ class Index:
                 raw = own.get(blob_id, db=self.chunks)
         else:
             raw = txn.get(blob_id, db=self.chunks)
-        return None if raw is None else ChunkLocation.unpack(raw)
+        return None if raw is None else ChunkLocation.unpack(bytes(raw))
 
     def has_chunk(self, blob_id: bytes) -> bool:
         with self.env.begin() as txn:

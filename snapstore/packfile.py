@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -181,7 +181,7 @@ def check_header(head: bytes) -> None:
         raise FormatError(f"unsupported pack version {version}")
 
 
-def scan_blobs(read_at: callable, pack_size: int) -> Iterator[BlobEntry]:  # type: ignore[valid-type]
+def scan_blobs(read_at: Callable[[int, int], bytes], pack_size: int) -> Iterator[BlobEntry]:
     """Walk blob headers from the start of a pack (for salvage when the table is lost).
 
     Stops at the first header that does not check out; yields only blobs whose bytes are all

@@ -191,11 +191,11 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
         except (ChunkUnreadable, FormatError):
             unreadable_trees.add(tree_id)
             continue
-        for entry in entries:
-            if entry.subtree:
-                stack.append(entry.subtree)
-            elif entry.chunks:
-                for blob_id in entry.chunk_ids():
+        for item in entries:
+            if item.subtree:
+                stack.append(item.subtree)
+            elif item.chunks:
+                for blob_id in item.chunk_ids():
                     if index.get_chunk(blob_id) is None:
                         missing_blobs.add(blob_id)
     report.trees = len(seen_trees)
@@ -233,9 +233,9 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
                                 f"{_describe(users)} is lost", blob=tree_id.hex(), affected=users))
     for blob_id, message in sorted(corrupt.items()):
         users = affected.get(blob_id, [])
-        loc = index.get_chunk(blob_id)
+        where = index.get_chunk(blob_id)
         problems.append(Problem("blob_corrupt", f"{message}; used by {_describe(users)}",
-                                pack=loc.pack.hex() if loc else "", blob=blob_id.hex(), affected=users))
+                                pack=where.pack.hex() if where else "", blob=blob_id.hex(), affected=users))
 
     # 5. refcounts (only meaningful when every tree could be read)
     if not unreadable_trees:

@@ -118,11 +118,19 @@ def _record(obj: AppContext, code: int, error: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    try:  # typer >= 0.20 vendors click as typer._click
-        from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
-    except ImportError:
-        from click import exceptions as click_exc
+    import importlib
+    import signal
 
+    try:  # typer >= 0.20 vendors click as typer._click
+        click_exc = importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        click_exc = importlib.import_module("click.exceptions")
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        # SIGTERM (systemd, kill) ends a command the way Ctrl-C does: cleanly, exit 130, logged.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     code = ExitCode.OK
     error = ""
     obj = AppContext()

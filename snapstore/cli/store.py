@@ -353,7 +353,7 @@ def cmd_ls(
     from datetime import UTC, datetime
 
     for row, (_rel, e) in zip(rows, items, strict=True):
-        name = row["path"] + ("/" if e.kind == DIR else "") + (f" -> {row['target']}" if e.target else "")
+        name = str(row["path"]) + ("/" if e.kind == DIR else "") + (f" -> {row['target']}" if e.target else "")
         if long:
             when = datetime.fromtimestamp(e.mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
             owner = f"{e.user or e.uid}/{e.group or e.gid}"
