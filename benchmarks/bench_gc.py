@@ -50,23 +50,29 @@ def measure(size: int, snapshots: int, workdir: Path) -> dict[str, object]:
     forget = ids[::2]
     env = dict(os.environ, SNAP_REPO=str(repo))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snapstore", "forget", *forget], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "snapstore", "forget", *forget], env=env, check=True, capture_output=True)
     forget_s = time.perf_counter() - t0
     subprocess.run(["sync"], check=False)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snapstore", "gc", "--json"], env=env, check=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snapstore", "gc", "--json"], env=env, check=True, capture_output=True, text=True
+    )
     gc_s = time.perf_counter() - t0
     result = json.loads(proc.stdout)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snapstore", "gc", "--json"], env=env, check=True, capture_output=True)
     noop_s = time.perf_counter() - t0
     return {
-        "data_bytes": size, "snapshots": snapshots, "takes_s": round(take_seconds, 2),
-        "repo_before": before, "repo_after": before - int(result["reclaimed_bytes"]),
-        "forget_s": round(forget_s, 3), "gc_s": round(gc_s, 3), "gc_noop_s": round(noop_s, 3),
-        "reclaimed": result["reclaimed_bytes"], "packs_deleted": result["packs_deleted"],
+        "data_bytes": size,
+        "snapshots": snapshots,
+        "takes_s": round(take_seconds, 2),
+        "repo_before": before,
+        "repo_after": before - int(result["reclaimed_bytes"]),
+        "forget_s": round(forget_s, 3),
+        "gc_s": round(gc_s, 3),
+        "gc_noop_s": round(noop_s, 3),
+        "reclaimed": result["reclaimed_bytes"],
+        "packs_deleted": result["packs_deleted"],
         "packs_rewritten": result["packs_rewritten"],
     }
 
@@ -85,11 +91,31 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print_table(
-        ["data set", "snapshots", "repo before", "forget half", "gc", "reclaimed", "repo after",
-         "packs deleted/rewritten", "gc again (no-op)"],
-        [[human_bytes(r["data_bytes"]), r["snapshots"], human_bytes(r["repo_before"]), f"{r['forget_s']:.2f} s",
-          f"{r['gc_s']:.2f} s", human_bytes(r["reclaimed"]), human_bytes(r["repo_after"]),
-          f"{r['packs_deleted']}/{r['packs_rewritten']}", f"{r['gc_noop_s']:.2f} s"] for r in rows],
+        [
+            "data set",
+            "snapshots",
+            "repo before",
+            "forget half",
+            "gc",
+            "reclaimed",
+            "repo after",
+            "packs deleted/rewritten",
+            "gc again (no-op)",
+        ],
+        [
+            [
+                human_bytes(r["data_bytes"]),
+                r["snapshots"],
+                human_bytes(r["repo_before"]),
+                f"{r['forget_s']:.2f} s",
+                f"{r['gc_s']:.2f} s",
+                human_bytes(r["reclaimed"]),
+                human_bytes(r["repo_after"]),
+                f"{r['packs_deleted']}/{r['packs_rewritten']}",
+                f"{r['gc_noop_s']:.2f} s",
+            ]
+            for r in rows
+        ],
     )
     return 0
 

@@ -29,6 +29,7 @@ from common import (
     dataset,
     human_bytes,
     print_table,
+    remove,
     rss_method,
 )
 from compare import ROWS, Bench, Cell, SnapPeer
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = dataset(workdir, parse_size(args.size), 0, args.seed, args.data)
     main_bench = Bench([snap], MAIN_ROWS, ds, workdir / "main", seed=args.seed, verbose=not args.quiet)
     main_cells = {row: cell for (row, _), cell in main_bench.run_all(repeats).cells.items()}
+    remove(workdir / "main")
 
     small_cells: dict[str, Cell] = {}
     small_ds = None
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         small_ds = dataset(workdir, SMALL_DATA_BYTES, args.small_files, args.seed)
         small_bench = Bench([snap], SMALL_ROWS, small_ds, workdir / "small", seed=args.seed, verbose=not args.quiet)
         small_cells = {row: cell for (row, _), cell in small_bench.run_all(repeats).cells.items()}
+        remove(workdir / "small")
 
     if args.json:
         out = {

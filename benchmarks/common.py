@@ -326,8 +326,16 @@ def tree_files(path: str | os.PathLike[str]) -> int:
     return sum(len(files) for _d, _s, files in os.walk(path))
 
 
+def settle() -> None:
+    """Flush dirty pages (``sync``) so that writeback of earlier work does not land in a timing."""
+    os.sync()
+
+
 def warm(path: str | os.PathLike[str]) -> int:
-    """Read every file under ``path`` once so that it is in the page cache; returns bytes read."""
+    """Read every file under ``path`` once so that it is in the page cache, then :func:`settle`.
+
+    Returns the bytes read.
+    """
     total = 0
     buf = bytearray(1 << 20)
     for dirpath, _dirs, files in os.walk(path):
@@ -338,6 +346,7 @@ def warm(path: str | os.PathLike[str]) -> int:
             with open(full, "rb", buffering=0) as handle:
                 while n := handle.readinto(buf):
                     total += n
+    settle()
     return total
 
 

