@@ -19,6 +19,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import snapstore, pyfuse3, pytest" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev,s3]'
   touch .venv/.installed
 fi

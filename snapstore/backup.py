@@ -52,6 +52,8 @@ from snapstore.tree import (
 WINDOW = 2048
 INFLIGHT = 8
 FILES_CACHE_BATCH = 4096
+INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
+INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
 MAX_ERRORS_KEPT = 50
 
 
@@ -324,7 +326,12 @@ class Take:
         if self.failure is not None:
             raise TakeCancelled
         self.inflight.acquire()
-        self.compressors.submit(self._store, blob_id, blob_type, data)
+        if len(data) < INLINE_BLOB:
+            self._store(blob_id, blob_type, data)  # zstd on a few KiB is cheaper than a thread handoff
+            if self.failure is not None:
+                raise self.failure
+        else:
+            self.compressors.submit(self._store, blob_id, blob_type, data)
 
     # -- file reading (reader threads) --------------------------------------------------
     def _chunker(self) -> Chunker:
@@ -379,6 +386,8 @@ class Take:
 
     # -- walking (calling thread) -------------------------------------------------------
     def _excluded(self, member: bytes, name: bytes) -> bool:
+        if not self.excludes:
+            return False
         return any(fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(member, pat) for pat in self.excludes)
 
     def _walk_dir(self, path: bytes, member: bytes) -> Iterator[_Walked]:
@@ -484,7 +493,11 @@ class Take:
                     and self._chunks_present(txn, chunks):
                 item.result = _FileResult(chunks=chunks, size=size)
         if item.result is None:
-            item.future = self.readers.submit(self._read_file, item.path, st)
+            if st.st_size < INLINE_FILE:
+                # A small file costs less to read here than to hand to a reader thread and back.
+                item.result = self._read_file(item.path, st)
+            else:
+                item.future = self.readers.submit(self._read_file, item.path, st)
         if st.st_nlink > 1:
             self.hardlinks[(st.st_dev, st.st_ino)] = item.result or item.future  # type: ignore[assignment]
 
@@ -585,12 +598,21 @@ class Take:
         window: deque[_Walked] = deque()
         stack: list[_Frame] = []
         root: bytes | None = None
-        with self.repo.index.read() as txn:
+        # The files-cache lookups share one read transaction, renewed every few thousand
+        # entries: a read transaction held for the whole take would pin every page the take's
+        # own writes replace, and the index file would grow with each batch.
+        txn = self.repo.index.read()
+        seen = 0
+        try:
             for item in self._walk_sources(sources):
                 if self.failure is not None:
                     break
                 if item.kind == "entry":
                     self._dispatch(item, txn)
+                    seen += 1
+                    if seen % 2048 == 0:
+                        txn.abort()
+                        txn = self.repo.index.read()
                 window.append(item)
                 while window and (len(window) > WINDOW or window[0].future is None or window[0].future.done()):
                     head = window.popleft()
@@ -601,6 +623,8 @@ class Take:
                         break
             while window and self.failure is None:
                 root = self._consume(window.popleft(), stack) or root
+        finally:
+            txn.abort()
         self.readers.shutdown(wait=True)
         self.compressors.shutdown(wait=True)
         if self.failure is not None:

@@ -190,7 +190,7 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
             if mtime is not None and now - mtime < safety_window_s:
                 continue
         try:
-            table = repo.read_pack_table(pack)
+            table = repo.read_pack_table(pack, size=known_packs[pack])  # packs never change: no stat needed
         except (FormatError, OSError):
             continue  # a damaged pack is verify's business; gc leaves it alone
         live: list[BlobEntry] = []

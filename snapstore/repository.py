@@ -38,6 +38,7 @@ from snapstore.errors import (
     AmbiguousSnapshot,
     ChunkUnreadable,
     FormatError,
+    RemoteAccessDenied,
     RepositoryDamaged,
     RepositoryExists,
     RepositoryNotFound,
@@ -264,7 +265,12 @@ class Repository:
         try:
             kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
             repo.lease = Lease(backend, kind, command)
-            repo.lease.acquire(wait=wait)
+            try:
+                repo.lease.acquire(wait=wait)
+            except RemoteAccessDenied:
+                if kind != "read":
+                    raise
+                repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
             repo.sync(wait=wait, command=command)
             if check_index:
                 stale = repo.unindexed_records()

@@ -193,7 +193,9 @@ class S3Backend:
             return RemoteAccessDenied("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                                       "(or AWS_PROFILE)")
         if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
-            return RemoteError(f"cannot reach S3 endpoint {self._where()} ({what}): {exc}")
+            why = "connection timed out" if isinstance(exc, ConnectTimeoutError) else "connection failed"
+            return RemoteError(f"cannot reach S3 endpoint {self._where()} ({what}: {why} "
+                               f"after {self.max_attempts} attempts)")
         if isinstance(exc, BotoCoreError):
             return RemoteError(f"S3 {what} at {self._where()} failed: {exc}")
         try:

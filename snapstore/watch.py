@@ -65,7 +65,7 @@ class _Compare:
         self.view = view
         self.excludes = [os.fsencode(p) for p in excludes]
         self.txn = txn
-        self.repo_dir = os.fsencode(os.path.realpath(repo.path))
+        self.repo_dir = os.fsencode(os.path.realpath(repo.cache_dir))
 
     def excluded(self, member: bytes, name: bytes) -> bool:
         return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(member, p) for p in self.excludes)

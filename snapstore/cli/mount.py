@@ -8,7 +8,6 @@ by other commands.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Annotated
 
@@ -42,7 +41,7 @@ def cmd_mount(
     from snapstore.repository import Repository
 
     app: AppContext = ctx.obj
-    repo_path = os.path.abspath(app.repo_path())
+    repo_path = app.repo_location()
     runner.require_fuse()
     mp = runner.check_mountpoint(mountpoint)
     if foreground:

@@ -111,7 +111,7 @@ def cmd_gc(
         return
     verb = "would forget" if dry_run else "forgot"
     for item in result.forgotten:
-        echo(f"{verb} {item['short_id']}  {item['tier']:<10} {item['time']}  ({'; '.join(item['reasons'])})")
+        echo(f"{verb} {item['short_id']}  {item['tier']:<10} {item['time']}  ({'; '.join(item['reasons'])})")  # type: ignore[arg-type]
     if policy is None:
         echo("no retention policy (no config file and no --keep): no snapshot forgotten")
     what = "would reclaim" if dry_run else "reclaimed"

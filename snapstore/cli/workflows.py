@@ -149,7 +149,7 @@ def cmd_schedule(
     cfg = _config(app, "snap schedule")
     argv = [*snap_executable(), "--config", str(cfg.path.absolute())]
     if app.repo_arg or os.environ.get("SNAP_REPO"):
-        argv += ["--repo", os.path.abspath(app.repo_path())]
+        argv += ["--repo", app.repo_location()]
     argv += ["--wait", "300", "--quiet", "take", "--due"]
     if cron:
         line = cron_entry(argv, every)
@@ -197,7 +197,7 @@ def cmd_watch(
     cfg = _config(app, "snap watch")
     tier_config = cfg.tier(tier)
     sources, _ = _sources_for(app, [], tier)
-    repo_path = os.path.abspath(app.repo_path())
+    repo_path = app.repo_location()
     app.open("read").close()  # fail early, with the right exit code
     app.wait = max(app.wait, 60.0)  # a take must not fail because a scheduled take holds the lock
     try:

@@ -83,6 +83,7 @@ class S3Server:
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
         argv = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-master.telemetry=false", "-volume.max=0", "-master.volumeSizeLimitMB=64",
+                "-master.electionTimeout=1s",  # a restarted single master leads at once, not after 10 s
                 "-filer", "-s3", f"-s3.port={s3}", f"-s3.config={identities}",
                 f"-master.port={master}", f"-master.port.grpc={master_grpc}",
                 f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
