@@ -28,6 +28,7 @@ from snapstore.vfs import SnapshotView, as_bytes_path, show_path
 
 TMP_MARK = b".snap-restore-"
 MAX_QUEUED = 256
+INLINE_FILE = 64 * 1024
 
 
 @dataclass
@@ -208,6 +209,16 @@ class Restorer:
                             continue
                         if entry.hardlink:
                             first_of_link[entry.hardlink] = rel
+                        if entry.size < INLINE_FILE:
+                            # a small file is written here: a thread handoff would cost more
+                            done: Future[None] = Future()
+                            try:
+                                self._write_file(rel, entry)
+                                done.set_result(None)
+                            except (ChunkUnreadable, OSError) as exc:
+                                done.set_exception(exc)
+                            self._collect(rel, done)
+                            continue
                         futures.append((rel, self.pool.submit(self._write_file, rel, entry)))
                         while len(futures) > MAX_QUEUED or (futures and futures[0][1].done()):
                             self._collect(*futures.popleft())

@@ -116,7 +116,7 @@ def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], c
                 "verified": st.verified, "errors": list(st.errors)})
     if if_changed:
         out.update({"taken": True, "change": outcome.change})
-    if not json_out:
+    if not json_out and not app.quiet:
         rate = st.read_bytes / st.duration_s / 1e6 if st.duration_s > 0 else 0.0
         ratio = st.bytes / st.new_bytes if st.new_bytes else float("inf")
         if if_changed:
@@ -253,8 +253,9 @@ def cmd_restore(
                    **({"fetched_bytes": fetched} if fetched is not None else {})})
     else:
         rate = stats.bytes / stats.duration_s / 1e6 if stats.duration_s > 0 else 0.0
-        echo(f"restored {stats.files} files, {stats.dirs} dirs, {human_bytes(stats.bytes)} from snapshot "
-             f"{snap.short_id} into {os.path.abspath(target)} ({stats.duration_s:.2f} s, {rate:.0f} MB/s)")
+        if not app.quiet:
+            echo(f"restored {stats.files} files, {stats.dirs} dirs, {human_bytes(stats.bytes)} from snapshot "
+                 f"{snap.short_id} into {os.path.abspath(target)} ({stats.duration_s:.2f} s, {rate:.0f} MB/s)")
         for hole in stats.holes:
             warn(f"snap: zero-filled: {hole}")
     for err in stats.errors:
