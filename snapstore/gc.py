@@ -197,9 +197,9 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
         dead: list[BlobEntry] = []
         with repo.index.read() as txn:
             for entry in table:
-                loc = repo.index.get_chunk(entry.id, txn)
-                is_here = loc is not None and loc.pack == pack and loc.offset == entry.offset
-                if is_here and loc is not None and loc.refcount > 0 and entry.id not in extra:
+                where = repo.index.get_chunk(entry.id, txn)
+                is_here = where is not None and where.pack == pack and where.offset == entry.offset
+                if is_here and where is not None and where.refcount > 0 and entry.id not in extra:
                     live.append(entry)
                 else:
                     dead.append(entry)

@@ -102,12 +102,13 @@ class Index:
 
     # -- chunks ---------------------------------------------------------------------------
     def get_chunk(self, blob_id: bytes, txn: lmdb.Transaction | None = None) -> ChunkLocation | None:
+        found: bytes | memoryview | None
         if txn is None:
             with self.env.begin() as own:
-                raw = own.get(blob_id, db=self.chunks)
+                found = own.get(blob_id, db=self.chunks)
         else:
-            raw = txn.get(blob_id, db=self.chunks)
-        return None if raw is None else ChunkLocation.unpack(bytes(raw))
+            found = txn.get(blob_id, db=self.chunks)
+        return None if found is None else ChunkLocation.unpack(bytes(found))
 
     def has_chunk(self, blob_id: bytes) -> bool:
         with self.env.begin() as txn:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import os
 import stat
 import threading
@@ -190,7 +191,7 @@ class Namespace:
         self._nodes[ROOT_INODE] = root
         self._keys[("root",)] = ROOT_INODE
         for role in (SNAPSHOTS, TIERS, TAGS):
-            self._node((ROOT_INODE, role.encode()), lambda ino, r=role: Node(ino, r, DIR, r.encode()))
+            self._node((ROOT_INODE, role.encode()), functools.partial(_role_dir, role=role))
         self._node((ROOT_INODE, LATEST), lambda ino: Node(ino, LINK, SYMLINK, LATEST, link_name=LATEST))
         self._permanent = set(self._nodes)
         self.refresh(force=True)
@@ -497,3 +498,8 @@ class Namespace:
             if part and part != b".":
                 node = self.lookup(node.inode, part)
         return node
+
+
+def _role_dir(inode: int, role: str) -> Node:
+    """One of the top-level directories (snapshots/, tiers/, tags/)."""
+    return Node(inode, role, DIR, role.encode())

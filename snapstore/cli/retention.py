@@ -30,8 +30,9 @@ def cmd_forget(
         if held:
             raise UsageError(f"snapshot(s) {', '.join(held)} are pinned; 'snap unpin' them first")
         if prune:
+            threshold, window = _gc_settings(app)
             result, _plan = collect_garbage(repo, [(s, ("named on the command line",)) for s in chosen.values()],
-                                            **_gc_settings(app))
+                                            threshold=threshold, safety_window_s=window)
         else:
             repo.forget(chosen.values())
             result = None
@@ -47,13 +48,14 @@ def cmd_forget(
         echo("run 'snap gc' to free the space they alone used")
 
 
-def _gc_settings(app: AppContext) -> dict[str, float | None]:
-    """Threshold and safety window from the config; a window left unset (None) is the
-    repository's default (0 on a local disk, an hour on object storage)."""
+def _gc_settings(app: AppContext) -> tuple[float, float | None]:
+    """(repack threshold, safety window in seconds) from the config; a window left unset
+    (None) is the repository's default (0 on a local disk, an hour on object storage)."""
     cfg = app.config()
-    if cfg is None or cfg.gc.safety_window is None:
-        return {"threshold": cfg.gc.repack_threshold if cfg is not None else 0.1, "safety_window_s": None}
-    return {"threshold": cfg.gc.repack_threshold, "safety_window_s": cfg.gc.safety_window.total_seconds()}
+    if cfg is None:
+        return 0.1, None
+    window = cfg.gc.safety_window
+    return cfg.gc.repack_threshold, None if window is None else window.total_seconds()
 
 
 def _parse_keep(values: list[str]) -> dict[str, int]:
@@ -102,7 +104,9 @@ def cmd_gc(
         if policy is not None:
             decisions = apply_policy(repo.snapshots(), policy, clock.now(), pinned=repo.index.pinned())
             forget = [(d.snapshot, d.reasons) for d in decisions if not d.keep]
-        result, _plan = collect_garbage(repo, forget, dry_run=dry_run, **_gc_settings(app))  # type: ignore[arg-type]
+        threshold, window = _gc_settings(app)
+        result, _plan = collect_garbage(repo, forget, dry_run=dry_run, threshold=threshold,  # type: ignore[arg-type]
+                                        safety_window_s=window)
         remaining = len(repo.snapshots()) if not dry_run else len(decisions) - len(forget)
     if json_out:
         emit_json({**result.to_json(), "kept": [{"id": d.snapshot.id, "tier": d.snapshot.tier,
