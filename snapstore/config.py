@@ -37,11 +37,9 @@ from pydantic import (
     field_validator,
 )
 
+from snapstore.configpath import DEFAULT_CONFIG_NAME
 from snapstore.errors import ConfigError
 from snapstore.retention import RetentionPolicy, TierRule
-
-DEFAULT_CONFIG_NAME = "backup_schedule.json"
-CONFIG_ENV = "SNAP_CONFIG"
 
 # ---------------------------------------------------------------------------------------------
 # Durations
@@ -346,22 +344,6 @@ def _expand_glob(pattern: str, base_dir: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Finding and loading
 # ---------------------------------------------------------------------------------------------
-
-
-def find_config_path(explicit: str | None = None) -> Path | None:
-    """The config file to use: ``explicit`` (``--config``), else ``$SNAP_CONFIG``, else
-    ``./backup_schedule.json`` if it exists, else None. A named file that does not exist is a
-    ``ConfigError``."""
-    for value, origin in ((explicit, "--config"), (os.environ.get(CONFIG_ENV), CONFIG_ENV)):
-        if value:
-            path = Path(value).expanduser()
-            if not path.exists():
-                raise ConfigError(f"{value}: config file not found (from {origin})")
-            if path.is_dir():
-                raise ConfigError(f"{value}: is a directory, not a config file (from {origin})")
-            return path
-    default = Path(DEFAULT_CONFIG_NAME)
-    return default if default.is_file() else None
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

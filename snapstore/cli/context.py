@@ -49,10 +49,13 @@ class AppContext:
         """The loaded config file, or None when there is none (loaded once, lazily)."""
         if not self._config_loaded:
             self._config_loaded = True
-            from snapstore.config import find_config_path, load_config
+            from snapstore.configpath import find_config_path
 
             path = find_config_path(self.config_arg)
-            self._config = load_config(path) if path is not None else None
+            if path is not None:
+                from snapstore.config import load_config  # pydantic: only when there is a file
+
+                self._config = load_config(path)
         return self._config
 
     def config_dir(self) -> Path | None:

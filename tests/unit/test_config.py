@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from snapstore.config import (
-    DEFAULT_CONFIG_NAME,
     Config,
     FromJsonSource,
-    find_config_path,
     load_config,
     parse_duration,
 )
+from snapstore.configpath import DEFAULT_CONFIG_NAME, find_config_path
 from snapstore.errors import ConfigError, ExitCode
 from snapstore.retention import TierRule
 
