@@ -182,6 +182,8 @@ class TxnCounts:
     def __init__(self, index: Index, txn: lmdb.Transaction) -> None:
         self.index = index
         self.txn = txn
+        # refcount.py asks count / set_count / is_tree of one id in a row: a small cache serves
+        # that without holding every location a big commit touches (memory would grow with it).
         self._cache: dict[bytes, ChunkLocation] = {}
 
     def location(self, blob_id: bytes) -> ChunkLocation:
@@ -190,6 +192,8 @@ class TxnCounts:
             loc = self.index.get_chunk(blob_id, self.txn)
             if loc is None:
                 raise KeyError(blob_id)
+            if len(self._cache) >= 1024:
+                self._cache.clear()
             self._cache[blob_id] = loc
         return loc
 
