@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snapstore.errors import RemoteError, RepositoryLocked
+from snapstore.locking import pid_alive
 
 GC_LEASE = "locks/gc.json"
 SKEW_S = 30.0
@@ -46,16 +47,6 @@ def lease_ttl() -> float:
         return max(float(os.environ.get("SNAP_LEASE_TTL", "") or 300.0), 1.0)
     except ValueError:
         return 300.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ class LeaseInfo:
         moment = time.time() if now is None else now
         if moment > self.expires + SKEW_S:
             return False
-        return not (self.host == host_name() and self.pid != os.getpid() and not _pid_alive(self.pid))
+        return not (self.host == host_name() and self.pid != os.getpid() and not pid_alive(self.pid))
 
     def describe(self) -> str:
         return f"{self.command or 'snap ' + self.kind} (pid {self.pid} on {self.host})"

@@ -36,7 +36,8 @@ class HeldLock:
         os.close(self.fd)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,7 +66,7 @@ def describe_holders(lock_dir: str, name: str) -> str:
             continue
         if pid == os.getpid():
             continue
-        if not _alive(pid):
+        if not pid_alive(pid):
             try:
                 os.unlink(path)
             except OSError:
@@ -108,3 +109,22 @@ def acquire(lock_dir: str, name: str, *, exclusive: bool, wait: float, command: 
     except OSError:
         pass
     return HeldLock(fd, holder)
+
+
+def acquire_for(lock_dir: str, mode: str, *, wait: float, command: str) -> list[HeldLock]:
+    """The locks of a repository open mode: ``read`` (read lock shared), ``write`` (write lock
+    exclusive, read lock shared) or ``exclusive`` (both exclusive). Released in reverse order."""
+    held: list[HeldLock] = []
+    try:
+        if mode in ("write", "exclusive"):
+            held.append(acquire(lock_dir, WRITE, exclusive=True, wait=wait, command=command))
+        held.append(acquire(lock_dir, READ, exclusive=(mode == "exclusive"), wait=wait, command=command))
+    except BaseException:
+        release_all(held)
+        raise
+    return held
+
+
+def release_all(held: list[HeldLock]) -> None:
+    for lock in reversed(held):
+        lock.release()

@@ -194,19 +194,12 @@ class Repository:
             raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
         with open(config_path, "rb") as handle:
             config = RepoConfig.from_bytes(handle.read())
-        lock_dir = os.path.join(path, "locks")
-        held: list[locking.HeldLock] = []
+        held = locking.acquire_for(os.path.join(path, "locks"), mode, wait=wait, command=command)
         try:
-            if mode in ("write", "exclusive"):
-                held.append(locking.acquire(lock_dir, locking.WRITE, exclusive=True, wait=wait, command=command))
-            held.append(
-                locking.acquire(lock_dir, locking.READ, exclusive=(mode == "exclusive"), wait=wait, command=command)
-            )
             os.makedirs(os.path.join(path, "index"), exist_ok=True)
             index = Index(os.path.join(path, "index"))
         except BaseException:
-            for lock in reversed(held):
-                lock.release()
+            locking.release_all(held)
             raise
         repo = cls(path, LocalBackend(path), config, index)
         repo._locks = held
@@ -247,18 +240,11 @@ class Repository:
         except OSError as exc:
             raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
         backend.tmp_dir = os.path.join(cache_dir, "tmp")  # type: ignore[attr-defined]
-        lock_dir = os.path.join(cache_dir, "locks")
-        held: list[locking.HeldLock] = []
+        held = locking.acquire_for(os.path.join(cache_dir, "locks"), mode, wait=wait, command=command)
         try:
-            if mode in ("write", "exclusive"):
-                held.append(locking.acquire(lock_dir, locking.WRITE, exclusive=True, wait=wait, command=command))
-            held.append(
-                locking.acquire(lock_dir, locking.READ, exclusive=(mode == "exclusive"), wait=wait, command=command)
-            )
             index = Index(os.path.join(cache_dir, "index"))
         except BaseException:
-            for lock in reversed(held):
-                lock.release()
+            locking.release_all(held)
             raise
         repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
         repo._locks = held
@@ -307,8 +293,7 @@ class Repository:
         close = getattr(self.backend, "close", None)
         if close:
             close()
-        for lock in reversed(self._locks):
-            lock.release()
+        locking.release_all(self._locks)
         self._locks = []
 
     def fetched_bytes(self) -> int | None:
