@@ -149,12 +149,23 @@ def repair_index(repo: Repository) -> RepairReport:
     # swap: the old index is kept aside, the rebuilt one takes its place
     repo.index.close()
     old = os.path.join(repo.cache_dir, "index")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     if os.path.exists(old):
         os.makedirs(os.path.join(repo.cache_dir, "damaged"), exist_ok=True)
-        os.rename(old, os.path.join(repo.cache_dir, "damaged", f"index-{stamp}"))
-        report.moved_aside.append(f"index -> damaged/index-{stamp} (the old index; safe to delete)")
+        name = _free_name(os.path.join(repo.cache_dir, "damaged"), "index-" + time.strftime("%Y%m%dT%H%M%S",
+                                                                                           time.gmtime()))
+        os.rename(old, os.path.join(repo.cache_dir, "damaged", name))
+        report.moved_aside.append(f"index -> damaged/{name} (the old index; safe to delete)")
     os.rename(build_dir, old)
     repo.index = Index(old)
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _free_name(directory: str, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... : a name not yet taken in ``directory`` (two
+    repairs within one second must not collide)."""
+    name, n = base, 1
+    while os.path.exists(os.path.join(directory, name)):
+        n += 1
+        name = f"{base}-{n}"
+    return name

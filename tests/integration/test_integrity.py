@@ -233,3 +233,16 @@ def test_concurrent_processes(snap, filled, tmp_path: Path) -> None:
     out = tmp_path / "final"
     assert snap("restore", "latest", "--target", str(out)).code == 0
     assert tree_state(out) == tree_state(src)
+
+
+def test_repairs_in_the_same_second_keep_every_old_index(snap, filled) -> None:
+    from snapstore.repair import _free_name
+
+    damaged = snap.repo / "damaged"
+    damaged.mkdir()
+    (damaged / "index-20261123T101010").mkdir()
+    assert _free_name(str(damaged), "index-20261123T101010") == "index-20261123T101010-2"
+    assert snap("repair", "index").code == 0
+    assert snap("repair", "index").code == 0
+    kept = [n for n in os.listdir(damaged) if n.startswith("index-")]
+    assert len(kept) == 3
