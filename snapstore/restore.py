@@ -102,23 +102,25 @@ class Restorer:
                            os.path.basename(dest)[:100])
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            # where each non-zero chunk goes; all-zero chunks stay holes
+            wanted: list[bytes] = []
+            places: list[tuple[int, int]] = []
             pos = 0
             for blob_id, length in entry.chunk_refs():
-                if self.zero.is_zero(blob_id, length):
-                    pos += length
-                    continue
-                try:
-                    data = self.view.repo.read_blob(blob_id)
-                except ChunkUnreadable as exc:
+                if not self.zero.is_zero(blob_id, length):
+                    wanted.append(blob_id)
+                    places.append((pos, length))
+                pos += length
+            # neighbouring chunks of one pack come in one read (one request on object storage)
+            for (_blob_id, data), (at, length) in zip(self.view.repo.read_blobs(wanted), places, strict=True):
+                if isinstance(data, ChunkUnreadable):
                     if not self.partial:
-                        raise
+                        raise data
                     with self._lock:
                         self.stats.holes.append(
-                            f"{show_path(rel)}: bytes {pos}-{pos + length} zero-filled ({exc.message})")
-                    pos += length
+                            f"{show_path(rel)}: bytes {at}-{at + length} zero-filled ({data.message})")
                     continue
-                os.pwrite(fd, data, pos)
-                pos += length
+                os.pwrite(fd, data, at)
             os.ftruncate(fd, entry.size)
         except BaseException:
             os.close(fd)
