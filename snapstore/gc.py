@@ -89,6 +89,7 @@ class GcResult:
     dry_run: bool = False
     problems: list[str] = field(default_factory=list)
     deferred: int = 0  # pack files whose deletion waits for the next gc (remote: others at work)
+    files_cache_pruned: int = 0  # files-cache entries dropped because their chunks are gone
 
     @property
     def reclaimed(self) -> int:
@@ -327,6 +328,8 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
     result.packs_rewritten = len([p for p in plan.to_rewrite if p.pack not in skip])
     result.packs_written = len(finished)
     result.orphans_deleted = 0 if blocker else len(plan.orphans)
+    if result.blobs_removed:
+        result.files_cache_pruned = repo.index.prune_files_cache()
     remove_unfinished(repo.backend.local_tmp_dir())
 
 

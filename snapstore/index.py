@@ -165,6 +165,27 @@ class Index:
     def pack_value(size: int, count: int) -> bytes:
         return PACK_VALUE.pack(size, count)
 
+    def prune_files_cache(self) -> int:
+        """Drop files-cache entries whose chunks are no longer all indexed (gc removed some).
+        Such an entry could never be used again; this keeps the cache from growing forever."""
+        stale: list[bytes] = []
+        with self.env.begin() as txn, txn.cursor(db=self.files) as cur:
+            for key, raw in cur:
+                try:
+                    value = msgpack.unpackb(raw)
+                    chunks = value[4]
+                    ok = all(txn.get(chunks[i : i + 32], db=self.chunks) is not None
+                             for i in range(0, len(chunks), 36))
+                except Exception:
+                    ok = False
+                if not ok:
+                    stale.append(bytes(key))
+        if stale:
+            with self.env.begin(write=True) as txn:
+                for key in stale:
+                    txn.delete(key, db=self.files)
+        return len(stale)
+
     def put_files(self, entries: dict[bytes, bytes]) -> None:
         """Write files-cache entries (path -> encoded value) in one transaction."""
         with self.env.begin(write=True) as txn:

@@ -228,3 +228,20 @@ def test_bad_tier_and_missing_source(snap, tmp_path: Path, workspace: Path) -> N
     assert res.code == 0, res.err
     names = {e["path"] for e in run_snap("--config", str(config), "ls", "latest:weekly", "-R", "--json").json()}
     assert "agents/Z/SOUL.md" in names
+
+
+def test_gc_prunes_files_cache_entries_it_made_useless(snap, workspace: Path) -> None:
+    assert snap("init").code == 0
+    doomed = workspace / "agents" / "scratch.bin"
+    doomed.write_bytes(os.urandom(300_000))
+    first = snap("take", "agents", "--json", cwd=workspace).json()["id"]
+    doomed.unlink()
+    assert snap("take", "agents", "--json", cwd=workspace).code == 0
+    with Repository.open(str(snap.repo)) as repo, repo.index.read() as txn:
+        assert txn.get(os.fsencode(doomed), db=repo.index.files) is not None
+    assert snap("forget", first).code == 0
+    res = snap("gc", "--json")
+    assert res.code == 0 and res.json()["files_cache_pruned"] == 1
+    with Repository.open(str(snap.repo)) as repo, repo.index.read() as txn:
+        assert txn.get(os.fsencode(doomed), db=repo.index.files) is None
+        assert txn.get(os.fsencode(workspace / "agents" / "Z" / "SOUL.md"), db=repo.index.files) is not None
