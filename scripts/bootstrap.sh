@@ -19,6 +19,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import snapstore, pyfuse3, pytest" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev,s3]'
+  echo "bootstrap: installing snapstore and its extras into .venv (log: .venv/pip.log)" >&2
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev,s3]' \
+       > .venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log >&2
+    echo "bootstrap: pip install failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
   touch .venv/.installed
 fi
