@@ -538,9 +538,6 @@ class Repository:
             need = int(more.args[0])
             return parse_table(self.backend.get_range(name, size - need, need), size)
 
-    def backend_mtime(self, name: str) -> float | None:
-        return self.backend.mtime(name)
-
     def hold_deletions(self, names: list[str]) -> str:
         """Called by gc just before it deletes ``names``: why it must not delete them now
         ("" when it may). Locally the exclusive flock already keeps everyone else out. On a

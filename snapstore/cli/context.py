@@ -58,10 +58,6 @@ class AppContext:
                 self._config = load_config(path)
         return self._config
 
-    def config_dir(self) -> Path | None:
-        cfg = self.config()
-        return None if cfg is None else cfg.base_dir
-
     def repo_path(self) -> str:
         if self.repo_arg:
             return self.repo_arg
