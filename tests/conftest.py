@@ -20,7 +20,7 @@ class Result:
     code: int
     out: str
     err: str
-    raw: bytes
+    raw: bytes = b""
 
     def json(self) -> object:
         return json.loads(self.out)

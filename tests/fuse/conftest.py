@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Result, run_snap
 
 FUSE_DEVICE = "/dev/fuse"
 
@@ -36,30 +37,14 @@ def require_dev_fuse() -> None:
     pytest.skip(reason)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
 SnapCli = Callable[..., Result]
 
 
 def run_cli(runtime: Path, *args: str, repo: Path | None = None, cwd: Path | None = None,
             env: dict[str, str] | None = None, timeout: float = 60) -> Result:
-    cmd = [sys.executable, "-m", "snapstore"]
-    if repo is not None:
-        cmd += ["--repo", str(repo)]
-    cmd += list(args)
-    full_env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG", "SNAP_NOW")}
-    full_env["XDG_RUNTIME_DIR"] = str(runtime)
-    full_env.update(env or {})
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, timeout=timeout)
-    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+    """The real CLI (tests.conftest.run_snap) with a private runtime dir and no SNAP_NOW."""
+    return run_snap(*args, repo=repo, cwd=cwd, env={"SNAP_NOW": "", "XDG_RUNTIME_DIR": str(runtime), **(env or {})},
+                    timeout=timeout)
 
 
 @pytest.fixture(scope="session")
