@@ -171,17 +171,8 @@ class LocalBackend:
             return None
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        base = self._path(prefix)
-        if not os.path.isdir(base):
-            return
-        for dirpath, _dirs, files in os.walk(base):
-            for fname in sorted(files):
-                full = os.path.join(dirpath, fname)
-                try:
-                    size = os.stat(full).st_size
-                except FileNotFoundError:
-                    continue
-                yield os.path.relpath(full, self.root), size
+        for name, size, _mtime in self.list_stat(prefix):
+            yield name, size
 
     def list_stat(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         base = self._path(prefix)
