@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from snapstore.cli.context import AppContext
-from snapstore.errors import ExitCode, SnapError
+from snapstore.errors import ExitCode, SnapError, UsageError
 
 app = typer.Typer(
     name="snap",
@@ -146,8 +146,14 @@ def main() -> None:
         sys.stderr.write("snap: interrupted\n")
         code = ExitCode.INTERRUPTED
     except click_exc.ClickException as exc:
-        exc.show()
-        code, error = ExitCode.USAGE, exc.format_message()
+        # one line, like every other error, with where to look for the right usage
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        code = exc.exit_code if exc.exit_code else ExitCode.USAGE
+        code = ExitCode.USAGE if code == 1 else code
+        _report(UsageError(f"{message}{where}"))
+        error = message
     except KeyboardInterrupt:
         sys.stderr.write("snap: interrupted\n")
         code, error = ExitCode.INTERRUPTED, "interrupted"

@@ -172,6 +172,10 @@ def test_bad_input_gets_one_line_and_exit_code(snap, agent_tree: Path, tmp_path:
 
     res = snap("list")
     assert res.code == ExitCode.NO_REPO and "snap init" in one_line(res)
+    res = snap("take", "--bogus")
+    assert res.code == ExitCode.USAGE and "--bogus" in one_line(res) and "snap take --help" in res.err
+    res = snap("no-such-command")
+    assert res.code == ExitCode.USAGE and "no-such-command" in one_line(res)
     assert snap("init").code == 0
     before = sorted(os.listdir(snap.repo))
     res = snap("init")
