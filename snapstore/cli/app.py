@@ -135,7 +135,7 @@ def main() -> None:
     error = ""
     obj = AppContext()
     try:
-        result = app(args=_hoist_global_flags(sys.argv[1:]), standalone_mode=False, obj=obj)
+        result = app(args=_hoist_global_flags(sys.argv[1:]), prog_name="snap", standalone_mode=False, obj=obj)
         code = result if isinstance(result, int) else ExitCode.OK
     except SnapError as exc:
         _report(exc)
