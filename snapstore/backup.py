@@ -50,7 +50,7 @@ from snapstore.tree import (
 )
 
 WINDOW = 2048
-INFLIGHT = 8
+INFLIGHT = 4
 FILES_CACHE_BATCH = 4096
 INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
 INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
