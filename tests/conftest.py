@@ -87,17 +87,23 @@ def tree_state(root: Path, *, with_mtime: bool = True) -> dict[bytes, tuple]:
     return out
 
 
+def make_agent_z(root: Path, *, soul_lines: int) -> Path:
+    """agents/Z under ``root``: SOUL.md, a skill script, a memory file, priority_weights.json."""
+    z = root / "agents" / "Z"
+    (z / "skills" / "triage").mkdir(parents=True)
+    (z / "memory").mkdir()
+    (z / "SOUL.md").write_text("# Z\nYou are Z, the orchestrator's planner.\n" * soul_lines)
+    (z / "skills" / "triage" / "run.py").write_text("print('triage')\n")
+    (z / "memory" / "lessons.md").write_text("- keep backups verified\n" * 100)
+    (z / "priority_weights.json").write_text(json.dumps({"weights": {"relevance": 0.42, "urgency": 0.3}}))
+    return z
+
+
 @pytest.fixture
 def agent_tree(tmp_path: Path) -> Path:
     """A small agent workspace with every kind of entry the round trip must keep."""
     root = tmp_path / "ws"
-    z = root / "agents" / "Z"
-    (z / "skills" / "triage").mkdir(parents=True)
-    (z / "memory").mkdir()
-    (z / "SOUL.md").write_text("# Z\nYou are Z, the orchestrator's planner.\n" * 20)
-    (z / "skills" / "triage" / "run.py").write_text("print('triage')\n")
-    (z / "memory" / "lessons.md").write_text("- keep backups verified\n" * 100)
-    (z / "priority_weights.json").write_text(json.dumps({"weights": {"relevance": 0.42, "urgency": 0.3}}))
+    z = make_agent_z(root, soul_lines=20)
     (root / "empty-dir").mkdir()
     (root / "empty-file").write_bytes(b"")
     (root / "name with spaces.txt").write_text("spaces\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, run_snap
+from tests.conftest import Result, make_agent_z, run_snap
 
 FUSE_DEVICE = "/dev/fuse"
 
@@ -136,13 +136,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 def make_agent_tree(root: Path, *, weights_bytes: int) -> None:
     """An agent workspace with every kind of entry the mount must show (no newlines in names,
     so that ``find | wc -l`` counts entries)."""
-    z = root / "agents" / "Z"
-    (z / "skills" / "triage").mkdir(parents=True)
-    (z / "memory").mkdir()
-    (z / "SOUL.md").write_text("# Z\nYou are Z, the orchestrator's planner.\n" * 40)
-    (z / "skills" / "triage" / "run.py").write_text("print('triage')\n")
-    (z / "memory" / "lessons.md").write_text("- keep backups verified\n" * 100)
-    (z / "priority_weights.json").write_text(json.dumps({"weights": {"relevance": 0.42, "urgency": 0.3}}))
+    z = make_agent_z(root, soul_lines=40)
     with open(z / "weights.bin", "wb") as handle:
         left = weights_bytes
         while left > 0:
