@@ -1,7 +1,7 @@
 """Benchmark of ``snap diff`` on two snapshots of 200,000 small files that differ in 10.
 
 It builds the data with the core API (no CLI): writes N small files (100 to a directory, two
-levels of directories), takes snapshot A with :func:`snapstore.backup.take_snapshot`, changes
+levels of directories), takes snapshot A with :func:`snapstore.ops.backup.take_snapshot`, changes
 10 files (4 edited, 2 added, 2 removed, 2 chmod'ed, in different directories), takes snapshot
 B. Then it times, as child processes (median of ``--repeat`` runs, wall clock):
 
@@ -9,7 +9,7 @@ B. Then it times, as child processes (median of ``--repeat`` runs, wall clock):
 - ``snap --help``: start-up plus importing the CLI (the floor of any ``snap`` command);
 - ``snap diff A B``, ``snap diff A B --json`` and ``snap diff A B --content``;
 
-and, in this process, the tree diff alone (:func:`snapstore.diff.diff_trees` over a fresh
+and, in this process, the tree diff alone (:func:`snapstore.view.diff.diff_trees` over a fresh
 repository handle, with the number of trees it read) against a full walk of both snapshots
 (what a diff that does not skip equal subtrees would have to read). "beyond start-up" is the
 command's time minus ``python -c pass``; "beyond CLI" minus ``snap --help``.
@@ -37,10 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(1, str(REPO_ROOT))
 
-from snapstore.backup import source_for, take_snapshot  # noqa: E402
-from snapstore.diff import ReadCounter, diff_trees  # noqa: E402
-from snapstore.repository import Repository  # noqa: E402
-from snapstore.vfs import SnapshotView  # noqa: E402
+from snapstore.ops.backup import source_for, take_snapshot  # noqa: E402
+from snapstore.repo.repository import Repository  # noqa: E402
+from snapstore.view.diff import ReadCounter, diff_trees  # noqa: E402
+from snapstore.view.vfs import SnapshotView  # noqa: E402
 
 PER_DIR = 100
 PER_TOP = 50  # second-level directories per top-level one

@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import human_bytes, print_table  # noqa: E402
-from snapstore.backup import source_for, take_snapshot  # noqa: E402
-from snapstore.repository import Repository  # noqa: E402
-from snapstore.sampledata import generate_workspace, parse_size, simulate_day  # noqa: E402
+from snapfixtures.sampledata import generate_workspace, parse_size, simulate_day  # noqa: E402
+from snapstore.ops.backup import source_for, take_snapshot  # noqa: E402
+from snapstore.repo.repository import Repository  # noqa: E402
 
 
 def measure(size: int, snapshots: int, workdir: Path) -> dict[str, object]:

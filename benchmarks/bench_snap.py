@@ -7,7 +7,7 @@ Run from the repository root with the venv active::
     python benchmarks/bench_snap.py --data /path/to/workspace --json
 
 Rows: first take (MB/s, repository bytes against logical bytes), unchanged re-take, take after
-one simulated day (``snapstore.sampledata.simulate_day``; seconds and repository growth), full
+one simulated day (``snapfixtures.sampledata.simulate_day``; seconds and repository growth), full
 restore (MB/s, checked identical: file list, sizes and a BLAKE3 of every file), single-file
 restore of agents/Z/SOUL.md, and the unchanged re-take of a tree of 10,000 small files
 (``--small-files``). Each repeat uses a fresh repository; seconds are the median with the range
@@ -65,7 +65,7 @@ def describe(cells: dict[str, Cell], rows: list[str], ds: Dataset, prefix: str =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from snapstore.sampledata import parse_size
+    from snapfixtures.sampledata import parse_size
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1G", help="data set size (default 1G)")

@@ -516,7 +516,7 @@ def dataset(workdir: Path, size: int, small_files: int = 0, seed: int = 0, data:
                 if st.st_size > largest_size:
                     largest, largest_size = os.path.relpath(os.path.join(dirpath, name), root), st.st_size
         return Dataset(root, files, total, largest, small_files, seed)
-    from snapstore import sampledata
+    from snapfixtures import sampledata
 
     name = f"data-{size}-{small_files}-s{seed}"
     root = workdir / name

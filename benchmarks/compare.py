@@ -6,7 +6,7 @@ Run from the repository root with the venv active::
     python benchmarks/compare.py --size 100M --repeats 1 --only first-take,restore-full
     python benchmarks/compare.py --peers restic,borg --json > out.json
 
-Every peer gets the same pristine data set (generated once by ``snapstore.sampledata`` and
+Every peer gets the same pristine data set (generated once by ``snapfixtures.sampledata`` and
 reused), its own fresh repository each repeat, and its own fresh copy of the data wherever a
 workload changes it. Peers: snap (defaults), restic (repository v2, compression auto, a
 password in ``RESTIC_PASSWORD``), borg (``--encryption none``, ``--compression zstd,3``). A peer
@@ -636,7 +636,7 @@ class Bench:
 
     def day_row(self, peer: Peer) -> None:
         ds, res = self.ds, self.results
-        from snapstore.sampledata import simulate_day
+        from snapfixtures.sampledata import simulate_day
 
         def body() -> None:
             data = self.workdir / "run" / peer.name / "data-day"
@@ -666,7 +666,7 @@ class Bench:
 
     def prepare_gc(self) -> None:
         """Once: a repository per peer with 30 snapshots of 30 simulated days (a template)."""
-        from snapstore.sampledata import simulate_day
+        from snapfixtures.sampledata import simulate_day
 
         data = self.workdir / "gc-data"
         copy_tree(self.ds.root, data)
@@ -794,7 +794,7 @@ def parse_list(text: str, valid: Sequence[str], what: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from snapstore.sampledata import parse_size
+    from snapfixtures.sampledata import parse_size
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter

@@ -17,7 +17,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import snapstore, pyfuse3, pytest" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import snapstore, snapfixtures, pyfuse3, pytest, importlinter" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "bootstrap: installing snapstore and its extras into .venv (log: .venv/pip.log)" >&2
   if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuse,dev,s3]' \

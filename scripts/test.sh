@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
-.venv/bin/ruff check snapstore tests benchmarks
+.venv/bin/ruff check snapstore snapfixtures tests benchmarks
 .venv/bin/mypy
+# the layers of docs/architecture.md, as contracts in .importlinter (quiet when they hold)
+if ! out=$(.venv/bin/lint-imports --no-cache 2>&1); then echo "$out" >&2; exit 1; fi
 exec .venv/bin/python -m pytest -q "$@"

@@ -164,7 +164,7 @@ def main() -> None:
         code = ExitCode.OK
     except OSError as exc:
         # A last net: an OS error no layer mapped still gets one line and a code, not a traceback.
-        from snapstore.backends import raise_os_error
+        from snapstore.storage.backend import raise_os_error
 
         mapped = raise_os_error(exc, exc.filename or "snap")
         _report(mapped)

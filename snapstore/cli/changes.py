@@ -1,7 +1,7 @@
 """What changed: ``snap diff`` (two snapshots) and ``snap versions`` (one path over time).
 
-Thin layer: resolves snapshots and paths, calls :mod:`snapstore.diff`, :mod:`snapstore.jsondiff`
-and :mod:`snapstore.versions`, and renders the result (human text, or one JSON document with
+Thin layer: resolves snapshots and paths, calls :mod:`snapstore.view.diff`, :mod:`snapstore.view.jsondiff`
+and :mod:`snapstore.view.versions`, and renders the result (human text, or one JSON document with
 ``--json``). docs/diff.md documents both commands and their output.
 """
 
@@ -19,11 +19,11 @@ from snapstore.cli.output import echo, emit_json, human_bytes
 from snapstore.errors import PathNotFound, SnapshotNotFound, UsageError
 
 if TYPE_CHECKING:
-    from snapstore.diff import Change, ContentDiff, DiffSummary
-    from snapstore.repository import Repository
-    from snapstore.snapshot import Snapshot
-    from snapstore.tree import Entry
-    from snapstore.vfs import SnapshotView
+    from snapstore.format.snapshot import Snapshot
+    from snapstore.format.tree import Entry
+    from snapstore.repo.repository import Repository
+    from snapstore.view.diff import Change, ContentDiff, DiffSummary
+    from snapstore.view.vfs import SnapshotView
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SNAP_HELP = "Id prefix, 'latest' or 'latest:TIER'."
@@ -44,7 +44,7 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n",
 
 def _human(raw: bytes) -> str:
     """A path or link target for one output line: control characters escaped (``\\n``)."""
-    from snapstore.vfs import show_path
+    from snapstore.view.vfs import show_path
 
     return show_path(raw).translate(_CONTROL)
 
@@ -60,8 +60,8 @@ def _snap_line(snap: Snapshot) -> str:
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:
-    from snapstore.tree import FILE, KIND_NAMES
-    from snapstore.vfs import show_path
+    from snapstore.format.tree import FILE, KIND_NAMES
+    from snapstore.view.vfs import show_path
 
     out: dict[str, Any] = {
         "type": KIND_NAMES[entry.kind], "size": entry.size if entry.kind == FILE else 0,
@@ -92,8 +92,8 @@ def _field_detail(name: str, old: Entry, new: Entry) -> str:
 
 def _describe(change: Change) -> str:
     """One line: kind, path (``/`` after directories) and the sizes or fields that changed."""
-    from snapstore.diff import ADDED, MODIFIED, REMOVED
-    from snapstore.tree import DIR, FILE, KIND_NAMES, SYMLINK
+    from snapstore.format.tree import DIR, FILE, KIND_NAMES, SYMLINK
+    from snapstore.view.diff import ADDED, MODIFIED, REMOVED
 
     entry = change.entry
     path = _human(change.path) + ("/" if entry.kind == DIR else "")
@@ -159,8 +159,8 @@ def _lookup(view: SnapshotView, snap: Snapshot, path: bytes) -> Entry | None:
 
 def iter_changes(view: SnapshotView, old: Snapshot, new: Snapshot, paths: list[bytes]) -> Iterator[Change]:
     """The changes under each path (all paths are looked up before the first change)."""
-    from snapstore.diff import diff_entries
-    from snapstore.vfs import show_path
+    from snapstore.view.diff import diff_entries
+    from snapstore.view.vfs import show_path
 
     pairs: list[tuple[bytes, Entry | None, Entry | None]] = []
     for path in paths:
@@ -178,8 +178,8 @@ def iter_changes(view: SnapshotView, old: Snapshot, new: Snapshot, paths: list[b
 
 def content_of(view: SnapshotView, change: Change, cap: int) -> ContentDiff | None:
     """The content comparison of a modified file (None for other changes)."""
-    from snapstore.diff import MODIFIED, compare_content, too_large
-    from snapstore.tree import FILE
+    from snapstore.format.tree import FILE
+    from snapstore.view.diff import MODIFIED, compare_content, too_large
 
     old, new = change.old, change.new
     if change.kind != MODIFIED or old is None or new is None or old.kind != FILE:
@@ -191,7 +191,7 @@ def content_of(view: SnapshotView, change: Change, cap: int) -> ContentDiff | No
 
 
 def _content_lines(result: ContentDiff) -> list[str]:
-    from snapstore.diff import JSON, TEXT
+    from snapstore.view.diff import JSON, TEXT
 
     out = [f"note: {result.note}"] if result.note else []
     if result.kind == TEXT:
@@ -217,8 +217,8 @@ def cmd_diff(
     json_out: JsonOpt = False,
 ) -> None:
     """Show what changed from SNAP_A to SNAP_B: added, removed, modified and metadata-only entries."""
-    from snapstore.diff import Tally, prune_nested
-    from snapstore.vfs import SnapshotView, as_bytes_path, show_path
+    from snapstore.view.diff import Tally, prune_nested
+    from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
     app: AppContext = ctx.obj
     if stat and content:
@@ -258,7 +258,7 @@ def cmd_diff(
 
 
 def _change_json(view: SnapshotView, change: Change, content: bool, max_size: int) -> dict[str, Any]:
-    from snapstore.vfs import show_path
+    from snapstore.view.vfs import show_path
 
     row: dict[str, Any] = {"change": change.kind, "path": show_path(change.path),
                            "type": _entry_json(change.entry)["type"], "fields": list(change.fields),
@@ -282,9 +282,9 @@ def cmd_versions(
     json_out: JsonOpt = False,
 ) -> None:
     """List the distinct versions of PATH across snapshots, oldest first."""
-    from snapstore.tree import KIND_NAMES
-    from snapstore.versions import collect_versions
-    from snapstore.vfs import SnapshotView, as_bytes_path, show_path
+    from snapstore.format.tree import KIND_NAMES
+    from snapstore.view.versions import collect_versions
+    from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
     app: AppContext = ctx.obj
     rel = as_bytes_path(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
 
 def default_repo_path() -> str:
@@ -49,11 +49,11 @@ class AppContext:
         """The loaded config file, or None when there is none (loaded once, lazily)."""
         if not self._config_loaded:
             self._config_loaded = True
-            from snapstore.configpath import find_config_path
+            from snapstore.agent.configpath import find_config_path
 
             path = find_config_path(self.config_arg)
             if path is not None:
-                from snapstore.config import load_config  # pydantic: only when there is a file
+                from snapstore.agent.config import load_config  # pydantic: only when there is a file
 
                 self._config = load_config(path)
         return self._config
@@ -66,7 +66,7 @@ class AppContext:
             return env
         cfg = self.config()
         if cfg is not None and cfg.repository is not None:
-            from snapstore.backends import looks_remote
+            from snapstore.storage.backend import looks_remote
 
             if looks_remote(cfg.repository):
                 return cfg.repository  # a URL is not relative to the config file's directory
@@ -76,7 +76,7 @@ class AppContext:
 
     def repo_location(self) -> str:
         """The repository as shown and recorded: an absolute path, or the ``s3://`` URL."""
-        from snapstore.backends import parse_location
+        from snapstore.storage.backend import parse_location
 
         return parse_location(self.repo_path()).url
 
@@ -95,12 +95,12 @@ class AppContext:
 
     def history_path(self) -> Path:
         """``history_file`` from the config, else ``system-history.jsonl`` beside the repository."""
-        from snapstore.history import default_history_path
+        from snapstore.agent.history import default_history_path
 
         cfg = self.config()
         if cfg is not None and cfg.history_path() is not None:
             return Path(cfg.history_path())
-        from snapstore.backends import looks_remote
+        from snapstore.storage.backend import looks_remote
 
         if looks_remote(self.repo_path()):  # nothing local is "beside" a bucket
             state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -112,7 +112,7 @@ class AppContext:
         """Complete ``events`` with the outcome, append them to the history log and, with
         ``alert``, run the config's ``on_failure`` command for each one that did not succeed.
         Problems here are warnings: they never change the exit code or hide the error."""
-        from snapstore import history
+        from snapstore.agent import history
         from snapstore.cli.output import warn
         from snapstore.errors import SnapError
 
@@ -139,7 +139,7 @@ class AppContext:
                         warn(f"snap: warning: {problem}")
 
     def open(self, mode: str = "read") -> Repository:
-        from snapstore.repository import Repository
+        from snapstore.repo.repository import Repository
 
         return Repository.open(self.repo_path(), mode=mode, wait=self.wait, command=self.command,
                                endpoint=self.s3_endpoint)

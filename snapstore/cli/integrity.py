@@ -22,13 +22,13 @@ def cmd_verify(
     json_out: JsonOpt = False,
 ) -> int:
     """Check the repository: packs, index, trees, refcounts; with --read-data every blob."""
-    from snapstore.verify import verify_repository
+    from snapstore.ops.verify import verify_repository
 
     app: AppContext = ctx.obj
     if subset is not None and not 0 < subset <= 100:
         raise UsageError("--read-data-subset wants a percentage in (0, 100]")
     progress = Progress(not app.quiet and not json_out)
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
     with Repository.open(app.repo_path(), mode="read", wait=app.wait, command=app.command,
                          check_index=False) as repo:
@@ -53,8 +53,8 @@ repair_app = typer.Typer(help="Repair the repository.", no_args_is_help=True)
 @repair_app.command("index")
 def cmd_repair_index(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Rebuild the index from the pack files and snapshot records (moves aside, never deletes)."""
-    from snapstore.repair import repair_index
-    from snapstore.repository import Repository
+    from snapstore.ops.repair import repair_index
+    from snapstore.repo.repository import Repository
 
     app: AppContext = ctx.obj
     with Repository.open(app.repo_path(), mode="exclusive", wait=app.wait, command=app.command,

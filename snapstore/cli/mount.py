@@ -38,7 +38,7 @@ def cmd_mount(
 ) -> None:
     """Mount every snapshot as a read-only tree: snapshots/, tiers/, tags/, latest."""
     from snapstore.fuse import runner
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
     app: AppContext = ctx.obj
     repo_path = app.repo_location()

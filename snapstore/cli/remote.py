@@ -30,10 +30,10 @@ def cmd_copy(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy snapshots to another repository, sending only the data it lacks, and check what was sent."""
-    from snapstore.backends import parse_location
-    from snapstore.copy import copy_snapshots, select_snapshots
     from snapstore.errors import RepositoryNotFound, UsageError
-    from snapstore.repository import Repository
+    from snapstore.ops.copy import copy_snapshots, select_snapshots
+    from snapstore.repo.repository import Repository
+    from snapstore.storage.backend import parse_location
 
     app: AppContext = ctx.obj
     if not to:

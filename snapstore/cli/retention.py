@@ -20,7 +20,7 @@ def cmd_forget(
     json_out: JsonOpt = False,
 ) -> None:
     """Drop named snapshots (their data is freed by the next gc, or now with --prune)."""
-    from snapstore.gc import collect_garbage
+    from snapstore.ops.gc import collect_garbage
 
     app: AppContext = ctx.obj
     with app.open("exclusive" if prune else "write") as repo:
@@ -81,8 +81,8 @@ def cmd_gc(
     from dataclasses import replace
 
     from snapstore import clock
-    from snapstore.gc import collect_garbage
-    from snapstore.retention import RetentionPolicy, TierRule, apply_policy
+    from snapstore.ops.gc import collect_garbage
+    from snapstore.ops.retention import RetentionPolicy, TierRule, apply_policy
 
     app: AppContext = ctx.obj
     overrides = _parse_keep(keep or [])

@@ -15,7 +15,7 @@ from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
 from snapstore.errors import ExitCode, SnapError, UsageError
 
 if TYPE_CHECKING:
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -31,8 +31,8 @@ def cmd_init(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new, empty repository."""
-    from snapstore.chunker import ChunkerParams
-    from snapstore.repository import Repository
+    from snapstore.format.chunker import ChunkerParams
+    from snapstore.repo.repository import Repository
 
     app: AppContext = ctx.obj
     if not (64 <= chunk_min * 1024 <= chunk_avg * 1024 <= chunk_max * 1024 <= 16 * 1024 * 1024):
@@ -52,7 +52,7 @@ def cmd_init(
 
 def _sources_for(app: AppContext, paths: list[str], tier: str) -> tuple[list, bool]:
     """Sources as ``Source`` objects: the given paths, else the tier's sources from the config."""
-    from snapstore.backup import source_for
+    from snapstore.ops.backup import source_for
 
     if paths:
         return [source_for(p, os.getcwd()) for p in paths], False
@@ -72,8 +72,8 @@ def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], c
     """Take one snapshot of PATH... or of a tier's sources (with ``if_changed`` only when they
     differ from the tier's last snapshot), print the human report and fill the history event.
     Returns (exit code, the --json object). Uses ``repo`` when given, else opens one."""
-    from snapstore.backup import take_snapshot
-    from snapstore.watch import take_if_changed
+    from snapstore.agent.watch import take_if_changed
+    from snapstore.ops.backup import take_snapshot
 
     event = app.record(tier=tier)
     try:
@@ -225,8 +225,8 @@ def cmd_restore(
     json_out: JsonOpt = False,
 ) -> int:
     """Restore a snapshot, or some of its files, into a directory."""
-    from snapstore.restore import restore_snapshot
-    from snapstore.vfs import SnapshotView
+    from snapstore.ops.restore import restore_snapshot
+    from snapstore.view.vfs import SnapshotView
 
     app: AppContext = ctx.obj
     if not target:
@@ -268,9 +268,9 @@ def cmd_restore(
 
 def _restore_latest_good(app: AppContext, path: str, target: str, checks: list[str], check_cmd: str | None,
                          tier: str | None, overwrite: bool, json_out: bool) -> int:
+    from snapstore.agent.latestgood import NOT_IN_SNAPSHOT, Check, check_command, check_json, restore_latest_good
     from snapstore.errors import NotFound
-    from snapstore.latestgood import NOT_IN_SNAPSHOT, Check, check_command, check_json, restore_latest_good
-    from snapstore.vfs import SnapshotView
+    from snapstore.view.vfs import SnapshotView
 
     funcs: list[Check] = []
     for name in checks:
@@ -325,8 +325,8 @@ def cmd_ls(
     json_out: JsonOpt = False,
 ) -> None:
     """List the entries of a directory in a snapshot."""
-    from snapstore.tree import DIR, KIND_NAMES
-    from snapstore.vfs import SnapshotView, as_bytes_path, show_path
+    from snapstore.format.tree import DIR, KIND_NAMES
+    from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
     app: AppContext = ctx.obj
     with app.open("read") as repo:
@@ -370,8 +370,8 @@ def cmd_cat(
 ) -> None:
     """Write one file of a snapshot to stdout."""
     from snapstore.errors import PathNotFound
-    from snapstore.tree import FILE
-    from snapstore.vfs import SnapshotView, show_path
+    from snapstore.format.tree import FILE
+    from snapstore.view.vfs import SnapshotView, show_path
 
     app: AppContext = ctx.obj
     with app.open("read") as repo:

@@ -1,6 +1,6 @@
 """Workflow commands: ``due``, ``schedule``, ``watch``, ``history``, ``export``, ``import``, and
 the ``--due`` mode of ``snap take`` (:func:`take_due`). Parsing and rendering only: the logic is in
-``snapstore.schedule``, ``snapstore.watch``, ``snapstore.history`` and ``snapstore.tarball``."""
+``snapstore.agent.schedule``, ``snapstore.agent.watch``, ``snapstore.agent.history`` and ``snapstore.agent.tarball``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from snapstore.cli.store import _sources_for, take_one
 from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
 
 if TYPE_CHECKING:
-    from snapstore.config import Config
-    from snapstore.schedule import TierStatus
-    from snapstore.snapshot import Snapshot
+    from snapstore.agent.config import Config
+    from snapstore.agent.schedule import TierStatus
+    from snapstore.format.snapshot import Snapshot
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -35,7 +35,7 @@ def _config(app: AppContext, what: str) -> Config:
 
 
 def _statuses(cfg: Config, snapshots: list[Snapshot], now: datetime) -> list[TierStatus]:
-    from snapstore.schedule import local_zone, tier_status
+    from snapstore.agent.schedule import local_zone, tier_status
 
     return tier_status({name: tier.schedule for name, tier in cfg.tiers.items()}, snapshots, now, local_zone())
 
@@ -141,7 +141,7 @@ def cmd_schedule(
     json_out: JsonOpt = False,
 ) -> None:
     """Print ready-to-install entries that run 'snap take --due' every few minutes."""
-    from snapstore.schedule import cron_entry, systemd_units
+    from snapstore.agent.schedule import cron_entry, systemd_units
 
     app: AppContext = ctx.obj
     if cron == systemd:
@@ -191,7 +191,7 @@ def cmd_watch(
     At start it takes one if the sources changed since the tier's last snapshot. SIGTERM or
     Ctrl-C stops it after the take in progress has committed; a second one aborts that take
     (nothing is committed)."""
-    from snapstore.watch import Watcher, take_if_changed, watch_sources
+    from snapstore.agent.watch import Watcher, take_if_changed, watch_sources
 
     app: AppContext = ctx.obj
     cfg = _config(app, "snap watch")
@@ -257,7 +257,7 @@ def cmd_watch(
 
 
 def _parse_since(text: str) -> datetime:
-    from snapstore.config import parse_duration
+    from snapstore.agent.config import parse_duration
 
     try:
         return clock.now() - parse_duration(text)
@@ -277,7 +277,7 @@ def cmd_history(
     json_out: JsonOpt = False,
 ) -> None:
     """Show the history log: one event per take, gc, verify, restore, import and failure."""
-    from snapstore.history import filter_events, read_events
+    from snapstore.agent.history import filter_events, read_events
 
     app: AppContext = ctx.obj
     path = app.history_path()
@@ -322,8 +322,8 @@ def cmd_export(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a snapshot, or part of it, as a tar archive (streamed; memory stays small)."""
-    from snapstore.tarball import compression_for, export_tar
-    from snapstore.vfs import SnapshotView
+    from snapstore.agent.tarball import compression_for, export_tar
+    from snapstore.view.vfs import SnapshotView
 
     app: AppContext = ctx.obj
     if not output:
@@ -374,7 +374,7 @@ def cmd_import(
     json_out: JsonOpt = False,
 ) -> None:
     """Import existing tar backups as snapshots, oldest first, with the time from their names."""
-    from snapstore.tarball import archive_order, import_archive
+    from snapstore.agent.tarball import archive_order, import_archive
 
     app: AppContext = ctx.obj
     imported: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""The FUSE mount: a thin pyfuse3 + trio adapter over :mod:`snapstore.namespace`.
+"""The FUSE mount: a thin pyfuse3 + trio adapter over :mod:`snapstore.view.namespace`.
 
 ``adapter`` holds the one :class:`pyfuse3.Operations` subclass; ``runner`` mounts, serves,
 unmounts and detects stale mounts. pyfuse3 and trio come with the ``fuse`` extra

@@ -21,7 +21,7 @@ import pyfuse3
 import trio
 
 from snapstore.errors import RepositoryDamaged, SnapError
-from snapstore.namespace import Attr, Namespace, Node
+from snapstore.view.namespace import Attr, Namespace, Node
 
 log = logging.getLogger("snapstore.mount")
 

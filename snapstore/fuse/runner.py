@@ -275,9 +275,9 @@ def serve(repo_path: str, mountpoint: str, *, wait: float = 0.0,
     signal.signal(signal.SIGHUP, _interrupt)
 
     from snapstore.fuse.adapter import SnapshotOperations
-    from snapstore.namespace import Namespace
-    from snapstore.repository import Repository
-    from snapstore.vfs import SnapshotView
+    from snapstore.repo.repository import Repository
+    from snapstore.view.namespace import Namespace
+    from snapstore.view.vfs import SnapshotView
 
     repo = Repository.open(repo_path, mode="read", wait=wait, command="snap mount")
     namespace = None

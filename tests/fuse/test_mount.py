@@ -246,7 +246,7 @@ def test_every_write_call_gets_erofs(world: World) -> None:
 
 def test_the_repository_stays_read_locked_while_mounted(world: World) -> None:
     from snapstore.errors import RepositoryLocked
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
     with pytest.raises(RepositoryLocked):
         Repository.open(str(world.repo), mode="exclusive")
@@ -273,8 +273,8 @@ def test_a_corrupt_chunk_gives_eio_for_its_file_only(small_repo: tuple[Path, Pat
                                                       snap_cli: SnapCli, mounts: Mounts, runtime_dir: Path) -> None:
     require_dev_fuse()
     repo, src = small_repo
-    from snapstore.repository import Repository, pack_name
-    from snapstore.vfs import SnapshotView
+    from snapstore.repo.repository import Repository, pack_name
+    from snapstore.view.vfs import SnapshotView
 
     with Repository.open(str(repo), mode="read") as r:
         view = SnapshotView(r)
@@ -318,7 +318,7 @@ def test_umount_leaves_no_process_and_no_mount(small_repo: tuple[Path, Path], tm
     assert not is_mounted(mnt)
     assert not alive(pid)
     assert mnt.is_dir() and os.listdir(mnt) == []
-    from snapstore.repository import Repository
+    from snapstore.repo.repository import Repository
 
     Repository.open(str(repo), mode="exclusive").close()  # the read lock went with the server
     again = snap_cli("umount", str(mnt))

@@ -154,8 +154,8 @@ def test_absolute_and_relative_sources(snap, agent_tree: Path, tmp_path: Path) -
 def _fill_snapshots(repo: Path, src: Path, count: int) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from snapstore.backup import source_for, take_snapshot
-    from snapstore.repository import Repository
+    from snapstore.ops.backup import source_for, take_snapshot
+    from snapstore.repo.repository import Repository
 
     with Repository.open(str(repo), mode="write") as opened:
         for i in range(count):

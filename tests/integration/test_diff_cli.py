@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from snapstore.backup import source_for, take_snapshot
 from snapstore.errors import ExitCode
-from snapstore.repository import Repository
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.repo.repository import Repository
 
 SOUL_V1 = "# Z\n\nYou are Z, chief of staff.\nRank the queue every morning.\nNever skip the kaizen review.\n"
 SOUL_V2 = "# Z\n\nYou are Z, chief of staff.\nRank the queue every hour.\nNever skip the kaizen review.\n"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from snapstore.backup import source_for, take_snapshot
 from snapstore.errors import ExitCode
-from snapstore.refcheck import refcount_mismatches
-from snapstore.repository import Repository, pack_name
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.ops.refcheck import refcount_mismatches
+from snapstore.repo.repository import Repository, pack_name
 from tests.conftest import run_snap, tree_state
 
 EXAMPLE_POLICY = {

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from snapstore.errors import ExitCode
-from snapstore.repository import Repository, pack_name
-from snapstore.tree import FILE
-from snapstore.vfs import SnapshotView
+from snapstore.format.tree import FILE
+from snapstore.repo.repository import Repository, pack_name
+from snapstore.view.vfs import SnapshotView
 from tests.conftest import run_snap, tree_state
 
 
@@ -236,7 +236,7 @@ def test_concurrent_processes(snap, filled, tmp_path: Path) -> None:
 
 
 def test_repairs_in_the_same_second_keep_every_old_index(snap, filled) -> None:
-    from snapstore.repair import _free_name
+    from snapstore.ops.repair import _free_name
 
     damaged = snap.repo / "damaged"
     damaged.mkdir()

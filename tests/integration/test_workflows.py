@@ -488,7 +488,7 @@ def test_import_thirty_daily_archives_and_export(tmp_path: Path) -> None:
 
 APPENDER = """
 import sys
-from snapstore.history import append_event
+from snapstore.agent.history import append_event
 path, who = sys.argv[1], sys.argv[2]
 for i in range(300):
     append_event(path, {"time": "2026-11-01T00:00:00Z", "command": "take", "who": who, "i": i,
@@ -554,7 +554,7 @@ def test_history_lines_and_on_failure(tmp_path: Path) -> None:
 
 
 def test_archive_names_give_their_time() -> None:
-    from snapstore.tarball import time_from_name
+    from snapstore.agent.tarball import time_from_name
 
     def name(text: str) -> str | None:
         moment = time_from_name(text, UTC)

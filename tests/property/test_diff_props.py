@@ -1,4 +1,4 @@
-"""Property tests for snapstore.diff over random trees kept in memory.
+"""Property tests for snapstore.view.diff over random trees kept in memory.
 
 Trees are built from nested dicts with a small name alphabet (so two random trees share many
 paths) and stored content-addressed like a repository does (encode_tree + BLAKE3). The tree
@@ -13,8 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapstore.chunker import chunk_id
-from snapstore.diff import (
+from snapstore.format.chunker import chunk_id
+from snapstore.format.tree import CHUNK_REF, DIR, FILE, SYMLINK, Entry, encode_tree
+from snapstore.view.diff import (
     ADDED,
     METADATA,
     MODIFIED,
@@ -27,7 +28,6 @@ from snapstore.diff import (
     diff_trees,
     summarize,
 )
-from snapstore.tree import CHUNK_REF, DIR, FILE, SYMLINK, Entry, encode_tree
 
 NAMES = st.sampled_from([b"a", b"b", b"c", b"d.json"])
 FILES = st.builds(

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snapstore.backup import source_for, take_snapshot
 from snapstore.errors import FormatError
-from snapstore.index import ChunkLocation
-from snapstore.packfile import FOOTER, NeedMore, PackWriter, parse_table, scan_blobs
-from snapstore.repair import repair_index
-from snapstore.repository import Repository
-from snapstore.snapshot import Snapshot
-from snapstore.tree import decode_tree
-from snapstore.verify import verify_repository
+from snapstore.format.packfile import FOOTER, NeedMore, PackWriter, parse_table, scan_blobs
+from snapstore.format.snapshot import Snapshot
+from snapstore.format.tree import decode_tree
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.ops.repair import repair_index
+from snapstore.ops.verify import verify_repository
+from snapstore.repo.index import ChunkLocation
+from snapstore.repo.repository import Repository
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -28,7 +28,7 @@ def _sample_pack(tmp: str) -> bytes:
     writer = PackWriter(os.path.join(tmp, "p.pack"))
     for i in range(5):
         data = os.urandom(100) + bytes(i)
-        from snapstore.chunker import chunk_id
+        from snapstore.format.chunker import chunk_id
 
         writer.add(chunk_id(data), 0, 0, data, len(data))
     writer.finish()

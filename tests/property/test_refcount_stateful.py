@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from snapstore.backup import source_for, take_snapshot
-from snapstore.gc import collect_garbage
-from snapstore.refcheck import refcount_mismatches
-from snapstore.refcount import add_reference, drop_reference
-from snapstore.repository import Repository
-from snapstore.vfs import SnapshotView
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.ops.gc import collect_garbage
+from snapstore.ops.refcheck import refcount_mismatches
+from snapstore.repo.refcount import add_reference, drop_reference
+from snapstore.repo.repository import Repository
+from snapstore.view.vfs import SnapshotView
 
 FILES = [f"agents/{a}/{f}" for a in ("Z", "Jay") for f in ("SOUL.md", "memory/notes.md", "weights.json")]
 CONTENTS = [b"", b"alpha\n" * 50, b"beta\n" * 70, os.urandom(300_000), b"gamma" * 1000]

@@ -1,4 +1,4 @@
-"""Property tests for snapstore.retention.apply_policy over random timelines and policies."""
+"""Property tests for snapstore.ops.retention.apply_policy over random timelines and policies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapstore.retention import RetentionPolicy, TierRule, apply_policy
+from snapstore.ops.retention import RetentionPolicy, TierRule, apply_policy
 
 TIERS = ("daily", "weekly", "monthly", "on-change", "manual")
 HOSTS = ("alpha", "beta", "")

@@ -436,7 +436,7 @@ def test_bad_input_gets_one_line_and_writes_nothing(s3_server: S3Server, bucket:
     ("name:with-colon", "local", "", ""),
 ])
 def test_locations(text: str, kind: str, bucket: str, prefix: str) -> None:
-    from snapstore.backends import parse_location
+    from snapstore.storage.backend import parse_location
 
     loc = parse_location(text)
     assert (loc.kind, loc.bucket, loc.prefix) == (kind, bucket, prefix)
@@ -456,8 +456,8 @@ def test_locations(text: str, kind: str, bucket: str, prefix: str) -> None:
     ("", "empty repository location"),
 ])
 def test_bad_locations(text: str, words: str) -> None:
-    from snapstore.backends import parse_location
     from snapstore.errors import UsageError
+    from snapstore.storage.backend import parse_location
 
     with pytest.raises(UsageError) as info:
         parse_location(text)
@@ -467,9 +467,9 @@ def test_bad_locations(text: str, words: str) -> None:
 def test_local_repositories_never_load_boto3(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from snapstore.repository import Repository\n"
-        "from snapstore.backup import source_for, take_snapshot\n"
-        "from snapstore.gc import collect_garbage\n"
+        "from snapstore.repo.repository import Repository\n"
+        "from snapstore.ops.backup import source_for, take_snapshot\n"
+        "from snapstore.ops.gc import collect_garbage\n"
         "Repository.init(sys.argv[1])\n"
         "with Repository.open(sys.argv[1], mode='exclusive') as repo:\n"
         "    take_snapshot(repo, [source_for(sys.argv[2], '/')])\n"

@@ -1,4 +1,4 @@
-"""Unit tests for snapstore.config: loading, one-line errors, source resolution, policy."""
+"""Unit tests for snapstore.agent.config: loading, one-line errors, source resolution, policy."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from snapstore.config import (
+from snapstore.agent.config import (
     Config,
     FromJsonSource,
     load_config,
     parse_duration,
 )
-from snapstore.configpath import DEFAULT_CONFIG_NAME, find_config_path
+from snapstore.agent.configpath import DEFAULT_CONFIG_NAME, find_config_path
 from snapstore.errors import ConfigError, ExitCode
-from snapstore.retention import TierRule
+from snapstore.ops.retention import TierRule
 
 EXAMPLE: dict[str, Any] = {
     "repository": "/backups/snapstore",

@@ -1,4 +1,4 @@
-"""Unit tests for snapstore.jsondiff: key-level changes, list alignment, paths, JSON lines."""
+"""Unit tests for snapstore.view.jsondiff: key-level changes, list alignment, paths, JSON lines."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from snapstore.jsondiff import (
+from snapstore.view.jsondiff import (
     ADDED,
     CHANGED,
     REMOVED,

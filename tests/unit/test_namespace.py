@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from snapstore.backup import source_for, take_snapshot
-from snapstore.chunker import ChunkerParams
 from snapstore.errors import RepositoryDamaged
-from snapstore.namespace import (
+from snapstore.format.chunker import ChunkerParams
+from snapstore.format.snapshot import Snapshot
+from snapstore.format.tree import FILE
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.repo.repository import Repository, pack_name
+from snapstore.view.namespace import (
     LATEST,
     ROOT_INODE,
     Namespace,
     group_dir_name,
     snapshot_name,
 )
-from snapstore.repository import Repository, pack_name
-from snapstore.snapshot import Snapshot
-from snapstore.tree import FILE
-from snapstore.vfs import SnapshotView
+from snapstore.view.vfs import SnapshotView
 
 SMALL_CHUNKS = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
 T1 = datetime(2026, 11, 20, 7, 0, 0, tzinfo=UTC)
@@ -63,7 +63,7 @@ class World:
     def in_other_process(self, code: str) -> None:
         """Run Python with ``repo`` open for writing in another process (LMDB allows one
         environment per process, and the namespace holds it)."""
-        script = ("import sys\nfrom snapstore.repository import Repository\n"
+        script = ("import sys\nfrom snapstore.repo.repository import Repository\n"
                   "repo = Repository.open(sys.argv[1], mode='write')\n" + code + "\nrepo.close()\n")
         subprocess.run([sys.executable, "-c", script, str(self.repo_path), str(self.src)], check=True)
 
@@ -296,7 +296,7 @@ def test_new_snapshots_appear_after_the_refresh_interval(world: World) -> None:
     before = names(ns, "snapshots")
     latest_inode = ns.resolve("latest").inode
     world.in_other_process(
-        "from datetime import datetime\nfrom snapstore.backup import source_for, take_snapshot\n"
+        "from datetime import datetime\nfrom snapstore.ops.backup import source_for, take_snapshot\n"
         f"take_snapshot(repo, [source_for('.', sys.argv[2])], tier='weekly', tags=('first',), "
         f"when=datetime.fromisoformat('{T3.isoformat()}'), verify='none')")
     assert names(ns, "snapshots") == before  # within the TTL: the cached list

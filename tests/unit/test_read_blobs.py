@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from snapstore.backup import source_for, take_snapshot
 from snapstore.errors import ChunkUnreadable
-from snapstore.repository import Repository, pack_name
-from snapstore.vfs import SnapshotView
+from snapstore.ops.backup import source_for, take_snapshot
+from snapstore.repo.repository import Repository, pack_name
+from snapstore.view.vfs import SnapshotView
 
 
 def test_adjacent_chunks_are_read_in_one_request(tmp_path: Path) -> None:

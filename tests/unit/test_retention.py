@@ -1,4 +1,4 @@
-"""Unit tests for snapstore.retention: reference cases, calendar rules, keep_within, pins."""
+"""Unit tests for snapstore.ops.retention: reference cases, calendar rules, keep_within, pins."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from snapstore.retention import (
+from snapstore.format.snapshot import Snapshot
+from snapstore.ops.retention import (
     FORGET_REASON,
     Decision,
     RetentionPolicy,
@@ -16,7 +17,6 @@ from snapstore.retention import (
     format_duration,
     plan_summary,
 )
-from snapstore.snapshot import Snapshot
 
 
 @dataclass(frozen=True)

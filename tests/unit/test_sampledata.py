@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from snapstore.sampledata import (
+from snapfixtures.sampledata import (
     AGENTS,
     LOG_NAMES,
     generate_workspace,

@@ -1,4 +1,4 @@
-"""Unit tests for snapstore.schedule: slots, due tiers, catch-up, time zones, cron/systemd text."""
+"""Unit tests for snapstore.agent.schedule: slots, due tiers, catch-up, time zones, cron/systemd text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from snapstore.schedule import (
+from snapstore.agent.schedule import (
     MISSED_CAP,
     count_slots,
     cron_entry,

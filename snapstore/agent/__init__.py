@@ -1,0 +1,1 @@
+"""Agent workflows: the config file, schedules, watch, history, latest-good, tar interop."""

@@ -1,0 +1,508 @@
+"""The config file (``backup_schedule.json``): finding it, validating it, resolving its paths.
+
+This module owns the schema of the config file (pydantic v2 models, unknown keys rejected),
+the duration syntax (``30d``, ``1y6m``), turning validation failures into one-line
+:class:`~snapstore.errors.ConfigError` messages (``FILE: FIELD.PATH: PROBLEM``), resolving a
+tier's sources to paths on disk, and building the :class:`~snapstore.ops.retention.RetentionPolicy`
+the config describes. The format is documented in docs/config.md; keep both in step.
+
+Relative paths in the file (sources, ``from_json`` files, ``repository``, ``history_file``)
+are relative to the directory of the config file, never to the working directory; a path
+read from a ``from_json`` file is relative to that JSON file's directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import json
+import os
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from snapstore.agent.configpath import DEFAULT_CONFIG_NAME
+from snapstore.errors import ConfigError
+from snapstore.ops.retention import RetentionPolicy, TierRule
+
+# ---------------------------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------------------------
+
+#: Length of each duration unit. ``m`` is a month (as in restic's ``--keep-within``), not a
+#: minute; minutes are ``min``. Years and months are fixed lengths, not calendar arithmetic.
+DURATION_UNITS: dict[str, timedelta] = {
+    "y": timedelta(days=365),
+    "m": timedelta(days=30),
+    "w": timedelta(weeks=1),
+    "d": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "min": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+}
+_DURATION_PART = re.compile(r"(\d+)(min|y|m|w|d|h|s)")
+_DURATION_HELP = "a duration like 30d, 12h, 2w or 1y6m (units y=365d, m=30d, w, d, h, min, s)"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30d``, ``12h``, ``2w``, ``1y6m``, ``90min``, ``0s`` into a timedelta.
+
+    One or more ``<integer><unit>`` parts, no spaces, each unit at most once. Units:
+    ``y`` = 365 days, ``m`` = 30 days, ``w`` = 7 days, ``d``, ``h``, ``min``, ``s``.
+    Raises ``ValueError`` for anything else.
+    """
+    value = text.strip()
+    parts = list(_DURATION_PART.finditer(value))
+    if not value or "".join(p.group(0) for p in parts) != value:
+        raise ValueError(f"not {_DURATION_HELP}: {text!r}")
+    units = [p.group(2) for p in parts]
+    if len(set(units)) != len(units):
+        raise ValueError(f"repeated unit in duration {text!r}")
+    return sum((int(p.group(1)) * DURATION_UNITS[p.group(2)] for p in parts), timedelta(0))
+
+
+def _duration_field(positive: bool) -> Callable[[Any], timedelta]:
+    def validate(value: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, str):
+            result = parse_duration(value)
+        else:
+            raise ValueError(f"must be {_DURATION_HELP} (got {_show(value)})")
+        if result < timedelta(0) or (positive and result == timedelta(0)):
+            kind = "positive" if positive else "non-negative"
+            raise ValueError(f"must be a {kind} duration (got {_show(value)})")
+        return result
+
+    return validate
+
+
+Duration = Annotated[timedelta, PlainValidator(_duration_field(positive=False))]
+PositiveDuration = Annotated[timedelta, PlainValidator(_duration_field(positive=True))]
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+TIER_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]*"
+_TIER_NAME = re.compile(TIER_NAME_PATTERN)
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def _check_tier_name(name: str) -> str:
+    if not _TIER_NAME.fullmatch(name):
+        raise ValueError(f"invalid tier name {name!r}: must match {TIER_NAME_PATTERN}")
+    return name
+
+
+TierName = Annotated[str, AfterValidator(_check_tier_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FromJsonSource(_Model):
+    """A source path read from another JSON file: ``{"from_json": FILE, "key": KEY}``.
+
+    ``FILE`` is relative to the config file's directory; the value at ``KEY`` (a top-level
+    key, or a dotted path ``a.b`` into nested objects) is a path relative to ``FILE``'s directory.
+    """
+
+    from_json: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+def _source_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "@path"
+    if isinstance(value, dict | FromJsonSource):
+        return "@from_json"
+    return None
+
+
+Source = Annotated[
+    Annotated[str, Tag("@path"), Field(min_length=1)] | Annotated[FromJsonSource, Tag("@from_json")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_type",
+        custom_error_message='must be a path string or an object {"from_json": FILE, "key": KEY}',
+    ),
+]
+
+
+class TierConfig(_Model):
+    """One tier: what it backs up, when, and how many of its snapshots to keep."""
+
+    sources: list[Source] = Field(min_length=1)
+    schedule: str | None = None  # 5-field cron; None for tiers taken on demand (on-change)
+    keep: int | None = Field(default=None, ge=0)  # newest N of this tier
+    keep_within: PositiveDuration | None = None  # and all of this tier newer than now - D
+    include_config: bool = False  # also back up the config file and from_json files
+    compression_level: int | None = Field(default=None, ge=1, le=22)  # zstd level
+    tags: list[Annotated[str, Field(pattern=r"^[^,\s]+$")]] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = " ".join(value.split())
+        if text in _CRON_MACROS:
+            return text
+        if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+            raise ValueError(
+                f"not a valid cron expression (minute hour day-of-month month day-of-week): {value!r}"
+            )
+        return text
+
+    def rule(self) -> TierRule:
+        return TierRule(keep=self.keep, keep_within=self.keep_within)
+
+
+class GcSettings(_Model):
+    """Garbage collection: when to repack, and how recent unreferenced data is spared."""
+
+    repack_threshold: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)
+    #: None (unset): the repository's default, 0 on a local disk and 1h on object storage
+    safety_window: Duration | None = None
+
+
+class RetentionSettings(_Model):
+    """Calendar rules across all snapshots (restic's ``forget`` semantics)."""
+
+    keep_last: int = Field(default=0, ge=0)
+    keep_hourly: int = Field(default=0, ge=0)
+    keep_daily: int = Field(default=0, ge=0)
+    keep_weekly: int = Field(default=0, ge=0)
+    keep_monthly: int = Field(default=0, ge=0)
+    keep_yearly: int = Field(default=0, ge=0)
+    keep_within: PositiveDuration | None = None
+    group_by_host: bool = False
+
+
+class Config(_Model):
+    """A validated config file. Build it with :func:`load_config`."""
+
+    repository: str | None = Field(default=None, min_length=1)
+    history_file: str | None = Field(default=None, min_length=1)
+    on_failure: str | None = None  # shell command run when a scheduled take fails
+    gc: GcSettings = Field(default_factory=GcSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    tiers: dict[TierName, TierConfig] = Field(default_factory=dict)
+
+    _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_NAME))
+
+    @property
+    def path(self) -> Path:
+        """The config file, as it was named (used in error messages)."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """The absolute directory relative paths in the file are resolved against."""
+        return self._path.absolute().parent
+
+    def _resolve(self, value: str) -> Path:
+        return _absolute(value, self.base_dir)
+
+    def repository_path(self) -> Path | None:
+        return None if self.repository is None else self._resolve(self.repository)
+
+    def history_path(self) -> Path | None:
+        return None if self.history_file is None else self._resolve(self.history_file)
+
+    def tier(self, name: str) -> TierConfig:
+        """The tier called ``name``; ``ConfigError`` naming the known tiers if there is none."""
+        try:
+            return self.tiers[name]
+        except KeyError:
+            known = ", ".join(self.tiers) or "none"
+            raise ConfigError(f"{self.path}: unknown tier {name!r} (known: {known})") from None
+
+    def resolve_sources(self, tier: str) -> list[Path]:
+        """The absolute paths tier ``tier`` backs up, in the order listed, without duplicates.
+
+        Globs (``*``, ``?``, ``[``) expand to their sorted matches; a glob matching nothing or
+        a path that does not exist is a ``ConfigError`` naming the tier, source and path. With
+        ``include_config`` the config file and every ``from_json`` file used are added last.
+        """
+        settings = self.tier(tier)
+        found: dict[Path, None] = {}  # ordered set
+        json_files: list[Path] = []
+        for index, source in enumerate(settings.sources):
+            where = f"{self.path}: tiers.{tier}.sources[{index}]"
+            if isinstance(source, FromJsonSource):
+                json_file, path = self._read_from_json(source, where)
+                json_files.append(json_file)
+                if not path.exists():
+                    raise ConfigError(
+                        f"{where}: path does not exist: {path} (from key {source.key!r} of {json_file})"
+                    )
+                found[path] = None
+            elif _is_glob(source):
+                matches = _expand_glob(source, self.base_dir)
+                if not matches:
+                    raise ConfigError(f"{where}: pattern {source!r} matches nothing (in {self.base_dir})")
+                found.update(dict.fromkeys(matches))
+            else:
+                path = self._resolve(source)
+                if not path.exists():
+                    raise ConfigError(f"{where}: path does not exist: {path}")
+                found[path] = None
+        if settings.include_config:
+            found[self.path.absolute()] = None
+            found.update(dict.fromkeys(json_files))
+        return list(found)
+
+    def _read_from_json(self, source: FromJsonSource, where: str) -> tuple[Path, Path]:
+        """(the JSON file, the path its ``key`` names, resolved against the JSON file's dir)."""
+        json_file = self._resolve(source.from_json)
+        try:
+            data = json.loads(json_file.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            raise ConfigError(f"{where}.from_json: file not found: {json_file}") from None
+        except OSError as exc:
+            raise ConfigError(f"{where}.from_json: cannot read {json_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.from_json: {json_file} is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            problem = f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"
+            raise ConfigError(f"{where}.from_json: {json_file}: {problem}") from None
+        value = _lookup(data, source.key)
+        if value is _ABSENT:
+            raise ConfigError(f"{where}.key: key {source.key!r} not found in {json_file}")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"{where}.key: key {source.key!r} in {json_file} must be a path string (got {_show(value)})"
+            )
+        return json_file, _absolute(value, json_file.parent)
+
+    def retention_policy(self) -> RetentionPolicy:
+        """The retention policy this config describes (tiers without keep/keep_within keep all)."""
+        r = self.retention
+        return RetentionPolicy(
+            tiers={name: t.rule() for name, t in self.tiers.items() if not t.rule().is_empty},
+            keep_last=r.keep_last,
+            keep_hourly=r.keep_hourly,
+            keep_daily=r.keep_daily,
+            keep_weekly=r.keep_weekly,
+            keep_monthly=r.keep_monthly,
+            keep_yearly=r.keep_yearly,
+            keep_within=r.keep_within,
+            group_by_host=r.group_by_host,
+        )
+
+
+def _absolute(value: str, base_dir: Path) -> Path:
+    """``value`` with ``~`` expanded, made absolute against ``base_dir``, ``..`` folded lexically."""
+    return Path(os.path.normpath(base_dir / os.path.expanduser(value)))
+
+
+_ABSENT = object()
+
+
+def _lookup(data: Any, key: str) -> Any:
+    """``data[key]``, or the dotted path ``a.b.c`` into nested objects; ``_ABSENT`` when absent."""
+    if isinstance(data, dict) and key in data:
+        return data[key]
+    current = data
+    for part in key.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return _ABSENT
+        current = current[part]
+    return current
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _expand_glob(pattern: str, base_dir: Path) -> list[Path]:
+    expanded = os.path.expanduser(pattern)
+    if not os.path.isabs(expanded):
+        expanded = os.path.join(glob.escape(str(base_dir)), expanded)
+    return sorted(Path(os.path.normpath(match)) for match in glob.glob(expanded, recursive=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file at ``path``; any problem is a one-line ``ConfigError``."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: duplicate key {exc.key!r} (a key may appear once per object)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level: must be a JSON object (got {_json_type(data)})")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+    config._path = Path(path)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages
+# ---------------------------------------------------------------------------------------------
+
+_TYPE_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "string_too_short": "must not be empty",
+    "too_short": "must not be empty",
+}
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> str:
+    """One line for a pydantic error: ``FILE: FIELD.PATH: PROBLEM``, plus how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(part for part in first["loc"] if not _is_marker(part))
+    line = f"{path}: {_format_loc(loc)}: {_describe(first, loc)}"
+    if len(errors) > 1:
+        more = len(errors) - 1
+        line += f" (and {more} more error{'s' if more > 1 else ''})"
+    return line
+
+
+def _is_marker(part: str | int) -> bool:
+    """Parts of a pydantic loc that are not keys: union tags (``@path``) and ``[key]``."""
+    return isinstance(part, str) and (part.startswith("@") or part == "[key]")
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text or "top level"
+
+
+def _describe(error: Any, loc: tuple[str | int, ...]) -> str:
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    got = f" (got {_show(error.get('input'))})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return _unknown_key(str(loc[-1]), loc[:-1])
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    if kind == "source_type":
+        return str(error["msg"]) + got
+    for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx and kind.startswith(("greater", "less")):
+            return f"must be {op} {ctx[bound]}{got}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}{got}"
+    if kind in _TYPE_MESSAGES:
+        return _TYPE_MESSAGES[kind] + got
+    message = str(error["msg"])
+    return message[:1].lower() + message[1:] + got
+
+
+def _unknown_key(key: str, parent: tuple[str | int, ...]) -> str:
+    model: type[BaseModel] | None = None
+    if parent == ():
+        model = Config
+    elif parent == ("gc",):
+        model = GcSettings
+    elif parent == ("retention",):
+        model = RetentionSettings
+    elif len(parent) == 2 and parent[0] == "tiers":
+        model = TierConfig
+    elif len(parent) == 4 and parent[0] == "tiers" and parent[2] == "sources":
+        model = FromJsonSource
+    if model is None:
+        return "unknown key"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (known: {', '.join(known)})"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return "an object"
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A short JSON rendering of a bad value for an error message."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

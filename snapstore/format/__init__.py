@@ -1,0 +1,1 @@
+"""The repository format: chunking, compression, pack files, trees and snapshot records (no I/O)."""

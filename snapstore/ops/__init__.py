@@ -1,0 +1,1 @@
+"""Use cases over a repository: take, restore, gc, verify, repair, copy; retention policy."""

@@ -1,0 +1,714 @@
+"""The backup pipeline: walk -> files cache -> chunk -> hash -> compress -> pack -> commit.
+
+Threads: the calling thread walks the sources in name order and builds trees; a pool of
+readers chunks and hashes files (pyfastcdc and blake3 release the GIL); a pool of compressors
+runs zstd and appends blobs to the current pack. Memory is bounded: at most ``WINDOW`` walked
+entries wait for their files, and at most ``INFLIGHT`` chunks wait for compression.
+
+Crash safety: a pack is written under tmp/, fsynced, re-read and checked, renamed into packs/,
+then indexed with refcount 0 and marked pending. The snapshot becomes real only in the final
+commit (record file, then one LMDB transaction that counts its references), so a take killed
+at any moment leaves earlier snapshots untouched; what it wrote is unreferenced and gc frees it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import os
+import pwd
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from snapstore import faults
+from snapstore.errors import Interrupted, RepositoryDamaged, SnapError, SourceNotFound
+from snapstore.format.chunker import Chunker, chunk_id
+from snapstore.format.compress import compress
+from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, PackWriter, remove_unfinished
+from snapstore.format.snapshot import Snapshot, SnapshotStats
+from snapstore.format.tree import (
+    BLOCKDEV,
+    CHARDEV,
+    CHUNK_REF,
+    DIR,
+    FIFO,
+    FILE,
+    SOCKET,
+    SYMLINK,
+    Entry,
+    encode_tree,
+    tree_children,
+)
+from snapstore.repo.repository import Repository, pack_name
+from snapstore.storage.backend import raise_os_error
+
+WINDOW = 2048
+INFLIGHT = 4
+FILES_CACHE_BATCH = 4096
+INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
+INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
+MAX_ERRORS_KEPT = 50
+
+
+# -- sources: where each given path appears inside the snapshot ---------------------------
+@dataclass(frozen=True)
+class Source:
+    """One path to take: ``path`` on disk (absolute) and ``member``, its path in the snapshot."""
+
+    path: bytes
+    member: bytes
+
+
+def source_for(given: str, base: str) -> Source:
+    """Map a path as given to its place in the snapshot, the way tar does.
+
+    A relative path keeps its form relative to ``base`` (``agents/Z`` stays ``agents/Z``;
+    ``.`` is the snapshot root). An absolute path, or a relative one that climbs above
+    ``base``, is stored absolute without its leading slash (``/var/log`` -> ``var/log``).
+    """
+    raw = os.fsencode(given)
+    bbase = os.fsencode(os.path.abspath(base))
+    absolute = os.path.normpath(os.path.join(bbase, raw))
+    if not os.path.isabs(raw):
+        rel = os.path.relpath(absolute, bbase)
+        if rel == b".":
+            return Source(absolute, b"")
+        if not rel.startswith(b".."):
+            return Source(absolute, rel)
+    return Source(absolute, absolute.lstrip(b"/"))
+
+
+def normalize_sources(sources: list[Source]) -> list[Source]:
+    """Sorted, without duplicates and without paths nested inside another source."""
+    out: list[Source] = []
+    for src in sorted(set(sources), key=lambda s: s.member):
+        if any(src.member == o.member or o.member == b"" or src.member.startswith(o.member + b"/") for o in out):
+            continue
+        out.append(src)
+    return out
+
+
+# -- the registry of blobs that exist or are being stored by this take --------------------
+class BlobRegistry:
+    """Decides, once per blob id, whether this take must store it."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._lock = threading.Lock()
+        self._pending: set[bytes] = set()
+
+    def claim(self, blob_id: bytes) -> bool:
+        with self._lock:
+            if blob_id in self._pending or self.repo.index.has_chunk(blob_id):
+                return False
+            self._pending.add(blob_id)
+            return True
+
+    def release(self, blob_ids: list[bytes]) -> None:
+        """Forget ids once they are in the index (keeps the pending set small)."""
+        with self._lock:
+            self._pending.difference_update(blob_ids)
+
+
+class PackSink:
+    """Appends blobs to the current pack of their type; rotates, checks and indexes finished packs.
+
+    Trees go to packs of their own (as in restic): a damaged data pack then costs file
+    contents, never the directory structure of every snapshot, and trees read fast.
+    """
+
+    def __init__(self, repo: Repository, registry: BlobRegistry, *, verify_packs: bool = True) -> None:
+        self.repo = repo
+        self.registry = registry
+        self.verify_packs = verify_packs
+        self._lock = threading.Lock()
+        self._writers: dict[int, tuple[bytes, PackWriter]] = {}
+        self.packs: list[bytes] = []
+        self.new_blobs: list[bytes] = []  # kept only for --verify full
+        self.keep_new_blobs = False
+        self.bytes_written = 0
+        self.blobs_written = 0
+        self.packs_checked = 0
+        # Finishing a pack (fsync, read-back check, rename or upload, index) runs on threads of
+        # its own so that compression goes on while the disk or the network catches up; a
+        # remote backend uploads several packs at once (``parallel_puts``).
+        puts = max(1, int(getattr(repo.backend, "parallel_puts", 1)))
+        self._finisher = ThreadPoolExecutor(puts, thread_name_prefix="snap-pack")
+        self._finishing: list[Future[None]] = []
+
+    def add(self, blob_id: bytes, blob_type: int, code: int, payload: bytes, raw_len: int) -> None:
+        full: tuple[bytes, PackWriter] | None = None
+        with self._lock:
+            current = self._writers.get(blob_type)
+            if current is None:
+                pack_id = os.urandom(16)
+                tmp = os.path.join(self.repo.backend.local_tmp_dir(), f"{pack_id.hex()}.pack.tmp")
+                current = self._writers[blob_type] = (pack_id, PackWriter(tmp))
+            writer = current[1]
+            before = writer.size
+            writer.add(blob_id, blob_type, code, payload, raw_len)
+            self.bytes_written += writer.size - before
+            self.blobs_written += 1
+            if self.keep_new_blobs:
+                self.new_blobs.append(blob_id)
+            if writer.size >= self.repo.config.pack_size:
+                full = self._writers.pop(blob_type)
+                self._finishing.append(self._finisher.submit(self._finish, *full))
+        if full:
+            self._raise_finish_errors()
+
+    def _raise_finish_errors(self) -> None:
+        with self._lock:
+            done = [f for f in self._finishing if f.done()]
+            self._finishing = [f for f in self._finishing if not f.done()]
+        for fut in done:
+            fut.result()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending = list(self._writers.values())
+            self._writers.clear()
+            for pack_id, writer in pending:
+                self._finishing.append(self._finisher.submit(self._finish, pack_id, writer))
+            waiting = list(self._finishing)
+            self._finishing = []
+        for fut in waiting:
+            fut.result()
+        self._finisher.shutdown(wait=True)
+
+    def abort(self) -> None:
+        self._finisher.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for _pack_id, writer in self._writers.values():
+                writer.abort()
+            self._writers.clear()
+
+    def _finish(self, pack_id: bytes, writer: PackWriter) -> None:
+        try:
+            digest = writer.finish()
+            if self.verify_packs:
+                if not writer.verify_on_disk(digest):
+                    raise RepositoryDamaged(f"pack {pack_id.hex()} reads back different from what was written")
+                with self._lock:
+                    self.packs_checked += 1
+            self.repo.backend.put_file(pack_name(pack_id), writer.path)
+        except OSError as exc:
+            writer.abort()
+            raise raise_os_error(exc, f"writing pack {pack_id.hex()}") from None
+        except BaseException:
+            writer.abort()
+            raise
+        self.repo.index.add_pack(pack_id, writer.size, writer.entries, pending=True)
+        with self._lock:
+            self.packs.append(pack_id)
+        self.registry.release([e.id for e in writer.entries])
+
+
+# -- walking ------------------------------------------------------------------------------
+@dataclass
+class _Walked:
+    """One walked item: a directory start/end or a non-directory entry."""
+
+    kind: str  # "enter", "leave", "entry"
+    name: bytes = b""
+    st: os.stat_result | None = None
+    path: bytes = b""
+    future: Future[_FileResult] | None = None
+    result: _FileResult | None = None
+    error: str = ""
+    shared: bool = False  # a further name of a hard-linked file: its content was read once
+
+
+@dataclass
+class _FileResult:
+    chunks: bytes = b""
+    size: int = 0
+    read_bytes: int = 0
+    error: str = ""
+    cache_value: bytes = b""
+
+
+@dataclass
+class _Frame:
+    name: bytes
+    st: os.stat_result | None
+    entries: list[Entry] = field(default_factory=list)
+
+
+_names_cache: dict[tuple[str, int], str] = {}
+
+
+def _owner_names(uid: int, gid: int) -> tuple[str, str]:
+    user = _names_cache.get(("u", uid))
+    if user is None:
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = ""
+        _names_cache[("u", uid)] = user
+    group = _names_cache.get(("g", gid))
+    if group is None:
+        try:
+            group = grp.getgrgid(gid).gr_name
+        except KeyError:
+            group = ""
+        _names_cache[("g", gid)] = group
+    return user, group
+
+
+def _entry_from_stat(name: bytes, st: os.stat_result | None, kind: str) -> Entry:
+    if st is None:
+        return Entry(name=name, kind=kind, mode=stat.S_IFDIR | 0o755)
+    user, group = _owner_names(st.st_uid, st.st_gid)
+    return Entry(name=name, kind=kind, mode=st.st_mode, uid=st.st_uid, gid=st.st_gid,
+                 mtime_ns=st.st_mtime_ns, user=user, group=group)
+
+
+class TakeCancelled(Exception):
+    pass
+
+
+class Take:
+    """One run of the backup pipeline. Use :func:`take_snapshot`."""
+
+    def __init__(self, repo: Repository, *, level: int, workers: int, verify: str,
+                 excludes: list[str], progress: Callable[[dict[str, object]], None] | None) -> None:
+        self.repo = repo
+        self.level = level
+        self.verify = verify
+        self.excludes = [os.fsencode(p) for p in excludes]
+        self.progress = progress
+        self.registry = BlobRegistry(repo)
+        self.sink = PackSink(repo, self.registry, verify_packs=verify != "none")
+        self.readers = ThreadPoolExecutor(workers, thread_name_prefix="snap-read")
+        self.compressors = ThreadPoolExecutor(workers, thread_name_prefix="snap-zstd")
+        self.inflight = threading.BoundedSemaphore(INFLIGHT)
+        self.failure: BaseException | None = None
+        self.local = threading.local()
+        self.sink.keep_new_blobs = verify == "full"
+        # children of the trees this take creates, as concatenated ids (compact), for the commit
+        self.new_trees: dict[bytes, bytes] = {}
+        # files-cache entries go to LMDB in batches during the take, so memory does not grow with
+        # the number of files; an entry is only trusted while its chunks are indexed, so writing
+        # it before the snapshot commits is safe.
+        self.files_cache: dict[bytes, bytes] = {}
+        self.hardlinks: dict[tuple[int, int], Future[_FileResult] | _FileResult] = {}
+        self.errors: list[str] = []
+        self.stat_files = self.stat_dirs = self.stat_links = 0
+        self.stat_bytes = self.stat_read = self.stat_chunks = self.unreadable = 0
+        # never back up the repository (or, when remote, its local cache) into itself
+        self.repo_dir = os.fsencode(os.path.realpath(getattr(repo, "cache_dir", repo.path)))
+        self.started_ns = time.time_ns()
+        self.root_meta: dict[str, int] = {}
+        self._last_progress = 0.0
+
+    # -- chunk storage (compressor threads) ---------------------------------------------
+    def _store(self, blob_id: bytes, blob_type: int, data: bytes) -> None:
+        try:
+            if self.failure is None:
+                faults.slow_store()
+                code, payload = compress(data, self.level)
+                self.sink.add(blob_id, blob_type, code, payload, len(data))
+        except BaseException as exc:  # surfaced by the walking thread
+            if self.failure is None:
+                self.failure = exc
+        finally:
+            self.inflight.release()
+
+    def _submit_blob(self, blob_id: bytes, blob_type: int, data: bytes) -> None:
+        if self.failure is not None:
+            raise TakeCancelled
+        self.inflight.acquire()
+        if len(data) < INLINE_BLOB:
+            self._store(blob_id, blob_type, data)  # zstd on a few KiB is cheaper than a thread handoff
+            if self.failure is not None:
+                raise self.failure
+        else:
+            self.compressors.submit(self._store, blob_id, blob_type, data)
+
+    # -- file reading (reader threads) --------------------------------------------------
+    def _chunker(self) -> Chunker:
+        chunker = getattr(self.local, "chunker", None)
+        if chunker is None:
+            chunker = self.local.chunker = Chunker(self.repo.config.chunker)
+        return chunker
+
+    def _read_file(self, path: bytes, st: os.stat_result) -> _FileResult:
+        refs: list[bytes] = []
+        size = 0
+        try:
+            faults.check_open(path)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+            except PermissionError:
+                fd = os.open(path, flags)
+            with os.fdopen(fd, "rb", buffering=0) as handle:
+                min_size = self.repo.config.chunker.min_size
+                pieces: Iterator[memoryview | bytes]
+                head = handle.read(min_size + 1) if st.st_size < min_size else b""
+                if st.st_size < min_size and len(head) <= min_size:
+                    pieces = iter([head] if head else [])  # small file: one chunk, no chunker
+                else:
+                    handle.seek(0)
+                    pieces = self._chunker().cut(handle)  # type: ignore[arg-type]
+                for piece in pieces:
+                    if self.failure is not None:
+                        raise TakeCancelled
+                    blob_id = chunk_id(piece)
+                    refs.append(CHUNK_REF.pack(blob_id, len(piece)))
+                    size += len(piece)
+                    if self.registry.claim(blob_id):
+                        self._submit_blob(blob_id, TYPE_DATA, bytes(piece))
+        except TakeCancelled:
+            raise
+        except OSError as exc:
+            return _FileResult(error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
+        chunks = b"".join(refs)
+        cache = self.repo.index.encode_file(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, chunks) \
+            if size == st.st_size and not self._racy(st) else b""
+        return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache)
+
+    def _racy(self, st: os.stat_result) -> bool:
+        """A file changed within the timestamp tick of this take cannot be trusted to the files
+        cache: on a filesystem with coarse timestamps a second write in the same tick keeps its
+        mtime (git's "racy clean" problem). Only coarse timestamps (whole microseconds or
+        coarser) within two seconds of the take's start count; nanosecond ones are exact."""
+        newest = max(st.st_mtime_ns, st.st_ctime_ns)
+        return newest % 1000 == 0 and newest >= self.started_ns - 2_000_000_000
+
+    # -- walking (calling thread) -------------------------------------------------------
+    def _excluded(self, member: bytes, name: bytes) -> bool:
+        if not self.excludes:
+            return False
+        return any(fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(member, pat) for pat in self.excludes)
+
+    def _walk_dir(self, path: bytes, member: bytes) -> Iterator[_Walked]:
+        try:
+            with os.scandir(path) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield _Walked("error", error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
+            return
+        for item in items:
+            child_member = member + b"/" + item.name if member else item.name
+            if self._excluded(child_member, item.name):
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError as exc:
+                yield _Walked("error", error=f"{os.fsdecode(item.path)}: {exc.strerror or exc}")
+                continue
+            yield from self._walk_path(item.path, item.name, child_member, st)
+
+    def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result) -> Iterator[_Walked]:
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.realpath(path) == self.repo_dir:
+                return  # never back up the repository into itself
+            yield _Walked("enter", name, st, path)
+            yield from self._walk_dir(path, member)
+            yield _Walked("leave")
+        else:
+            yield _Walked("entry", name, st, path)
+
+    def _walk_sources(self, sources: list[Source]) -> Iterator[_Walked]:
+        """Walk every source under a virtual root built from their member paths.
+
+        A member path is always a suffix of its source's absolute path, so the real directory
+        behind each virtual directory is found by stripping components; its metadata is used.
+        """
+        root_source = next((s for s in sources if not s.member), None)
+        if root_source is not None:  # "." was given: the source directory is the root
+            st = os.lstat(root_source.path)
+            yield _Walked("enter", b"", st, root_source.path)
+            yield from self._walk_dir(root_source.path, b"")
+            yield _Walked("leave")
+            return
+        tree: dict[bytes, object] = {}
+        reals: dict[bytes, bytes] = {}
+        for src in sources:
+            parts = src.member.split(b"/")
+            real = src.path
+            for i in range(len(parts), -1, -1):
+                reals.setdefault(b"/".join(parts[:i]), real)
+                real = os.path.dirname(real)
+            node = tree
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})  # type: ignore[assignment]
+            node[parts[-1]] = src
+
+        def real_stat(member: bytes) -> os.stat_result | None:
+            try:
+                return os.lstat(reals[member])
+            except (OSError, KeyError):
+                return None
+
+        def virtual(node: dict[bytes, object], member: bytes) -> Iterator[_Walked]:
+            for name in sorted(node):
+                child = node[name]
+                child_member = member + b"/" + name if member else name
+                if isinstance(child, Source):
+                    try:
+                        st = os.lstat(child.path)
+                    except OSError as exc:
+                        yield _Walked("error", error=f"{os.fsdecode(child.path)}: {exc.strerror or exc}")
+                        continue
+                    yield from self._walk_path(child.path, name, child_member, st)
+                else:
+                    yield _Walked("enter", name, real_stat(child_member), reals.get(child_member, b""))
+                    yield from virtual(child, child_member)  # type: ignore[arg-type]
+                    yield _Walked("leave")
+
+        yield _Walked("enter", b"", real_stat(b""), b"")
+        yield from virtual(tree, b"")
+        yield _Walked("leave")
+
+    def _dispatch(self, item: _Walked, txn: object) -> None:
+        """Decide for a walked file: files-cache hit, shared hard link, or a read job."""
+        st = item.st
+        assert st is not None
+        if not stat.S_ISREG(st.st_mode):
+            return
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            seen = self.hardlinks.get(key)
+            if seen is not None:
+                item.shared = True
+                if isinstance(seen, _FileResult):
+                    item.result = _FileResult(chunks=seen.chunks, size=seen.size)
+                else:
+                    item.future = seen
+                return
+        cached = self.repo.index.get_file(txn, item.path)  # type: ignore[arg-type]
+        if cached is not None:
+            size, mtime_ns, ctime_ns, inode, chunks = cached
+            if (size, mtime_ns, ctime_ns, inode) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) \
+                    and self._chunks_present(txn, chunks):
+                item.result = _FileResult(chunks=chunks, size=size)
+        if item.result is None:
+            if st.st_size < INLINE_FILE:
+                # A small file costs less to read here than to hand to a reader thread and back.
+                item.result = self._read_file(item.path, st)
+            else:
+                item.future = self.readers.submit(self._read_file, item.path, st)
+        if st.st_nlink > 1:
+            self.hardlinks[(st.st_dev, st.st_ino)] = item.result or item.future  # type: ignore[assignment]
+
+    def _chunks_present(self, txn: object, chunks: bytes) -> bool:
+        step = CHUNK_REF.size
+        get = txn.get  # type: ignore[attr-defined]
+        db = self.repo.index.chunks
+        return all(get(chunks[i : i + 32], db=db) is not None for i in range(0, len(chunks), step))
+
+    def _store_tree(self, entries: list[Entry]) -> bytes:
+        data = encode_tree(entries)
+        tree_id = chunk_id(data)
+        if self.registry.claim(tree_id):
+            self.new_trees[tree_id] = b"".join(tree_children(data))
+            self._submit_blob(tree_id, TYPE_TREE, data)
+        return tree_id
+
+    def _consume(self, item: _Walked, stack: list[_Frame]) -> bytes | None:
+        """Apply one walked item (in walk order) to the trees being built."""
+        if item.kind == "error":
+            self.unreadable += 1
+            self._error(item.error)
+            return None
+        if item.kind == "enter":
+            stack.append(_Frame(item.name, item.st))
+            return None
+        if item.kind == "leave":
+            frame = stack.pop()
+            tree_id = self._store_tree(frame.entries)
+            self.stat_dirs += 1
+            if not stack:
+                if frame.st is not None:
+                    self.root_meta = {"mode": frame.st.st_mode, "uid": frame.st.st_uid, "gid": frame.st.st_gid,
+                                      "mtime_ns": frame.st.st_mtime_ns}
+                return tree_id
+            entry = _entry_from_stat(frame.name, frame.st, DIR)
+            entry.subtree = tree_id
+            stack[-1].entries.append(entry)
+            return None
+        st = item.st
+        assert st is not None
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            result = item.result if item.result is not None else item.future.result()  # type: ignore[union-attr]
+            if result.error:
+                self.unreadable += 1
+                self._error(result.error)
+                return None
+            entry = _entry_from_stat(item.name, st, FILE)
+            entry.size = result.size
+            entry.chunks = result.chunks
+            if st.st_nlink > 1:
+                entry.hardlink = hash((st.st_dev, st.st_ino)) & 0x7FFFFFFFFFFFFFFF or 1
+                self.hardlinks[(st.st_dev, st.st_ino)] = _FileResult(chunks=result.chunks, size=result.size)
+            if result.cache_value and not item.shared:
+                self.files_cache[item.path] = result.cache_value
+                if len(self.files_cache) >= FILES_CACHE_BATCH:
+                    self.repo.index.put_files(self.files_cache)
+                    self.files_cache.clear()
+            self.stat_files += 1
+            self.stat_bytes += result.size
+            self.stat_read += 0 if item.shared else result.read_bytes
+            self.stat_chunks += len(result.chunks) // CHUNK_REF.size
+        elif stat.S_ISLNK(mode):
+            entry = _entry_from_stat(item.name, st, SYMLINK)
+            try:
+                entry.target = os.readlink(item.path)
+            except OSError as exc:
+                self.unreadable += 1
+                self._error(f"{os.fsdecode(item.path)}: {exc.strerror}")
+                return None
+            entry.size = len(entry.target)
+            self.stat_links += 1
+        else:
+            kind = FIFO if stat.S_ISFIFO(mode) else CHARDEV if stat.S_ISCHR(mode) else \
+                BLOCKDEV if stat.S_ISBLK(mode) else SOCKET
+            entry = _entry_from_stat(item.name, st, kind)
+            if kind in (CHARDEV, BLOCKDEV):
+                entry.rdev = st.st_rdev
+        stack[-1].entries.append(entry)
+        return None
+
+    def _error(self, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(message)
+
+    def _report(self, path: bytes, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        moment = time.monotonic()
+        if force or moment - self._last_progress > 0.2:
+            self._last_progress = moment
+            self.progress({"files": self.stat_files, "bytes": self.stat_bytes, "read": self.stat_read,
+                           "stored": self.sink.bytes_written, "path": os.fsdecode(path)})
+
+    def run(self, sources: list[Source]) -> bytes:
+        """Walk, store everything, flush packs; returns the root tree id (not yet committed)."""
+        window: deque[_Walked] = deque()
+        stack: list[_Frame] = []
+        root: bytes | None = None
+        # The files-cache lookups share one read transaction, renewed every few thousand
+        # entries: a read transaction held for the whole take would pin every page the take's
+        # own writes replace, and the index file would grow with each batch.
+        txn = self.repo.index.read()
+        seen = 0
+        try:
+            for item in self._walk_sources(sources):
+                if self.failure is not None:
+                    break
+                if item.kind == "entry":
+                    self._dispatch(item, txn)
+                    seen += 1
+                    if seen % 2048 == 0:
+                        txn.abort()
+                        txn = self.repo.index.read()
+                window.append(item)
+                while window and (len(window) > WINDOW or window[0].future is None or window[0].future.done()):
+                    head = window.popleft()
+                    root = self._consume(head, stack) or root
+                    if head.path:
+                        self._report(head.path)
+                    if self.failure is not None:
+                        break
+            while window and self.failure is None:
+                root = self._consume(window.popleft(), stack) or root
+        finally:
+            txn.abort()
+        self.readers.shutdown(wait=True)
+        self.compressors.shutdown(wait=True)
+        if self.failure is not None:
+            raise self.failure
+        self.sink.flush()
+        assert root is not None
+        return root
+
+    def shutdown(self) -> None:
+        self.readers.shutdown(wait=True, cancel_futures=True)
+        self.compressors.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class TakeResult:
+    snapshot: Snapshot
+    packs: int
+
+
+def take_snapshot(
+    repo: Repository,
+    sources: list[Source],
+    *,
+    tier: str = "manual",
+    tags: tuple[str, ...] = (),
+    level: int | None = None,
+    verify: str = "quick",
+    excludes: list[str] | None = None,
+    workers: int | None = None,
+    when: datetime | None = None,
+    progress: Callable[[dict[str, object]], None] | None = None,
+) -> TakeResult:
+    """Take one snapshot of ``sources`` and commit it. ``verify``: none, quick (re-read and
+    checksum each new pack) or full (also decompress every new blob and check its id)."""
+    from snapstore import clock
+
+    for src in sources:
+        if not os.path.lexists(src.path):
+            raise SourceNotFound(f"source path does not exist: {os.fsdecode(src.path)}")
+    sources = normalize_sources(sources)
+    remove_unfinished(repo.backend.local_tmp_dir())
+    started = time.monotonic()
+    moment = when or clock.now()
+    ncpu = os.cpu_count() or 2
+    take = Take(repo, level=repo.config.compression_level if level is None else level,
+                workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress)
+    try:
+        root = take.run(sources)
+    except BaseException as exc:
+        if take.failure is None:
+            take.failure = exc
+        take.shutdown()
+        take.sink.abort()
+        failure = take.failure
+        if isinstance(exc, KeyboardInterrupt) or isinstance(failure, KeyboardInterrupt):
+            raise Interrupted("take interrupted; nothing was committed, earlier snapshots are intact") from None
+        if isinstance(failure, OSError):
+            raise raise_os_error(failure, "taking snapshot") from None
+        if isinstance(failure, TakeCancelled):
+            raise SnapError("take cancelled") from None
+        raise failure from None
+    verified = f"{take.sink.packs_checked} new packs re-read and checksummed" if verify != "none" else "skipped"
+    if verify == "full":
+        for blob_id in take.sink.new_blobs:
+            repo.read_blob(blob_id)  # raises ChunkUnreadable on a mismatch
+        verified += f"; {len(take.sink.new_blobs)} new blobs decompressed and hash-checked"
+    stats = SnapshotStats(
+        files=take.stat_files, dirs=take.stat_dirs, symlinks=take.stat_links, bytes=take.stat_bytes,
+        new_bytes=take.sink.bytes_written, new_chunks=take.sink.blobs_written, chunks=take.stat_chunks,
+        read_bytes=take.stat_read, duration_s=time.monotonic() - started, unreadable=take.unreadable,
+        errors=tuple(take.errors), verified=verified,
+    )
+    snapshot = Snapshot(
+        time=moment,
+        tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
+        hostname=os.environ.get("SNAP_HOSTNAME") or socket.gethostname(),  # SNAP_HOSTNAME: tests, containers
+        username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
+        stats=stats, root_meta=take.root_meta,
+    ).with_id()
+    faults.crash_point("take-before-commit")
+    try:
+        repo.commit_snapshot(snapshot, packs=take.sink.packs, new_trees=take.new_trees, files=take.files_cache)
+    except OSError as exc:
+        raise raise_os_error(exc, "committing snapshot") from None
+    if take.progress:
+        take._report(b"", force=True)
+    return TakeResult(snapshot, len(take.sink.packs))

@@ -1,0 +1,253 @@
+"""Copying snapshots to another repository, sending only the blobs the target lacks.
+
+Works between any two repositories (local or S3, in either direction): blob ids are the BLAKE3
+of the raw content, so a blob means the same thing everywhere, whatever the chunker settings.
+(Deduplication *between hosts* writing to one repository needs equal chunker settings; a copy
+does not.)
+
+For each snapshot the target does not have yet (records are content-addressed: the same id is
+the same snapshot), oldest first:
+
+1. walk its trees in the source; a tree the target holds *alive* (refcount > 0) is complete
+   there and is not entered; every other tree is entered, and each blob the target's index
+   lacks is wanted;
+2. read the wanted blobs' stored (compressed) payloads from the source, pack by pack in offset
+   order with neighbouring blobs fetched in one ranged read, check each against its id
+   (decompress + BLAKE3), and append them unchanged to new target packs (data and trees in
+   separate packs, as a take writes them);
+3. finish each pack: fsync, read back and checksum, put it to the target, read its table back
+   from the target and compare it with what was written, index it as pending;
+4. commit the record in the target (record file, then one transaction counting references),
+   exactly as a take commits.
+
+A copy killed half way leaves unreferenced packs in the target (gc removes them), never a
+snapshot with missing data. Copying again skips what is there: a second copy of the same
+snapshots sends nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from snapstore.errors import ChunkUnreadable, RepositoryDamaged, SnapshotNotFound, UsageError
+from snapstore.format.chunker import chunk_id
+from snapstore.format.compress import decompress
+from snapstore.format.packfile import TYPE_TREE, BlobEntry, PackWriter
+from snapstore.format.snapshot import Snapshot
+from snapstore.format.tree import tree_children
+from snapstore.repo.index import ChunkLocation
+from snapstore.repo.repository import Repository, pack_name
+
+MAX_GAP = 64 * 1024  # neighbouring blobs closer than this are fetched in one ranged read
+MAX_SPAN = 8 * 1024 * 1024  # and one ranged read is at most this long
+
+
+@dataclass
+class CopyResult:
+    copied: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    blobs_sent: int = 0
+    trees_sent: int = 0
+    bytes_sent: int = 0  # stored (compressed) payload bytes written to target packs
+    packs_written: int = 0
+    blobs_checked: int = 0  # payloads decompressed and hash-checked before sending
+    tables_checked: int = 0  # target pack tables read back and compared after the upload
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Plan:
+    data: list[bytes]
+    trees: list[bytes]
+    children: dict[bytes, bytes]  # tree id -> concatenated child ids (as a take passes them)
+
+
+def plan_snapshot(source: Repository, target: Repository, snap: Snapshot, sending: set[bytes]) -> _Plan:
+    """What the target lacks of ``snap`` (``sending``: ids already queued by this copy)."""
+    data: list[bytes] = []
+    trees: list[bytes] = []
+    children: dict[bytes, bytes] = {}
+    seen: set[bytes] = set()
+    stack = [bytes.fromhex(snap.root)]
+    while stack:
+        tree_id = stack.pop()
+        if tree_id in seen:
+            continue
+        seen.add(tree_id)
+        loc = target.index.get_chunk(tree_id)
+        if loc is not None and loc.refcount > 0:
+            continue  # alive in the target: everything below it is there
+        children[tree_id] = b"".join(tree_children(source.read_blob(tree_id)))
+        if loc is None and tree_id not in sending:
+            trees.append(tree_id)
+            sending.add(tree_id)
+        for entry in source.read_tree(tree_id):
+            if entry.subtree:
+                stack.append(entry.subtree)
+            elif entry.chunks:
+                for blob_id in entry.chunk_ids():
+                    if blob_id not in sending and not target.index.has_chunk(blob_id):
+                        data.append(blob_id)
+                        sending.add(blob_id)
+    return _Plan(data, trees, children)
+
+
+class _TargetPacks:
+    """New packs in the target: one writer per blob type; finished packs uploaded on threads."""
+
+    def __init__(self, target: Repository, result: CopyResult) -> None:
+        self.target = target
+        self.result = result
+        self.writers: dict[int, tuple[bytes, PackWriter]] = {}
+        self.packs: list[bytes] = []
+        puts = max(1, int(getattr(target.backend, "parallel_puts", 1)))
+        self.pool = ThreadPoolExecutor(puts, thread_name_prefix="snap-copy")
+        self.pending: list[Future[bytes]] = []
+
+    def add(self, entry: BlobEntry, payload: bytes) -> None:
+        current = self.writers.get(entry.type)
+        if current is None:
+            pack_id = os.urandom(16)
+            path = os.path.join(self.target.backend.local_tmp_dir(), f"{pack_id.hex()}.pack.tmp")
+            current = self.writers[entry.type] = (pack_id, PackWriter(path))
+        writer = current[1]
+        writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+        self.result.bytes_sent += len(payload)
+        if entry.type == TYPE_TREE:
+            self.result.trees_sent += 1
+        else:
+            self.result.blobs_sent += 1
+        if writer.size >= self.target.config.pack_size:
+            del self.writers[entry.type]
+            self.pending.append(self.pool.submit(self._finish, *current))
+
+    def _finish(self, pack_id: bytes, writer: PackWriter) -> bytes:
+        try:
+            digest = writer.finish()
+            if not writer.verify_on_disk(digest):
+                raise RepositoryDamaged(f"pack {pack_id.hex()} reads back different from what was written")
+            self.target.backend.put_file(pack_name(pack_id), writer.path)
+        except BaseException:
+            writer.abort()
+            raise
+        table = self.target.read_pack_table(pack_id)
+        if [(e.id, e.offset, e.stored_len) for e in table] != [(e.id, e.offset, e.stored_len) for e in writer.entries]:
+            raise RepositoryDamaged(f"pack {pack_id.hex()} in the target does not hold what was sent")
+        self.target.index.add_pack(pack_id, writer.size, writer.entries, pending=True)
+        return pack_id
+
+    def flush(self) -> list[bytes]:
+        """Finish every open pack; returns the packs finished since the last flush."""
+        for pack_id, writer in self.writers.values():
+            self.pending.append(self.pool.submit(self._finish, pack_id, writer))
+        self.writers.clear()
+        done = [fut.result() for fut in self.pending]
+        self.pending = []
+        self.result.packs_written += len(done)
+        self.result.tables_checked += len(done)
+        return done
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for _pack_id, writer in self.writers.values():
+            writer.abort()
+        self.writers.clear()
+
+
+def _send(source: Repository, ids: Iterable[bytes], out: _TargetPacks, result: CopyResult) -> None:
+    """Read ``ids`` from the source (coalesced ranged reads), check them, append to ``out``."""
+    by_pack: dict[bytes, list[tuple[bytes, ChunkLocation]]] = defaultdict(list)
+    for blob_id in ids:
+        loc = source.index.get_chunk(blob_id)
+        if loc is None:
+            raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} is not in the source index", blob_id)
+        by_pack[loc.pack].append((blob_id, loc))
+    for pack in sorted(by_pack):
+        items = sorted(by_pack[pack], key=lambda item: item[1].offset)
+        i = 0
+        while i < len(items):
+            start = items[i][1].offset
+            end = start + items[i][1].stored_len
+            j = i
+            while j + 1 < len(items):
+                nxt = items[j + 1][1]
+                if nxt.offset - end > MAX_GAP or nxt.offset + nxt.stored_len - start > MAX_SPAN:
+                    break
+                j += 1
+                end = max(end, nxt.offset + nxt.stored_len)
+            try:
+                span = source.backend.get_range(pack_name(pack), start, end - start)
+            except FileNotFoundError:
+                raise ChunkUnreadable(f"pack {pack.hex()} is missing in the source", items[i][0], pack.hex()) from None
+            for blob_id, loc in items[i : j + 1]:
+                payload = span[loc.offset - start : loc.offset - start + loc.stored_len]
+                try:
+                    ok = chunk_id(decompress(loc.compression, payload, loc.raw_len)) == blob_id
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} in source pack {pack.hex()} is corrupt; "
+                                          "nothing was committed ('snap verify' on the source)", blob_id, pack.hex())
+                result.blobs_checked += 1
+                out.add(BlobEntry(blob_id, loc.type, loc.compression, 0, loc.stored_len, loc.raw_len), payload)
+            i = j + 1
+
+
+def copy_snapshots(source: Repository, target: Repository, snapshots: list[Snapshot], *,
+                   progress: Callable[[dict[str, object]], None] | None = None) -> CopyResult:
+    """Copy ``snapshots`` from ``source`` (open for reading) to ``target`` (open for writing)."""
+    if source.config.id == target.config.id:
+        raise UsageError("source and target are the same repository")
+    started = time.monotonic()
+    result = CopyResult()
+    present = {s.id for s in target.snapshots()}
+    out = _TargetPacks(target, result)
+    sending: set[bytes] = set()
+    try:
+        for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
+            if snap.id in present:
+                result.skipped.append(snap.summary())
+                continue
+            plan = plan_snapshot(source, target, snap, sending)
+            _send(source, plan.data, out, result)
+            _send(source, plan.trees, out, result)
+            packs = out.flush()
+            missing = [b for b in plan.data + plan.trees if not target.index.has_chunk(b)]
+            if missing:
+                raise RepositoryDamaged(f"{len(missing)} blob(s) of snapshot {snap.short_id} did not reach the "
+                                        "target; nothing was committed")
+            target.commit_snapshot(snap, packs=packs, new_trees=plan.children, files={})
+            present.add(snap.id)
+            result.copied.append(snap.summary())
+            if progress:
+                progress({"files": len(result.copied), "bytes": result.bytes_sent, "path": snap.short_id})
+    finally:
+        out.close()
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def select_snapshots(repo: Repository, specs: list[str], *, tier: str | None, latest: bool) -> list[Snapshot]:
+    """Snapshots named by ``specs``; else those of ``tier`` (all, or the latest with
+    ``latest``); else the latest one with ``latest``; else every snapshot."""
+    if specs:
+        if tier or latest:
+            raise UsageError("give SNAPSHOT... or --tier/--latest, not both")
+        chosen = {s.id: s for s in (repo.resolve(spec) for spec in specs)}
+        return list(chosen.values())
+    snaps = repo.snapshots()
+    if tier:
+        snaps = [s for s in snaps if s.tier == tier]
+        if not snaps:
+            raise SnapshotNotFound(f"no snapshot in tier {tier!r} in this repository")
+    if latest:
+        snaps = snaps[-1:]
+    return snaps

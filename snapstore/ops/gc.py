@@ -1,0 +1,360 @@
+"""Garbage collection: plan, then execute (so a dry run is free and honest).
+
+Algorithm (hierarchical refcounts, see snapstore.repo.refcount):
+
+1. Forgetting a snapshot drops one reference to its root tree; a tree whose count reaches zero
+   drops its children, and so on. Every blob that reaches zero is marked in the index's
+   ``dead`` table, so gc never scans the whole index: its work is what was forgotten.
+2. Candidates are the ``dead`` marks plus the unreferenced blobs of ``pending`` packs (written
+   by takes that never committed; gc holds the exclusive lock, so no take is running).
+3. Each pack holding candidates is classified from its own table: wholly dead -> delete;
+   dead share >= ``repack_threshold`` -> rewrite its live blobs into new packs; else keep
+   (its dead blobs stay marked for a later gc). Pack files that the index does not know
+   (left by a killed take or gc) are orphans and are deleted.
+4. Execute: new packs are written and fsynced first; one LMDB transaction moves the live
+   blobs and drops the dead ones; only then are old pack files deleted. A gc killed at any
+   point leaves every live blob reachable; the next gc deletes the leftovers as orphans.
+
+Safety window: a pack younger than ``safety_window_s`` is neither deleted nor rewritten (the
+default is the backend's: 0 on a local disk, where the exclusive lock keeps takes out; one
+hour on a remote repository, where takes of other hosts run while gc does). On a remote
+repository the deletions also wait for the repository's leases
+(:meth:`Repository.hold_deletions`): while another host takes or reads, they are deferred to
+the next gc (the index already forgot those packs, so they are deleted then as orphans).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from snapstore import faults
+from snapstore.errors import FormatError
+from snapstore.format.chunker import chunk_id
+from snapstore.format.compress import decompress
+from snapstore.format.packfile import BLOB_HEADER, BlobEntry, PackWriter, remove_unfinished
+from snapstore.format.snapshot import Snapshot
+from snapstore.repo.index import ChunkLocation, TxnCounts
+from snapstore.repo.refcount import drop_reference
+from snapstore.repo.repository import Repository, pack_name
+from snapstore.storage.backend import raise_os_error
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    pack: bytes
+    size: int
+    live: tuple[BlobEntry, ...]
+    dead: tuple[BlobEntry, ...]
+    dead_bytes: int
+    action: str  # "delete", "rewrite" or "keep"
+
+
+@dataclass(frozen=True)
+class GcPlan:
+    packs: tuple[PackPlan, ...]
+    orphans: tuple[tuple[str, int], ...]  # (backend name, size) of unindexed pack files
+    dead_blobs: int
+    dead_bytes: int
+
+    @property
+    def to_delete(self) -> list[PackPlan]:
+        return [p for p in self.packs if p.action == "delete"]
+
+    @property
+    def to_rewrite(self) -> list[PackPlan]:
+        return [p for p in self.packs if p.action == "rewrite"]
+
+    @property
+    def reclaim_estimate(self) -> int:
+        freed = sum(p.size for p in self.to_delete) + sum(size for _n, size in self.orphans)
+        freed += sum(p.dead_bytes for p in self.to_rewrite)
+        return freed
+
+
+@dataclass
+class GcResult:
+    forgotten: list[dict[str, object]] = field(default_factory=list)
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    packs_written: int = 0
+    orphans_deleted: int = 0
+    blobs_removed: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    duration_s: float = 0.0
+    dry_run: bool = False
+    problems: list[str] = field(default_factory=list)
+    deferred: int = 0  # pack files whose deletion waits for the next gc (remote: others at work)
+    files_cache_pruned: int = 0  # files-cache entries dropped because their chunks are gone
+
+    @property
+    def reclaimed(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+    def to_json(self) -> dict[str, object]:
+        out = dict(self.__dict__)
+        out["reclaimed_bytes"] = self.reclaimed
+        return out
+
+
+class OverlayCounts:
+    """Refcounts read from the index with changes kept in memory: a forget that commits
+    nothing, for ``--dry-run``."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.changed: dict[bytes, int] = {}
+        self._types: dict[bytes, int] = {}
+
+    def _loc(self, blob_id: bytes) -> ChunkLocation:
+        loc = self.repo.index.get_chunk(blob_id)
+        if loc is None:
+            raise KeyError(blob_id)
+        self._types[blob_id] = loc.type
+        return loc
+
+    def count(self, blob_id: bytes) -> int:
+        if blob_id in self.changed:
+            return self.changed[blob_id]
+        return self._loc(blob_id).refcount
+
+    def set_count(self, blob_id: bytes, value: int) -> None:
+        self.changed[blob_id] = value
+
+    def is_tree(self, blob_id: bytes) -> bool:
+        from snapstore.format.packfile import TYPE_TREE
+
+        kind = self._types.get(blob_id)
+        return (self._loc(blob_id).type if kind is None else kind) == TYPE_TREE
+
+
+def simulate_forget(repo: Repository, snapshots: Iterable[Snapshot]) -> set[bytes]:
+    """Blob ids that forgetting ``snapshots`` would leave unreferenced (changes nothing)."""
+    overlay = OverlayCounts(repo)
+    freed: set[bytes] = set()
+    for snap in snapshots:
+        freed.update(drop_reference(overlay, bytes.fromhex(snap.root), repo.tree_children))
+    return freed
+
+
+def _candidates(repo: Repository, extra_dead: set[bytes]) -> dict[bytes, ChunkLocation]:
+    index = repo.index
+    found: dict[bytes, ChunkLocation] = {}
+    with index.read() as txn:
+        ids = set(index.iter_keys(txn, index.dead)) | extra_dead
+        for blob_id in ids:
+            loc = index.get_chunk(blob_id, txn)
+            if loc is not None and (loc.refcount == 0 or blob_id in extra_dead):
+                found[blob_id] = loc
+        pending = list(index.iter_keys(txn, index.pending))
+    if pending:
+        pending_set = set(pending)
+        for pack in pending:
+            for entry in repo.read_pack_table(pack):
+                loc = index.get_chunk(entry.id)
+                if loc is not None and loc.pack in pending_set and (loc.refcount == 0 or entry.id in extra_dead):
+                    found[entry.id] = loc
+    return found
+
+
+def default_safety_window(repo: Repository) -> float:
+    return float(getattr(repo.backend, "default_safety_window_s", 0.0))
+
+
+def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float | None = None,
+            extra_dead: set[bytes] | None = None) -> GcPlan:
+    """Decide what to delete and rewrite. ``extra_dead``: blobs a pending forget would free.
+    ``safety_window_s`` None: the backend's default."""
+    if safety_window_s is None:
+        safety_window_s = default_safety_window(repo)
+    extra = extra_dead or set()
+    listing = list(repo.backend.list_stat("packs"))
+    mtimes = {name: mtime for name, _size, mtime in listing}
+    candidates = _candidates(repo, extra)
+    by_pack: dict[bytes, list[bytes]] = defaultdict(list)
+    for blob_id, loc in candidates.items():
+        by_pack[loc.pack].append(blob_id)
+    with repo.index.read() as txn:
+        known_packs = {pack: size for pack, size, _count in repo.index.iter_packs(txn)}
+        pending = set(repo.index.iter_keys(txn, repo.index.pending))
+    now = time.time()
+    plans: list[PackPlan] = []
+    for pack in sorted(set(by_pack) | pending):
+        if pack not in known_packs:
+            continue
+        if safety_window_s > 0:
+            mtime = mtimes.get(pack_name(pack))
+            if mtime is not None and now - mtime < safety_window_s:
+                continue
+        try:
+            table = repo.read_pack_table(pack, size=known_packs[pack])  # packs never change: no stat needed
+        except (FormatError, OSError):
+            continue  # a damaged pack is verify's business; gc leaves it alone
+        live: list[BlobEntry] = []
+        dead: list[BlobEntry] = []
+        with repo.index.read() as txn:
+            for entry in table:
+                where = repo.index.get_chunk(entry.id, txn)
+                is_here = where is not None and where.pack == pack and where.offset == entry.offset
+                if is_here and where is not None and where.refcount > 0 and entry.id not in extra:
+                    live.append(entry)
+                else:
+                    dead.append(entry)
+        dead_bytes = sum(e.stored_len + BLOB_HEADER.size for e in dead)
+        size = known_packs[pack]
+        if not dead:
+            action = "keep"
+        elif not live:
+            action = "delete"
+        elif dead_bytes >= threshold * size:
+            action = "rewrite"
+        else:
+            action = "keep"
+        plans.append(PackPlan(pack, size, tuple(live), tuple(dead), dead_bytes, action))
+    orphans = []
+    for name, size, mtime in listing:
+        stem = os.path.basename(name)
+        if not stem.endswith(".pack"):
+            continue
+        try:
+            pack = bytes.fromhex(stem[: -len(".pack")])
+        except ValueError:
+            continue
+        if pack not in known_packs:
+            if safety_window_s > 0 and now - mtime < safety_window_s:
+                continue
+            orphans.append((name, size))
+    return GcPlan(
+        packs=tuple(plans), orphans=tuple(orphans),
+        dead_blobs=sum(len(p.dead) for p in plans), dead_bytes=sum(p.dead_bytes for p in plans),
+    )
+
+
+def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+    """Carry out ``plan`` in the crash-safe order described in the module docstring."""
+    writer: PackWriter | None = None
+    new_id = b""
+    moved: dict[bytes, tuple[bytes, BlobEntry]] = {}  # blob id -> (new pack, entry)
+    finished: list[tuple[bytes, int, list[BlobEntry]]] = []
+    skip: set[bytes] = set()
+
+    def finish() -> None:
+        nonlocal writer
+        if writer is None:
+            return
+        writer.finish()
+        repo.backend.put_file(pack_name(new_id), writer.path)
+        finished.append((new_id, writer.size, list(writer.entries)))
+        writer = None
+
+    try:
+        for pplan in plan.to_rewrite:
+            ok = True
+            payloads = []
+            for entry in pplan.live:
+                payload = repo.backend.get_range(pack_name(pplan.pack), entry.offset, entry.stored_len)
+                try:
+                    if chunk_id(decompress(entry.compression, payload, entry.raw_len)) != entry.id:
+                        raise ValueError("hash mismatch")
+                except ValueError as exc:
+                    result.problems.append(f"pack {pplan.pack.hex()}: blob {entry.id.hex()[:16]} is damaged "
+                                           f"({exc}); pack kept, run 'snap verify'")
+                    ok = False
+                    break
+                payloads.append((entry, payload))
+            if not ok:
+                skip.add(pplan.pack)
+                continue
+            for entry, payload in payloads:
+                if writer is None:
+                    new_id = os.urandom(16)
+                    writer = PackWriter(os.path.join(repo.backend.local_tmp_dir(), f"{new_id.hex()}.pack.tmp"))
+                new_entry = writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+                moved[entry.id] = (new_id, new_entry)
+                if writer.size >= repo.config.pack_size:
+                    finish()
+        finish()
+        faults.crash_point("gc-after-rewrite")
+    except OSError as exc:
+        if writer is not None:
+            writer.abort()
+        raise raise_os_error(exc, "rewriting packs") from None
+    removed_packs = [p for p in plan.to_delete + plan.to_rewrite if p.pack not in skip]
+    index = repo.index
+    with index.write() as txn:
+        counts = TxnCounts(index, txn)
+        for pack, size, entries in finished:
+            txn.put(pack, index.pack_value(size, len(entries)), db=index.packs)
+        for blob_id, (pack, entry) in moved.items():
+            old = counts.location(blob_id)
+            new = ChunkLocation(pack, entry.offset, entry.stored_len, entry.raw_len, entry.type,
+                                entry.compression, old.refcount)
+            txn.put(blob_id, new.pack_value(), db=index.chunks)
+        for pplan in removed_packs:
+            for entry in pplan.dead:
+                loc = index.get_chunk(entry.id, txn)
+                if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
+                    txn.delete(entry.id, db=index.chunks)
+                    txn.delete(entry.id, db=index.dead)
+                    result.blobs_removed += 1
+            txn.delete(pplan.pack, db=index.packs)
+            txn.delete(pplan.pack, db=index.pending)
+        # pending packs that were kept whole are no longer "pending": their take is over
+        for pplan in plan.packs:
+            if pplan.action == "keep":
+                txn.delete(pplan.pack, db=index.pending)
+                for entry in pplan.dead:  # stay marked so that a later gc finds them
+                    loc = index.get_chunk(entry.id, txn)
+                    if loc is not None and loc.pack == pplan.pack and loc.refcount == 0:
+                        txn.put(entry.id, b"", db=index.dead)
+    faults.crash_point("gc-after-commit")
+    doomed = [pack_name(p.pack) for p in removed_packs] + [name for name, _size in plan.orphans]
+    blocker = repo.hold_deletions(doomed)
+    if blocker:
+        result.deferred = len(doomed)
+        result.problems.append(f"{len(doomed)} pack file(s) left for the next gc: {blocker}")
+    else:
+        for i, pplan in enumerate(removed_packs):
+            repo.backend.delete(pack_name(pplan.pack))
+            if i == 0:
+                faults.crash_point("gc-mid-delete")
+        for name, _size in plan.orphans:
+            repo.backend.delete(name)
+    result.packs_deleted = len([p for p in plan.to_delete if p.pack not in skip])
+    result.packs_rewritten = len([p for p in plan.to_rewrite if p.pack not in skip])
+    result.packs_written = len(finished)
+    result.orphans_deleted = 0 if blocker else len(plan.orphans)
+    if result.blobs_removed:
+        result.files_cache_pruned = repo.index.prune_files_cache()
+    remove_unfinished(repo.backend.local_tmp_dir())
+
+
+def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ...]]], *, dry_run: bool = False,
+                    threshold: float = 0.1, safety_window_s: float | None = None) -> tuple[GcResult, GcPlan]:
+    """Forget ``forget`` (snapshot, reasons), then free what no remaining snapshot needs.
+    The repository must be open in ``exclusive`` mode. ``safety_window_s`` None: the
+    backend's default (0 local, an hour remote)."""
+    started = time.monotonic()
+    result = GcResult(dry_run=dry_run)
+    result.forgotten = [{**snap.summary(), "reasons": list(reasons)} for snap, reasons in forget]
+    result.bytes_before = repo.pack_bytes()
+    if dry_run:
+        freed = simulate_forget(repo, [s for s, _r in forget])
+        plan = plan_gc(repo, threshold=threshold, safety_window_s=safety_window_s, extra_dead=freed)
+        result.bytes_after = result.bytes_before - plan.reclaim_estimate
+        result.packs_deleted = len(plan.to_delete)
+        result.packs_rewritten = len(plan.to_rewrite)
+        result.orphans_deleted = len(plan.orphans)
+        result.blobs_removed = plan.dead_blobs
+    else:
+        if forget:
+            repo.forget([s for s, _r in forget])
+        plan = plan_gc(repo, threshold=threshold, safety_window_s=safety_window_s)
+        execute_gc(repo, plan, result)
+        result.bytes_after = repo.pack_bytes()
+    result.duration_s = time.monotonic() - started
+    return result, plan

@@ -1,0 +1,171 @@
+"""Index repair: rebuild the LMDB index from the pack files and snapshot records alone.
+
+Nothing is deleted. A pack whose table is unreadable is salvaged by scanning its blob headers
+(each salvaged blob is checked against its id) into a new pack, and the damaged file is moved
+to ``damaged/packs/``; a snapshot record that does not parse goes to ``damaged/snapshots/``;
+the old index directory is kept as ``damaged/index-<time>`` (in the local cache directory of a
+remote repository). Every such move is reported. Snapshots whose blobs are all present come
+back whole; a snapshot with missing blobs comes back too, and the report names what it lacks
+(``snap verify`` lists the paths). The index is built with the same steps as the remote sync
+(:mod:`snapstore.repo.indexsync`), into an empty index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from snapstore.errors import FormatError
+from snapstore.format.chunker import chunk_id
+from snapstore.format.compress import decompress
+from snapstore.format.packfile import BlobEntry, PackWriter, scan_blobs
+from snapstore.repo.index import Index
+from snapstore.repo.indexsync import (
+    SyncReport,
+    add_pack_tables,
+    add_records,
+    mark_dead,
+    pack_id_of,
+    read_records,
+    read_tables,
+    sync_pins,
+)
+from snapstore.repo.repository import Repository, pack_name, snapshot_name
+
+
+@dataclass
+class RepairReport:
+    packs: int = 0
+    blobs: int = 0
+    duplicate_blobs: int = 0
+    snapshots: int = 0
+    incomplete_snapshots: list[str] = field(default_factory=list)
+    salvaged_blobs: int = 0
+    moved_aside: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _move_aside(repo: Repository, name: str, report: RepairReport) -> None:
+    repo.backend.rename(name, f"damaged/{name}")
+    report.moved_aside.append(f"{name} -> damaged/{name}")
+
+
+def _salvage(repo: Repository, pack: bytes, size: int,
+             report: RepairReport) -> list[tuple[bytes, int, list[BlobEntry]]]:
+    """Blobs of a pack with a broken table, checked one by one, copied into a new pack."""
+    name = pack_name(pack)
+    good = []
+
+    def read_at(offset: int, length: int) -> bytes:
+        return repo.backend.get_range(name, offset, length)
+
+    try:
+        for entry in scan_blobs(read_at, size):
+            payload = read_at(entry.offset, entry.stored_len)
+            try:
+                if chunk_id(decompress(entry.compression, payload, entry.raw_len)) == entry.id:
+                    good.append((entry, payload))
+            except ValueError:
+                continue
+    except FormatError:
+        pass
+    if not good:
+        return []
+    new_id = os.urandom(16)
+    writer = PackWriter(os.path.join(repo.backend.local_tmp_dir(), f"{new_id.hex()}.pack.tmp"))
+    for entry, payload in good:
+        writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+    writer.finish()
+    repo.backend.put_file(pack_name(new_id), writer.path)
+    report.salvaged_blobs += len(good)
+    report.notes.append(f"pack {pack.hex()}: table unreadable; {len(good)} intact blobs copied to {new_id.hex()}")
+    return [(new_id, writer.size, list(writer.entries))]
+
+
+def repair_index(repo: Repository) -> RepairReport:
+    """Rebuild ``repo``'s index (the repository must be open in ``exclusive`` mode)."""
+    started = time.monotonic()
+    report = RepairReport()
+    build_dir = os.path.join(repo.cache_dir, f"index.rebuild-{os.getpid()}")
+    shutil.rmtree(build_dir, ignore_errors=True)
+    os.makedirs(build_dir)
+    new = Index(build_dir)
+    sync = SyncReport()
+    try:
+        listed: list[tuple[bytes, int]] = []
+        for name, size in sorted(repo.backend.list("packs")):
+            pack = pack_id_of(name)
+            if pack is None:
+                report.notes.append(f"ignored {name}: not a pack file name")
+                continue
+            listed.append((pack, size))
+        packs: list[tuple[bytes, int, list[BlobEntry]]] = []
+        for pack, size, entries in read_tables(repo, listed):
+            if entries is not None:
+                packs.append((pack, size, entries))
+                continue
+            packs.extend(_salvage(repo, pack, size, report))
+            _move_aside(repo, pack_name(pack), report)
+        add_pack_tables(new, packs, sync)
+        report.packs = len(packs)
+        report.blobs = sync.blobs_added
+        report.duplicate_blobs = sync.duplicate_blobs
+        # A repository view over the new index, to read trees while counting.
+        staged = Repository(repo.path, repo.backend, repo.config, new, cache_dir=repo.cache_dir)
+        ids = []
+        for name, _size in sorted(repo.backend.list("snapshots")):
+            if not name.endswith(".json"):
+                continue
+            snap_id = name.rsplit("/", 1)[-1][: -len(".json")]
+            if snapshot_name(snap_id) != name:
+                report.notes.append(f"{name}: not a snapshot record name")
+                continue
+            ids.append(snap_id)
+        readable = read_records(staged, ids, sync)
+        for note in sync.notes:  # records that do not parse or do not match their name
+            name = note.split(":", 1)[0]
+            report.notes.append(note)
+            try:
+                _move_aside(repo, name, report)
+            except FileNotFoundError:
+                pass
+        sync.notes.clear()
+        add_records(staged, new, readable, sync, require_root=False)
+        report.snapshots = len(sync.snapshots_added)
+        report.incomplete_snapshots = list(sync.incomplete_snapshots)
+        report.notes.extend(sync.notes)
+        sync_pins(staged, new)
+        with new.read() as txn:
+            unreferenced = [blob_id for blob_id, loc in new.iter_chunks(txn) if loc.refcount == 0]
+        mark_dead(new, unreferenced)
+    finally:
+        new.close()
+    # swap: the old index is kept aside, the rebuilt one takes its place
+    repo.index.close()
+    old = os.path.join(repo.cache_dir, "index")
+    if os.path.exists(old):
+        os.makedirs(os.path.join(repo.cache_dir, "damaged"), exist_ok=True)
+        name = _free_name(os.path.join(repo.cache_dir, "damaged"), "index-" + time.strftime("%Y%m%dT%H%M%S",
+                                                                                           time.gmtime()))
+        os.rename(old, os.path.join(repo.cache_dir, "damaged", name))
+        report.moved_aside.append(f"index -> damaged/{name} (the old index; safe to delete)")
+    os.rename(build_dir, old)
+    repo.index = Index(old)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _free_name(directory: str, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... : a name not yet taken in ``directory`` (two
+    repairs within one second must not collide)."""
+    name, n = base, 1
+    while os.path.exists(os.path.join(directory, name)):
+        n += 1
+        name = f"{base}-{n}"
+    return name

@@ -1,0 +1,301 @@
+"""The restore pipeline: write a snapshot, or parts of it, into a directory.
+
+Files keep their path inside the snapshot under the target (``agents/Z/SOUL.md`` lands in
+``TARGET/agents/Z/SOUL.md``). Each file is written under a temporary name in its directory
+and renamed when complete, so a failed restore never leaves half a file under a real name.
+All-zero chunks become holes (sparse files stay sparse). Contents are written by a thread pool
+(zstd and file writes release the GIL); metadata (owner when root, mode, mtime) is applied
+after the contents, directories last and deepest first.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from snapstore.errors import ChunkUnreadable, SnapError, TargetNotEmpty
+from snapstore.format.chunker import chunk_id
+from snapstore.format.snapshot import Snapshot
+from snapstore.format.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Entry
+from snapstore.storage.backend import raise_os_error
+from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
+
+TMP_MARK = b".snap-restore-"
+MAX_QUEUED = 256
+INLINE_FILE = 64 * 1024
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    holes: list[str] = field(default_factory=list)  # with --partial: what was zero-filled
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class _ZeroIds:
+    """Ids of all-zero chunks by length, so holes are found without looking at data."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def is_zero(self, blob_id: bytes, length: int) -> bool:
+        with self._lock:
+            known = self._ids.get(length)
+            if known is None:
+                known = self._ids[length] = chunk_id(bytes(length))
+        return known == blob_id
+
+
+def check_target(target: str, overwrite: bool) -> None:
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise TargetNotEmpty(f"restore target exists and is not a directory: {target}")
+    if os.path.isdir(target) and os.listdir(target) and not overwrite:
+        raise TargetNotEmpty(f"restore target is not empty: {target} (use --overwrite to restore into it)")
+
+
+class Restorer:
+    def __init__(self, view: SnapshotView, target: str, *, overwrite: bool, partial: bool,
+                 workers: int, progress: Callable[[dict[str, object]], None] | None) -> None:
+        self.view = view
+        self.target = os.fsencode(os.path.abspath(target))
+        self.overwrite = overwrite
+        self.partial = partial
+        self.stats = RestoreStats()
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="snap-restore")
+        self.zero = _ZeroIds()
+        self.is_root = os.geteuid() == 0
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def _dest(self, rel: bytes) -> bytes:
+        return os.path.join(self.target, rel) if rel else self.target
+
+    def _apply_meta(self, path: bytes, entry: Entry) -> None:
+        if entry.kind == SYMLINK:
+            if self.is_root:
+                os.lchown(path, entry.uid, entry.gid)
+            os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+            return
+        if self.is_root:
+            os.chown(path, entry.uid, entry.gid)
+        os.chmod(path, stat.S_IMODE(entry.mode))
+        os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
+
+    def _write_file(self, rel: bytes, entry: Entry) -> None:
+        dest = self._dest(rel)
+        tmp = os.path.join(os.path.dirname(dest), TMP_MARK + os.urandom(4).hex().encode() + b"-" +
+                           os.path.basename(dest)[:100])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            # where each non-zero chunk goes; all-zero chunks stay holes
+            wanted: list[bytes] = []
+            places: list[tuple[int, int]] = []
+            pos = 0
+            for blob_id, length in entry.chunk_refs():
+                if not self.zero.is_zero(blob_id, length):
+                    wanted.append(blob_id)
+                    places.append((pos, length))
+                pos += length
+            # neighbouring chunks of one pack come in one read (one request on object storage)
+            for (_blob_id, data), (at, length) in zip(self.view.repo.read_blobs(wanted), places, strict=True):
+                if isinstance(data, ChunkUnreadable):
+                    if not self.partial:
+                        raise data
+                    with self._lock:
+                        self.stats.holes.append(
+                            f"{show_path(rel)}: bytes {at}-{at + length} zero-filled ({data.message})")
+                    continue
+                os.pwrite(fd, data, at)
+            os.ftruncate(fd, entry.size)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        try:
+            self._apply_meta(tmp, entry)
+            if os.path.isdir(dest) and not os.path.islink(dest):
+                raise IsADirectoryError(21, "a directory is in the way", dest)
+            os.rename(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        with self._lock:
+            self.stats.files += 1
+            self.stats.bytes += entry.size
+            self._report(rel)
+
+    def _report(self, rel: bytes) -> None:
+        if self.progress is None:
+            return
+        moment = time.monotonic()
+        if moment - self._last > 0.2:
+            self._last = moment
+            self.progress({"files": self.stats.files, "bytes": self.stats.bytes, "path": show_path(rel)})
+
+    def _replace(self, dest: bytes) -> None:
+        """Make room for a non-file entry at ``dest`` (only with --overwrite)."""
+        if os.path.lexists(dest) and not (os.path.isdir(dest) and not os.path.islink(dest)):
+            os.unlink(dest)
+
+    def _make_special(self, rel: bytes, entry: Entry) -> None:
+        dest = self._dest(rel)
+        if self.overwrite:
+            self._replace(dest)
+        if entry.kind == SYMLINK:
+            os.symlink(entry.target, dest)
+            self.stats.symlinks += 1
+        elif entry.kind == FIFO:
+            os.mkfifo(dest, stat.S_IMODE(entry.mode))
+        elif entry.kind in (CHARDEV, BLOCKDEV):
+            if not self.is_root:
+                raise PermissionError(1, "creating device files needs root", dest)
+            os.mknod(dest, entry.mode, entry.rdev)
+        elif entry.kind == SOCKET:
+            return  # a socket cannot be restored; its name is listed by ls
+        self._apply_meta(dest, entry)
+
+    def _collect(self, rel: bytes, fut: Future[None]) -> None:
+        try:
+            fut.result()
+        except ChunkUnreadable as exc:
+            self.stats.errors.append(f"{show_path(rel)}: {exc.message}")
+        except OSError as exc:
+            self._fail(rel, exc)
+
+    def run(self, items: Iterable[tuple[bytes, Entry]]) -> RestoreStats:
+        started = time.monotonic()
+        dirs: list[tuple[bytes, Entry]] = []
+        futures: deque[tuple[bytes, Future[None]]] = deque()
+        links: list[tuple[bytes, bytes]] = []
+        first_of_link: dict[int, bytes] = {}
+        # The snapshot root's own metadata goes to the target only if the target is ours.
+        fresh_target = not os.path.exists(self.target) or not os.listdir(self.target)
+        os.makedirs(self.target, exist_ok=True)
+        try:
+            for rel, entry in items:
+                dest = self._dest(rel)
+                try:
+                    if entry.kind == DIR:
+                        if rel:
+                            if os.path.lexists(dest) and not os.path.isdir(dest):
+                                if not self.overwrite:
+                                    raise FileExistsError(17, "exists", dest)
+                                os.unlink(dest)
+                            os.makedirs(dest, exist_ok=True)
+                            dirs.append((rel, entry))
+                        elif fresh_target:
+                            dirs.append((rel, entry))
+                        self.stats.dirs += 1
+                    elif entry.kind == FILE:
+                        if entry.hardlink and entry.hardlink in first_of_link:
+                            links.append((first_of_link[entry.hardlink], rel))
+                            continue
+                        if entry.hardlink:
+                            first_of_link[entry.hardlink] = rel
+                        if entry.size < INLINE_FILE:
+                            # a small file is written here: a thread handoff would cost more
+                            done: Future[None] = Future()
+                            try:
+                                self._write_file(rel, entry)
+                                done.set_result(None)
+                            except (ChunkUnreadable, OSError) as exc:
+                                done.set_exception(exc)
+                            self._collect(rel, done)
+                            continue
+                        futures.append((rel, self.pool.submit(self._write_file, rel, entry)))
+                        while len(futures) > MAX_QUEUED or (futures and futures[0][1].done()):
+                            self._collect(*futures.popleft())
+                    else:
+                        self._make_special(rel, entry)
+                except OSError as exc:
+                    self._fail(rel, exc)
+            while futures:
+                self._collect(*futures.popleft())
+            for first, rel in links:
+                dest = self._dest(rel)
+                try:
+                    if self.overwrite:
+                        self._replace(dest)
+                    os.link(self._dest(first), dest)
+                    self.stats.files += 1
+                except OSError as exc:
+                    self._fail(rel, exc)
+            for rel, entry in reversed(dirs):
+                try:
+                    self._apply_meta(self._dest(rel), entry)
+                except OSError as exc:
+                    self._fail(rel, exc)
+        except KeyboardInterrupt:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            self.pool.shutdown(wait=True)
+        self.stats.duration_s = time.monotonic() - started
+        return self.stats
+
+    def _fail(self, rel: bytes, exc: OSError) -> None:
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise raise_os_error(exc, f"restoring {show_path(rel)}")
+        self.stats.errors.append(f"{show_path(rel)}: {exc.strerror or exc}")
+
+
+def select(view: SnapshotView, snap: Snapshot, paths: list[str]) -> Iterator[tuple[bytes, Entry]]:
+    """Everything to restore for ``paths`` (all of the snapshot when empty), with the parent
+    directories of each selected path so that their metadata is restored too. Every path is
+    looked up before the first item is produced, so a wrong path writes nothing."""
+    if not paths:
+        return view.walk(view.root(snap))
+    rels = [as_bytes_path(given) for given in paths]
+    for rel in rels:
+        view.lookup(snap, rel)  # raises PathNotFound
+    rels = [r for r in sorted(set(rels)) if not any(r.startswith(o + b"/") or (o == b"" and r) for o in rels)]
+
+    def produce() -> Iterator[tuple[bytes, Entry]]:
+        parents_done: set[bytes] = set()
+        for rel in rels:
+            parts = rel.split(b"/") if rel else []
+            for i in range(1, len(parts)):
+                parent = b"/".join(parts[:i])
+                if parent not in parents_done:
+                    parents_done.add(parent)
+                    yield parent, view.lookup(snap, parent)
+            yield from view.walk(view.lookup(snap, rel), rel)
+
+    return produce()
+
+
+def restore_snapshot(view: SnapshotView, snap: Snapshot, paths: list[str], target: str, *,
+                     overwrite: bool = False, partial: bool = False, workers: int | None = None,
+                     progress: Callable[[dict[str, object]], None] | None = None) -> RestoreStats:
+    """Restore ``paths`` of ``snap`` (everything when empty) under ``target``."""
+    check_target(target, overwrite)
+    items = select(view, snap, paths)
+    restorer = Restorer(view, target, overwrite=overwrite, partial=partial,
+                        workers=workers or max(2, (os.cpu_count() or 2)), progress=progress)
+    try:
+        return restorer.run(items)
+    except SnapError:
+        raise
+    except OSError as exc:
+        raise raise_os_error(exc, f"restoring into {target}") from None

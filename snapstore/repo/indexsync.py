@@ -1,0 +1,376 @@
+"""Bringing the LMDB index in line with the repository files: one set of steps for three jobs.
+
+- ``sync_index`` (remote repositories, at every open): the bucket holds the truth and other
+  hosts change it, so the local cache follows it:
+
+  1. snapshot records that vanished (forgotten by another host) leave the index, releasing
+     their references (trees that can no longer be read are skipped: their counts stay high,
+     which only keeps data longer);
+  2. packs that vanished (deleted by another host's gc, or announced in a live gc lease's
+     ``deleting`` list) leave the index; their blobs are remembered with their refcounts;
+  3. packs the index does not know are indexed from their tables (one ranged GET of each
+     pack's tail, several at once); a remembered blob found there keeps its refcount;
+  4. remembered blobs that are still referenced and were not found (a gc elsewhere moved them
+     into a pack this index already knew) are looked for in the other packs, newest first;
+  5. records the index does not know are added with their references (rolled forward);
+  6. pins follow ``pins.json``; new blobs nothing references are marked dead for gc.
+
+- ``reconcile_snapshots`` (local repositories, when a writer opens): step 5, and a record the
+  directory lacks is written back from the index (locally, snapshots never vanish implicitly).
+
+- ``snapstore.ops.repair.repair_index``: steps 3, 5 and 6 into an empty index.
+
+Every step is idempotent and commits in LMDB transactions of its own, so a sync killed half way
+is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from snapstore.errors import ChunkUnreadable, FormatError
+from snapstore.format.packfile import BlobEntry
+from snapstore.format.snapshot import Snapshot
+from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.repo.refcount import add_reference, drop_reference
+
+if TYPE_CHECKING:
+    from snapstore.repo.repository import Repository
+
+TABLE_READERS = 8
+
+
+@dataclass
+class SyncReport:
+    """What a sync, reconcile or rebuild changed (for reports and tests)."""
+
+    packs_added: int = 0
+    packs_dropped: int = 0
+    blobs_added: int = 0
+    duplicate_blobs: int = 0
+    blobs_relocated: int = 0
+    blobs_lost: int = 0
+    snapshots_added: list[str] = field(default_factory=list)
+    snapshots_dropped: list[str] = field(default_factory=list)
+    records_rewritten: list[str] = field(default_factory=list)
+    skipped_records: list[str] = field(default_factory=list)
+    incomplete_snapshots: list[str] = field(default_factory=list)
+    bad_packs: list[tuple[str, int]] = field(default_factory=list)  # (name, size) whose table is unreadable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.packs_added or self.packs_dropped or self.snapshots_added or self.snapshots_dropped
+                    or self.records_rewritten)
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class TolerantCounts(TxnCounts):
+    """Counts that skip blobs the index does not have (and remember them)."""
+
+    def __init__(self, index: Index, txn: object) -> None:
+        super().__init__(index, txn)  # type: ignore[arg-type]
+        self.missing: set[bytes] = set()
+
+    def count(self, blob_id: bytes) -> int:
+        try:
+            return super().count(blob_id)
+        except KeyError:
+            self.missing.add(blob_id)
+            return 1  # not 0: a missing tree has no children to walk
+
+    def set_count(self, blob_id: bytes, value: int) -> None:
+        if blob_id not in self.missing:
+            super().set_count(blob_id, value)
+
+    def is_tree(self, blob_id: bytes) -> bool:
+        return blob_id not in self.missing and super().is_tree(blob_id)
+
+
+def pack_id_of(name: str) -> bytes | None:
+    """The pack id of a ``packs/xx/<hex>.pack`` name, or None for anything else."""
+    stem = name.rsplit("/", 1)[-1]
+    if not stem.endswith(".pack"):
+        return None
+    try:
+        pack = bytes.fromhex(stem[: -len(".pack")])
+    except ValueError:
+        return None
+    return pack if len(pack) == 16 else None
+
+
+def tolerant_children(repo: Repository) -> Callable[[bytes], list[bytes]]:
+    def children(tree_id: bytes) -> list[bytes]:
+        try:
+            return repo.tree_children(tree_id)
+        except (ChunkUnreadable, FormatError, FileNotFoundError):
+            return []
+
+    return children
+
+
+# -- packs --------------------------------------------------------------------------------
+def read_tables(repo: Repository, packs: list[tuple[bytes, int]]
+                ) -> Iterator[tuple[bytes, int, list[BlobEntry] | None]]:
+    """``(pack, size, table)`` for each pack, tables read several at once (None: unreadable)."""
+
+    def one(item: tuple[bytes, int]) -> tuple[bytes, int, list[BlobEntry] | None]:
+        pack, size = item
+        try:
+            return pack, size, repo.read_pack_table(pack, size=size)
+        except (FormatError, FileNotFoundError, OSError):
+            return pack, size, None
+
+    if len(packs) <= 1 or not getattr(repo.backend, "remote", False):
+        yield from map(one, packs)
+        return
+    with ThreadPoolExecutor(TABLE_READERS, thread_name_prefix="snap-table") as pool:
+        yield from pool.map(one, packs)
+
+
+def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEntry]]], report: SyncReport,
+                    *, remembered: dict[bytes, ChunkLocation] | None = None) -> set[bytes]:
+    """Index each pack's blobs (refcount 0, or the remembered count of a relocated blob).
+    Returns the ids that were added."""
+    remembered = remembered if remembered is not None else {}
+    added: set[bytes] = set()
+    for pack, size, entries in tables:
+        with index.write() as txn:
+            if txn.get(pack, db=index.packs) is not None:
+                continue
+            txn.put(pack, index.pack_value(size, len(entries)), db=index.packs)
+            for e in entries:
+                if txn.get(e.id, db=index.chunks) is not None:
+                    report.duplicate_blobs += 1
+                    continue
+                old = remembered.pop(e.id, None)
+                count = old.refcount if old is not None else 0
+                loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, count)
+                txn.put(e.id, loc.pack_value(), db=index.chunks)
+                if old is not None:
+                    report.blobs_relocated += 1
+                else:
+                    report.blobs_added += 1
+                added.add(e.id)
+        report.packs_added += 1
+    return added
+
+
+def drop_packs(index: Index, packs: set[bytes]) -> dict[bytes, ChunkLocation]:
+    """Remove packs and the blobs located in them; returns those blobs (with refcounts)."""
+    if not packs:
+        return {}
+    lost: dict[bytes, ChunkLocation] = {}
+    with index.write() as txn:
+        for blob_id, loc in list(index.iter_chunks(txn)):
+            if loc.pack in packs:
+                lost[blob_id] = loc
+        for blob_id in lost:
+            txn.delete(blob_id, db=index.chunks)
+            txn.delete(blob_id, db=index.dead)
+        for pack in packs:
+            txn.delete(pack, db=index.packs)
+            txn.delete(pack, db=index.pending)
+    return lost
+
+
+def mark_dead(index: Index, ids: Iterable[bytes]) -> None:
+    """Mark the given blobs dead where nothing references them (so gc finds them)."""
+    with index.write() as txn:
+        for blob_id in ids:
+            loc = index.get_chunk(blob_id, txn)
+            if loc is not None and loc.refcount == 0:
+                txn.put(blob_id, b"", db=index.dead)
+
+
+# -- snapshots ----------------------------------------------------------------------------
+def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], report: SyncReport, *,
+                require_root: bool = True) -> None:
+    """Add snapshot records the index lacks, counting their references. With ``require_root``
+    a record whose root tree is not indexed is skipped (only a repair can help it)."""
+    children = tolerant_children(repo)
+    for snap in records:
+        root = bytes.fromhex(snap.root)
+        with index.write() as txn:
+            if txn.get(snap.id.encode(), db=index.snapshots) is not None:
+                continue
+            if require_root and index.get_chunk(root, txn) is None:
+                report.skipped_records.append(snap.id)
+                continue
+            counts = TolerantCounts(index, txn)
+            add_reference(counts, root, children)
+            txn.put(snap.id.encode(), snap.to_bytes(), db=index.snapshots)
+        report.snapshots_added.append(snap.id)
+        if counts.missing:
+            report.incomplete_snapshots.append(snap.id)
+            report.notes.append(f"snapshot {snap.short_id} lacks {len(counts.missing)} blob(s): "
+                                "'snap verify' lists the paths")
+
+
+def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report: SyncReport) -> None:
+    """Remove snapshots from the index, releasing their references."""
+    children = tolerant_children(repo)
+    for snap_id in snap_ids:
+        with index.write() as txn:
+            raw = txn.get(snap_id.encode(), db=index.snapshots)
+            if raw is None:
+                continue
+            snap = Snapshot.from_bytes(bytes(raw))
+            drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
+            txn.delete(snap_id.encode(), db=index.snapshots)
+            txn.delete(snap_id.encode(), db=index.pins)
+        report.snapshots_dropped.append(snap_id)
+
+
+def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> list[Snapshot]:
+    """The records with these ids from the repository (unreadable ones noted and left out)."""
+    from snapstore.repo.repository import snapshot_name
+
+    out = []
+    for snap_id in sorted(ids):
+        try:
+            snap = Snapshot.from_bytes(repo.backend.get(snapshot_name(snap_id)))
+        except FileNotFoundError:
+            continue  # forgotten while we listed
+        except (FormatError, OSError) as exc:
+            report.notes.append(f"{snapshot_name(snap_id)}: {exc}")
+            continue
+        if snap.id != snap_id:
+            report.notes.append(f"{snapshot_name(snap_id)}: record name does not match its id")
+            continue
+        out.append(snap)
+    return out
+
+
+def sync_pins(repo: Repository, index: Index) -> None:
+    """Make the index's pins those of ``pins.json`` (when the file exists)."""
+    try:
+        pins = {str(p) for p in json.loads(repo.backend.get("pins.json"))}
+    except FileNotFoundError:
+        return
+    except ValueError:
+        return
+    with index.write() as txn:
+        current = set(index.iter_keys(txn, index.pins))
+        for key in current:
+            if key.decode() not in pins:
+                txn.delete(key, db=index.pins)
+        for pin in pins:
+            if txn.get(pin.encode(), db=index.snapshots) is not None:
+                txn.put(pin.encode(), b"", db=index.pins)
+
+
+def indexed_snapshot_ids(index: Index) -> set[str]:
+    with index.read() as txn:
+        return {k.decode() for k in index.iter_keys(txn, index.snapshots)}
+
+
+def reconcile_snapshots(repo: Repository) -> list[str]:
+    """The local writer's check: roll forward records whose commit was interrupted, and write
+    back records missing from ``snapshots/`` (a snapshot is never dropped implicitly)."""
+    report = SyncReport()
+    on_disk = repo.record_ids()
+    indexed = indexed_snapshot_ids(repo.index)
+    add_records(repo, repo.index, read_records(repo, on_disk - indexed, SyncReport()), report)
+    done = [f"added snapshot {sid[:8]} whose commit was interrupted" for sid in report.snapshots_added]
+    for raw in repo.index.snapshot_records():
+        snap = Snapshot.from_bytes(raw)
+        if snap.id in indexed - on_disk:
+            from snapstore.repo.repository import snapshot_name
+
+            repo.backend.put_bytes(snapshot_name(snap.id), raw)
+            done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
+    return done
+
+
+# -- the remote sync ----------------------------------------------------------------------
+def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncReport:
+    """Bring a remote repository's local index up to date (see the module docstring).
+    ``gone``: packs to treat as deleted although they are still listed (a live gc's list)."""
+    report = SyncReport()
+    index = repo.index
+    gone = gone or set()
+    # records first: a take uploads its packs before its record, so every record listed here
+    # finds its packs in the listing that follows
+    records = repo.record_ids()
+    listed: dict[bytes, tuple[int, float]] = {}
+    for name, size, mtime in repo.backend.list_stat("packs"):
+        pack = pack_id_of(name)
+        if pack is not None and pack not in gone:
+            listed[pack] = (size, mtime)
+    with index.read() as txn:
+        known = {pack: size for pack, size, _count in index.iter_packs(txn)}
+    indexed = indexed_snapshot_ids(index)
+
+    # 1. snapshots forgotten elsewhere
+    drop_records(repo, index, sorted(indexed - records), report)
+    # 2. packs deleted elsewhere
+    vanished = {p for p in known if p not in listed}
+    lost = drop_packs(index, vanished)
+    report.packs_dropped = len(vanished)
+    # 3. packs this index has not seen
+    new = sorted((p, listed[p][0]) for p in listed if p not in known)
+    added = add_pack_tables(index, _readable(read_tables(repo, new), report), report, remembered=lost)
+    # 4. referenced blobs whose pack vanished and that no new pack holds
+    live_lost = {b: loc for b, loc in lost.items() if loc.refcount > 0}
+    if live_lost:
+        newest_first = sorted((p for p in listed if p in known), key=lambda p: -listed[p][1])
+        _relocate(repo, index, live_lost, [(p, listed[p][0]) for p in newest_first], report)
+        if live_lost:
+            report.blobs_lost += len(live_lost)
+            report.notes.append(f"{len(live_lost)} referenced blob(s) are in no pack: 'snap verify' names them")
+    # 5. snapshots taken elsewhere
+    add_records(repo, index, read_records(repo, records - indexed, report), report)
+    # 6. pins, and dead marks for what nothing references
+    sync_pins(repo, index)
+    mark_dead(index, added)
+    for name, _size in report.bad_packs:
+        report.notes.append(f"{name}: pack table unreadable ('snap verify' reports it)")
+    return report
+
+
+def _readable(tables: Iterable[tuple[bytes, int, list[BlobEntry] | None]], report: SyncReport
+              ) -> Iterator[tuple[bytes, int, list[BlobEntry]]]:
+    from snapstore.repo.repository import pack_name
+
+    for pack, size, entries in tables:
+        if entries is None:
+            report.bad_packs.append((pack_name(pack), size))
+            continue
+        yield pack, size, entries
+
+
+def _relocate(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation], packs: list[tuple[bytes, int]],
+              report: SyncReport) -> None:
+    """Find the blobs of ``lost`` in ``packs`` (read in batches, stopping when all are found)."""
+    batch = TABLE_READERS * 2
+    for start in range(0, len(packs), batch):
+        if not lost:
+            return
+        for pack, _size, entries in read_tables(repo, packs[start : start + batch]):
+            if not entries:
+                continue
+            with index.write() as txn:
+                for e in entries:
+                    old = lost.get(e.id)
+                    if old is None or txn.get(e.id, db=index.chunks) is not None:
+                        continue
+                    loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression,
+                                        old.refcount)
+                    txn.put(e.id, loc.pack_value(), db=index.chunks)
+                    del lost[e.id]
+                    report.blobs_relocated += 1
+
+
+def remote_cache_dir(repo_id: str) -> str:
+    """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "snapstore", repo_id)
+

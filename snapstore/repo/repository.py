@@ -1,0 +1,562 @@
+"""The repository facade: init/open, locks, blob reads and writes, snapshot commit and forget.
+
+A repository is at a *location*: a local directory, or ``s3://BUCKET/PREFIX`` (see
+:func:`snapstore.storage.backend.parse_location`). Its files go through ``self.backend``; the LMDB index,
+the flock files and packs being written live in ``self.cache_dir``: the repository directory
+itself when local (nothing moves on disk), ``$XDG_CACHE_HOME/snapstore/<id>`` when remote. A
+remote repository is the truth shared by several hosts: at every open the index is brought up to
+date from it (:func:`snapstore.repo.indexsync.sync_index`) and the process holds a lease in its
+``locks/`` (:mod:`snapstore.storage.lease`), since flock does not reach other hosts.
+
+On-disk layout of a local repository (docs/format.md is the reference)::
+
+    config.json               format version, repository id, chunker and compression settings
+    packs/<xx>/<packid>.pack  pack files (snapstore.format.packfile)
+    snapshots/<id>.json       snapshot records: the truth about which snapshots exist
+    index/                    the LMDB index (snapstore.repo.index): a rebuildable cache
+    locks/                    flock files and holder notes (snapstore.storage.locking)
+    tmp/                      packs being written
+
+Everything above the repository (take, restore, gc, vfs) goes through this class; nothing else
+knows the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from snapstore import faults
+from snapstore.errors import (
+    AmbiguousSnapshot,
+    ChunkUnreadable,
+    FormatError,
+    RemoteAccessDenied,
+    RepositoryDamaged,
+    RepositoryExists,
+    RepositoryNotFound,
+    SnapshotNotFound,
+)
+from snapstore.format.chunker import ChunkerParams, chunk_id
+from snapstore.format.compress import decompress
+from snapstore.format.packfile import BLOB_HEADER, BlobEntry, NeedMore, parse_table
+from snapstore.format.snapshot import Snapshot
+from snapstore.format.tree import Entry, decode_tree, tree_children
+from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.repo.refcount import add_reference, drop_reference
+from snapstore.storage import locking
+from snapstore.storage.backend import Backend, LocalBackend, Location, open_backend, parse_location, raise_os_error
+from snapstore.storage.lease import Lease, read_gc_lease
+
+FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The contents of ``config.json``."""
+
+    id: str
+    chunker: ChunkerParams
+    compression_level: int = 3
+    pack_size: int = DEFAULT_PACK_SIZE
+    version: int = FORMAT_VERSION
+    encryption: str = "none"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "format": "snapstore",
+                "version": self.version,
+                "id": self.id,
+                "chunker": self.chunker.to_json(),
+                "compression": {"algorithm": "zstd", "level": self.compression_level},
+                "pack_size": self.pack_size,
+                "encryption": self.encryption,
+            },
+            indent=2,
+        ).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RepoConfig:
+        try:
+            data = json.loads(raw)
+            if data.get("format") != "snapstore":
+                raise FormatError("config.json is not a snapstore repository config")
+            if int(data["version"]) != FORMAT_VERSION:
+                raise FormatError(f"unsupported repository format version {data['version']}")
+            if data.get("encryption", "none") != "none":
+                raise FormatError(f"unsupported encryption {data['encryption']!r}")
+            return cls(
+                id=str(data["id"]),
+                chunker=ChunkerParams.from_json(data["chunker"]),
+                compression_level=int(data["compression"]["level"]),
+                pack_size=int(data.get("pack_size", DEFAULT_PACK_SIZE)),
+                version=int(data["version"]),
+            )
+        except FormatError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"malformed repository config.json: {exc}") from None
+
+
+def pack_name(pack: bytes) -> str:
+    hexid = pack.hex()
+    return f"packs/{hexid[:2]}/{hexid}.pack"
+
+
+def snapshot_name(snap_id: str) -> str:
+    return f"snapshots/{snap_id}.json"
+
+
+class Repository:
+    """An open repository. Use :meth:`open` / :meth:`init`; close with :meth:`close`."""
+
+    def __init__(self, path: str, backend: Backend, config: RepoConfig, index: Index, *,
+                 cache_dir: str | None = None) -> None:
+        self.path = path  # local: the directory; remote: the s3:// URL
+        self.backend = backend
+        self.config = config
+        self.index = index
+        self.cache_dir = cache_dir or path  # index/, locks/, tmp/
+        self.lease: Lease | None = None
+        self.sync_report: object = None  # the last sync_index report (remote repositories)
+        self._locks: list[locking.HeldLock] = []
+        self._tree_cache: dict[bytes, list[Entry]] = {}
+        self._tree_lock = threading.Lock()
+
+    @property
+    def remote(self) -> bool:
+        return bool(getattr(self.backend, "remote", False))
+
+    # -- life cycle -----------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str, *, chunker: ChunkerParams | None = None, compression_level: int = 3,
+             pack_size: int = DEFAULT_PACK_SIZE, endpoint: str | None = None) -> RepoConfig:
+        """Create a repository at ``path`` (a directory or an ``s3://`` URL); returns its config."""
+        location = parse_location(path)
+        config = RepoConfig(
+            id=secrets.token_hex(16), chunker=chunker or ChunkerParams(),
+            compression_level=compression_level, pack_size=pack_size,
+        )
+        if location.remote:
+            cls._init_remote(location, config, endpoint)
+            return config
+        path = location.path
+        if os.path.exists(os.path.join(path, "config.json")):
+            raise RepositoryExists(f"a repository already exists at {path}")
+        if os.path.isdir(path) and os.listdir(path):
+            raise RepositoryExists(f"{path} exists and is not empty; choose an empty or new directory")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RepositoryExists(f"{path} exists and is not a directory")
+        try:
+            for sub in ("packs", "snapshots", "index", "locks", "tmp"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+            LocalBackend(path).put_bytes("config.json", config.to_bytes())
+        except OSError as exc:
+            raise raise_os_error(exc, f"creating repository at {path}") from None
+        return config
+
+    @classmethod
+    def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None) -> None:
+        backend = open_backend(location, endpoint=endpoint)
+        try:
+            backend.check_bucket()  # type: ignore[attr-defined]
+            if backend.size("config.json") is not None:
+                raise RepositoryExists(f"a repository already exists at {location.url}")
+            if not backend.is_empty():  # type: ignore[attr-defined]
+                raise RepositoryExists(f"{location.url} is not empty; choose an empty or new prefix")
+            if backend.create_exclusive("config.json", config.to_bytes()) is None:  # type: ignore[attr-defined]
+                raise RepositoryExists(f"a repository already exists at {location.url}")
+        finally:
+            backend.close()  # type: ignore[attr-defined]
+
+    @classmethod
+    def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
+             check_index: bool = True, endpoint: str | None = None) -> Repository:
+        """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
+        ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
+        snapshot records the repository holds (lost or replaced by an older copy) is refused:
+        gc on such an index would take newer packs for orphans. ``path`` may be an ``s3://``
+        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own)."""
+        location = parse_location(path)
+        if location.remote:
+            return cls._open_remote(location, mode=mode, wait=wait, command=command, check_index=check_index,
+                                    endpoint=endpoint)
+        path = location.path
+        config_path = os.path.join(path, "config.json")
+        if not os.path.isfile(config_path):
+            if not os.path.exists(path):
+                raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
+            raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
+        with open(config_path, "rb") as handle:
+            config = RepoConfig.from_bytes(handle.read())
+        held = locking.acquire_for(os.path.join(path, "locks"), mode, wait=wait, command=command)
+        try:
+            os.makedirs(os.path.join(path, "index"), exist_ok=True)
+            index = Index(os.path.join(path, "index"))
+        except BaseException:
+            locking.release_all(held)
+            raise
+        repo = cls(path, LocalBackend(path), config, index)
+        repo._locks = held
+        try:
+            if mode in ("write", "exclusive"):
+                repo.reconcile()
+            if check_index:
+                stale = repo.unindexed_records()
+                if stale:
+                    raise RepositoryDamaged(
+                        f"the index is missing or out of date: {len(stale)} snapshot record(s) in snapshots/ "
+                        f"are not in it (e.g. {stale[0][:8]}); run 'snap repair index'")
+        except BaseException:
+            repo.close()
+            raise
+        return repo
+
+    @classmethod
+    def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
+                     endpoint: str | None) -> Repository:
+        from snapstore.repo.indexsync import remote_cache_dir
+
+        backend = open_backend(location, endpoint=endpoint)
+        try:
+            raw = backend.get("config.json")
+        except FileNotFoundError:
+            backend.check_bucket()  # type: ignore[attr-defined]  # a missing bucket says so
+            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
+        config = RepoConfig.from_bytes(raw)
+        cache_dir = remote_cache_dir(config.id)
+        try:
+            for sub in ("index", "locks", "tmp"):
+                os.makedirs(os.path.join(cache_dir, sub), exist_ok=True)
+            note = os.path.join(cache_dir, "remote.json")
+            if not os.path.exists(note):
+                with open(note, "w") as handle:
+                    json.dump({"repository": location.url, "id": config.id}, handle)
+        except OSError as exc:
+            raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
+        backend.tmp_dir = os.path.join(cache_dir, "tmp")  # type: ignore[attr-defined]
+        held = locking.acquire_for(os.path.join(cache_dir, "locks"), mode, wait=wait, command=command)
+        try:
+            index = Index(os.path.join(cache_dir, "index"))
+        except BaseException:
+            locking.release_all(held)
+            raise
+        repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
+        repo._locks = held
+        try:
+            kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
+            repo.lease = Lease(backend, kind, command)
+            try:
+                repo.lease.acquire(wait=wait)
+            except RemoteAccessDenied:
+                if kind != "read":
+                    raise
+                repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
+            repo.sync(wait=wait, command=command)
+            if check_index:
+                stale = repo.unindexed_records()
+                if stale:
+                    raise RepositoryDamaged(
+                        f"{len(stale)} snapshot record(s) in {location.url} cannot be indexed (e.g. {stale[0][:8]}): "
+                        "their trees are in no readable pack; run 'snap verify'")
+        except BaseException:
+            repo.close()
+            raise
+        return repo
+
+    def sync(self, *, wait: float = 0.0, command: str = "") -> object:
+        """Bring a remote repository's index up to date (one process of this host at a time)."""
+        from snapstore.repo.indexsync import pack_id_of, sync_index
+
+        gone: set[bytes] = set()
+        gc_lease = read_gc_lease(self.backend)
+        if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
+            gone = {p for p in (pack_id_of(n) for n in gc_lease.deleting) if p is not None}
+        lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
+                               wait=max(wait, 600.0), command=command)
+        try:
+            self.sync_report = sync_index(self, gone=gone)
+        finally:
+            lock.release()
+        return self.sync_report
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        self.index.close()
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
+        locking.release_all(self._locks)
+        self._locks = []
+
+    def fetched_bytes(self) -> int | None:
+        """Bytes read from a remote backend so far (None for a local repository)."""
+        return getattr(self.backend, "bytes_fetched", None) if self.remote else None
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blobs ----------------------------------------------------------------------------
+    def read_blob(self, blob_id: bytes) -> bytes:
+        """The raw bytes of a blob, checked against its id."""
+        loc = self.index.get_chunk(blob_id)
+        if loc is None:
+            raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} is not in the index", blob_id)
+        name = pack_name(loc.pack)
+        faults.slow_read()
+        try:
+            payload = self.backend.get_range(name, loc.offset, loc.stored_len)
+        except FileNotFoundError:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: pack {loc.pack.hex()} is missing", blob_id, loc.pack.hex()
+            ) from None
+        except OSError as exc:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: cannot read pack {loc.pack.hex()}: {exc.strerror}",
+                blob_id, loc.pack.hex(),
+            ) from None
+        if len(payload) != loc.stored_len:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]}: pack {loc.pack.hex()} is truncated", blob_id, loc.pack.hex()
+            )
+        return self._decode(blob_id, loc, payload)
+
+    @staticmethod
+    def _decode(blob_id: bytes, loc: ChunkLocation, payload: bytes) -> bytes:
+        """Decompress a blob's payload and check it against its id."""
+        try:
+            data = decompress(loc.compression, payload, loc.raw_len)
+        except ValueError as exc:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt ({exc})", blob_id, loc.pack.hex()
+            ) from None
+        if chunk_id(data) != blob_id:
+            raise ChunkUnreadable(
+                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt (hash mismatch)",
+                blob_id, loc.pack.hex(),
+            )
+        return data
+
+    def read_blobs(self, blob_ids: list[bytes], max_span: int = 8 * 1024 * 1024
+                   ) -> Iterator[tuple[bytes, bytes | ChunkUnreadable]]:
+        """``(id, data or the error)`` for each id, in order. Blobs that lie next to each other
+        in one pack (as a file's chunks usually do) are fetched with one ranged read of up to
+        ``max_span`` bytes: one request instead of one per chunk on object storage."""
+        i = 0
+        while i < len(blob_ids):
+            first = self.index.get_chunk(blob_ids[i])
+            if first is None:
+                yield blob_ids[i], self._read_one(blob_ids[i])
+                i += 1
+                continue
+            span = [(blob_ids[i], first)]
+            end = first.offset + first.stored_len
+            while i + len(span) < len(blob_ids):
+                nxt = self.index.get_chunk(blob_ids[i + len(span)])
+                if nxt is None or nxt.pack != first.pack or nxt.offset != end + BLOB_HEADER.size \
+                        or nxt.offset + nxt.stored_len - first.offset > max_span:
+                    break
+                span.append((blob_ids[i + len(span)], nxt))
+                end = nxt.offset + nxt.stored_len
+            i += len(span)
+            if len(span) == 1:
+                yield span[0][0], self._read_one(span[0][0])
+                continue
+            faults.slow_read()
+            try:
+                raw = self.backend.get_range(pack_name(first.pack), first.offset, end - first.offset)
+            except OSError:
+                raw = b""
+            if len(raw) != end - first.offset:  # let the one-by-one path say precisely what is wrong
+                for blob_id, _loc in span:
+                    yield blob_id, self._read_one(blob_id)
+                continue
+            for blob_id, loc in span:
+                at = loc.offset - first.offset
+                try:
+                    yield blob_id, self._decode(blob_id, loc, raw[at : at + loc.stored_len])
+                except ChunkUnreadable as exc:
+                    yield blob_id, exc
+
+    def _read_one(self, blob_id: bytes) -> bytes | ChunkUnreadable:
+        try:
+            return self.read_blob(blob_id)
+        except ChunkUnreadable as exc:
+            return exc
+
+    def read_tree(self, tree_id: bytes) -> list[Entry]:
+        with self._tree_lock:
+            cached = self._tree_cache.get(tree_id)
+        if cached is not None:
+            return cached
+        entries = decode_tree(self.read_blob(tree_id))
+        with self._tree_lock:
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.clear()
+            self._tree_cache[tree_id] = entries
+        return entries
+
+    def tree_children(self, tree_id: bytes) -> list[bytes]:
+        return tree_children(self.read_blob(tree_id))
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first (ties by id)."""
+        records = [Snapshot.from_bytes(raw) for raw in self.index.snapshot_records()]
+        return sorted(records, key=lambda s: (s.time, s.id))
+
+    def resolve(self, spec: str) -> Snapshot:
+        """A snapshot from an id prefix, ``latest`` or ``latest:TIER``."""
+        snaps = self.snapshots()
+        if spec == "latest" or spec.startswith("latest:"):
+            tier = spec.partition(":")[2]
+            chosen = [s for s in snaps if not tier or s.tier == tier]
+            if not chosen:
+                where = f" in tier {tier!r}" if tier else ""
+                raise SnapshotNotFound(f"no snapshot{where} in this repository")
+            return chosen[-1]
+        spec_l = spec.lower()
+        if not spec_l or any(c not in "0123456789abcdef" for c in spec_l):
+            raise SnapshotNotFound(f"no snapshot {spec!r} (use an id prefix, 'latest' or 'latest:TIER')")
+        matches = [s for s in snaps if s.id.startswith(spec_l)]
+        if not matches:
+            raise SnapshotNotFound(f"no snapshot with id {spec!r}")
+        if len(matches) > 1:
+            ids = ", ".join(s.short_id for s in matches[:5])
+            raise AmbiguousSnapshot(f"snapshot id {spec!r} is ambiguous ({len(matches)} match: {ids}...)")
+        return matches[0]
+
+    def commit_snapshot(self, snapshot: Snapshot, *, packs: Iterable[bytes],
+                        new_trees: dict[bytes, bytes], files: dict[bytes, bytes]) -> None:
+        """Make a snapshot exist: write its record, then one LMDB transaction that adds it,
+        counts its references and clears its packs' pending marks."""
+        if self.lease is not None:
+            self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
+        self.backend.put_bytes(snapshot_name(snapshot.id), snapshot.to_bytes())
+        children = self._children_with(new_trees)
+        with self.index.write() as txn:
+            # a sync by another process of this host may have rolled the record forward already
+            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
+                counts = TxnCounts(self.index, txn)
+                add_reference(counts, bytes.fromhex(snapshot.root), children)
+                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+            for pack in packs:
+                txn.delete(pack, db=self.index.pending)
+            for path, value in files.items():
+                txn.put(path, value, db=self.index.files)
+
+    def _children_with(self, known: dict[bytes, bytes]) -> Callable[[bytes], list[bytes]]:
+        """Children of trees: from ``known`` (tree id -> concatenated child ids) or read back."""
+
+        def children(tree_id: bytes) -> list[bytes]:
+            found = known.get(tree_id)
+            if found is None:
+                return self.tree_children(tree_id)
+            return [found[i : i + 32] for i in range(0, len(found), 32)]
+
+        return children
+
+    def forget(self, snapshots: Iterable[Snapshot]) -> int:
+        """Drop snapshots: the index in one transaction, then the record files.
+        Returns how many blobs became unreferenced. (Killed in between, the next writer finds
+        records the index lacks and adds them back: a forget may have to be repeated, but
+        nothing is lost.)"""
+        chosen = list(snapshots)
+        freed = 0
+        with self.index.write() as txn:
+            counts = TxnCounts(self.index, txn)
+            for snap in chosen:
+                if txn.get(snap.id.encode(), db=self.index.snapshots) is None:
+                    continue
+                freed += len(drop_reference(counts, bytes.fromhex(snap.root), self.tree_children))
+                txn.delete(snap.id.encode(), db=self.index.snapshots)
+                txn.delete(snap.id.encode(), db=self.index.pins)
+        for snap in chosen:
+            self.backend.delete(snapshot_name(snap.id))
+        return freed
+
+    def record_ids(self) -> set[str]:
+        """Ids of the snapshot records in ``snapshots/`` (the truth)."""
+        return {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
+                if name.endswith(".json")}
+
+    def unindexed_records(self) -> list[str]:
+        """Snapshot records the index does not know and cannot roll forward."""
+        with self.index.read() as txn:
+            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
+        return sorted(self.record_ids() - indexed)
+
+    def reconcile(self) -> list[str]:
+        """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
+
+        A take killed after writing its record but before its index commit is rolled forward
+        (its data was indexed before the record was written). A record missing from the
+        directory is written back from the index: snapshots are never dropped implicitly.
+        Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
+        from snapstore.repo.indexsync import reconcile_snapshots
+
+        return reconcile_snapshots(self)
+
+    def set_pin(self, snap: Snapshot, pinned: bool) -> None:
+        with self.index.write() as txn:
+            if pinned:
+                txn.put(snap.id.encode(), b"", db=self.index.pins)
+            else:
+                txn.delete(snap.id.encode(), db=self.index.pins)
+        pins = set(self.index.pinned())
+        if self.remote:  # other hosts pin too: change only this snapshot in the shared file
+            try:
+                pins = {str(p) for p in json.loads(self.backend.get("pins.json"))}
+            except (FileNotFoundError, ValueError):
+                pass
+            (pins.add if pinned else pins.discard)(snap.id)
+        self.backend.put_bytes("pins.json", json.dumps(sorted(pins)).encode())
+
+    def read_pack_table(self, pack: bytes, size: int | None = None) -> list[BlobEntry]:
+        """The blob table of a pack, read from its end (FormatError when it does not parse).
+        ``size``, when the caller knows it from a listing, saves asking the backend."""
+        name = pack_name(pack)
+        if size is None:
+            size = self.backend.size(name)
+        if size is None:
+            raise FileNotFoundError(name)
+        want = min(size, (16 if self.remote else 64) * 1024)  # remote: most tables fit; else a second GET
+        tail = self.backend.get_range(name, size - want, want)
+        try:
+            return parse_table(tail, size)
+        except NeedMore as more:
+            need = int(more.args[0])
+            return parse_table(self.backend.get_range(name, size - need, need), size)
+
+    def hold_deletions(self, names: list[str]) -> str:
+        """Called by gc just before it deletes ``names``: why it must not delete them now
+        ("" when it may). Locally the exclusive flock already keeps everyone else out. On a
+        remote repository the names are first announced in the gc lease, then any live take or
+        read lease of another process, or a snapshot committed since the sync, defers them."""
+        if self.lease is None or not names:
+            return ""
+        self.lease.update(deleting=names)
+        others = [info for info in self.lease.others() if info.kind != "gc"]
+        if others:
+            who = ", ".join(info.describe() for info in others[:3])
+            return f"{len(others)} other process(es) use the repository ({who})"
+        with self.index.read() as txn:
+            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
+        if self.record_ids() - indexed:
+            return "a snapshot was committed by another host while gc ran"
+        return ""
+
+    def pack_bytes(self) -> int:
+        """Bytes in pack files (what the repository costs on disk, less index and records)."""
+        return sum(size for _name, size in self.backend.list("packs"))

@@ -1,0 +1,1 @@
+"""Read-only views of snapshots: the vfs, the mount namespace, diff and versions."""
