@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from snapstore.view.vfs import SnapshotView
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-SNAP_HELP = "Id prefix, 'latest' or 'latest:TIER'."
+SNAP_HELP = "Id prefix, latest, latest:TIER[,TIER...], each with optional @PATH (the newest holding PATH)."
 INDENT = "    "
 
 
@@ -138,9 +138,10 @@ def _summary_line(summary: DiffSummary) -> str:
 def pick_pair(repo: Repository, spec_a: str, spec_b: str | None) -> tuple[Snapshot, Snapshot]:
     """(old, new): A and B as given; without B, A against the newest of its tier, or the
     previous snapshot of the tier against A when A is the newest."""
-    a = repo.resolve(spec_a)
+    from snapstore.view.selectors import resolve_snapshot
+    a = resolve_snapshot(repo, spec_a)
     if spec_b is not None:
-        return a, repo.resolve(spec_b)
+        return a, resolve_snapshot(repo, spec_b)
     tier = [s for s in repo.snapshots() if s.tier == a.tier]
     if tier[-1].id != a.id:
         return a, tier[-1]

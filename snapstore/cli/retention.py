@@ -24,7 +24,8 @@ def cmd_forget(
 
     app: AppContext = ctx.obj
     with app.open("exclusive" if prune else "write") as repo:
-        chosen = {s.id: s for s in (repo.resolve(spec) for spec in snapshots)}
+        from snapstore.view.selectors import resolve_snapshot
+        chosen = {s.id: s for s in (resolve_snapshot(repo, spec) for spec in snapshots)}
         pinned = repo.index.pinned()
         held = [s.short_id for s in chosen.values() if s.id in pinned]
         if held:
@@ -129,7 +130,8 @@ def cmd_gc(
 def _set_pin(ctx: typer.Context, snapshots: list[str], pinned: bool, json_out: bool) -> None:
     app: AppContext = ctx.obj
     with app.open("write") as repo:
-        chosen = [repo.resolve(spec) for spec in snapshots]
+        from snapstore.view.selectors import resolve_snapshot
+        chosen = [resolve_snapshot(repo, spec) for spec in snapshots]
         for snap in chosen:
             repo.set_pin(snap, pinned)
     if json_out:

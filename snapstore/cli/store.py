@@ -202,7 +202,7 @@ def cmd_list(
 
 def cmd_restore(
     ctx: typer.Context,
-    snapshot: Annotated[str | None, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER' (none with "
+    snapshot: Annotated[str | None, typer.Argument(help="Id prefix, latest, latest:TIER[,TIER], @PATH (none with "
                                                    "--latest-good).", show_default=False)] = None,
     paths: Annotated[list[str] | None, typer.Argument(help="Paths inside the snapshot (default: all).",
                                                       show_default=False)] = None,
@@ -238,10 +238,11 @@ def cmd_restore(
     if check or check_cmd or tier:
         raise UsageError("--check, --check-cmd and --tier go with --latest-good")
     if snapshot is None:
-        raise UsageError("missing argument SNAPSHOT (an id prefix, 'latest' or 'latest:TIER')")
+        raise UsageError("missing argument SNAPSHOT (an id prefix, 'latest' or 'latest:TIER[,TIER]', '@PATH')")
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as repo:
-        snap = repo.resolve(snapshot)
+        from snapstore.view.selectors import resolve_snapshot
+        snap = resolve_snapshot(repo, snapshot)
         stats = restore_snapshot(SnapshotView(repo), snap, paths or [], target, overwrite=overwrite,
                                  partial=partial, progress=progress)
         fetched = repo.fetched_bytes()  # remote: what the restore (and the index sync) downloaded
@@ -318,7 +319,7 @@ def _mode_string(mode: int) -> str:
 
 def cmd_ls(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER'.")],
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest:TIER[,TIER], with @PATH: holding PATH.")],
     path: Annotated[str, typer.Argument(help="Path inside the snapshot.")] = "",
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="List everything below PATH.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Mode, owner, size and time.")] = False,
@@ -330,7 +331,8 @@ def cmd_ls(
 
     app: AppContext = ctx.obj
     with app.open("read") as repo:
-        snap = repo.resolve(snapshot)
+        from snapstore.view.selectors import resolve_snapshot
+        snap = resolve_snapshot(repo, snapshot)
         view = SnapshotView(repo)
         base = as_bytes_path(path)
         entry = view.lookup(snap, base)
@@ -365,7 +367,7 @@ def cmd_ls(
 
 def cmd_cat(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER'.")],
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest:TIER[,TIER], with @PATH: holding PATH.")],
     path: Annotated[str, typer.Argument(help="File inside the snapshot.")],
 ) -> None:
     """Write one file of a snapshot to stdout."""
@@ -375,7 +377,8 @@ def cmd_cat(
 
     app: AppContext = ctx.obj
     with app.open("read") as repo:
-        snap = repo.resolve(snapshot)
+        from snapstore.view.selectors import resolve_snapshot
+        snap = resolve_snapshot(repo, snapshot)
         view = SnapshotView(repo)
         entry = view.lookup(snap, path)
         if entry.kind != FILE:

@@ -312,7 +312,7 @@ def cmd_history(
 
 def cmd_export(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Id prefix, 'latest' or 'latest:TIER'.")],
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest:TIER[,TIER], with @PATH: holding PATH.")],
     paths: Annotated[list[str] | None, typer.Argument(help="Paths inside the snapshot (default: all).",
                                                       show_default=False)] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Archive to write ('-' = stdout).")] = "",
@@ -334,7 +334,8 @@ def cmd_export(
         raise UsageError("--json cannot go with -o - (the archive is on stdout)")
     compression = compression_for(output, "none" if fmt == "tar" else fmt)
     with app.open("read") as repo:
-        snap = repo.resolve(snapshot)
+        from snapstore.view.selectors import resolve_snapshot
+        snap = resolve_snapshot(repo, snapshot)
         view = SnapshotView(repo)
         if output == "-":
             stats = export_tar(view, snap, paths or [], sys.stdout.buffer, compression=compression, prefix=prefix)

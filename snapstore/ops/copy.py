@@ -241,7 +241,9 @@ def select_snapshots(repo: Repository, specs: list[str], *, tier: str | None, la
     if specs:
         if tier or latest:
             raise UsageError("give SNAPSHOT... or --tier/--latest, not both")
-        chosen = {s.id: s for s in (repo.resolve(spec) for spec in specs)}
+        from snapstore.view.selectors import resolve_snapshot
+
+        chosen = {s.id: s for s in (resolve_snapshot(repo, spec) for spec in specs)}
         return list(chosen.values())
     snaps = repo.snapshots()
     if tier:
