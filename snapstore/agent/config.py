@@ -27,6 +27,7 @@ from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -35,9 +36,11 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from snapstore.agent.configpath import DEFAULT_CONFIG_NAME
+from snapstore.agent.depgraph import find_cycle
 from snapstore.errors import ConfigError
 from snapstore.ops.retention import RetentionPolicy, TierRule
 
@@ -197,6 +200,81 @@ class RetentionSettings(_Model):
     group_by_host: bool = False
 
 
+# -- agents and notifications (recovery: snapstore.agent.recover) -----------------------------
+
+AGENT_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class CommandCheck(_Model):
+    """A file check that runs a shell command (exit 0 passes), ``{}`` replaced by the path."""
+
+    command: str = Field(min_length=1)
+
+
+FileCheck = Annotated[
+    Annotated[str, Tag("@name"), Field(pattern=r"^(json|jsonl)$")] | Annotated[CommandCheck, Tag("@command")],
+    Discriminator(
+        lambda v: "@name" if isinstance(v, str) else "@command" if isinstance(v, dict | CommandCheck) else None,
+        custom_error_type="check_type",
+        custom_error_message='must be "json", "jsonl" or an object {"command": CMD}',
+    ),
+]
+
+
+class HealthCheck(_Model):
+    """How to tell an agent is alive; every check given must pass."""
+
+    command: str | None = Field(default=None, min_length=1)  # exits 0 when healthy
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")  # answers 2xx
+    heartbeat: Source | None = None  # a file the agent touches: its mtime moves after the start
+    #: a heartbeat older than this is a dead agent (for ``snap recover --all``)
+    stale_after: PositiveDuration = timedelta(minutes=1)
+    timeout: PositiveDuration = timedelta(seconds=5)  # for one run of the command or one request
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> HealthCheck:
+        if self.command is None and self.url is None and self.heartbeat is None:
+            raise ValueError("give at least one of command, url, heartbeat")
+        return self
+
+
+class AgentConfig(_Model):
+    """One agent: what to restore, how to stop and start it, how to tell it is healthy."""
+
+    #: the agent's folder (or its files, e.g. the orchestrator's state file and config)
+    folder: Annotated[list[Source], BeforeValidator(_as_list), Field(min_length=1)]
+    tiers: list[TierName] | None = None  # default: every tier whose sources cover part of the folder
+    start: str | None = Field(default=None, min_length=1)
+    stop: str | None = Field(default=None, min_length=1)
+    restart: str | None = Field(default=None, min_length=1)  # instead of stop + start
+    health: HealthCheck
+    within: PositiveDuration = timedelta(minutes=5)  # the seed: "responds to heartbeat within 5 minutes"
+    depends_on: list[str] = Field(default_factory=list)
+    checks: list[FileCheck] = Field(default_factory=list)  # on the restored files, before the start
+    attempts: int = Field(default=2, ge=1)  # snapshots tried, newest first, before escalating
+    #: paths inside the folder that are never rolled back unless the live copy fails the checks
+    keep_live: list[Source] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _commands(self) -> AgentConfig:
+        if self.restart is not None and (self.start is not None or self.stop is not None):
+            raise ValueError("give 'restart' or 'start' (with an optional 'stop'), not both")
+        if self.restart is None and self.start is None:
+            raise ValueError("required: 'start' (or 'restart')")
+        return self
+
+
+class NotificationSettings(_Model):
+    """Where failures are sent (Apprise URLs: mailto://, slack://, ntfy://, json://, ...)."""
+
+    urls: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")]] = Field(default_factory=list)
+    title: str = "snap"  # the start of every message's title
+
+
 class Config(_Model):
     """A validated config file. Build it with :func:`load_config`."""
 
@@ -206,6 +284,24 @@ class Config(_Model):
     gc: GcSettings = Field(default_factory=GcSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tiers: dict[TierName, TierConfig] = Field(default_factory=dict)
+    agents: dict[Annotated[str, Field(pattern=f"^{AGENT_NAME_PATTERN}$")], AgentConfig] = Field(default_factory=dict)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+
+    @model_validator(mode="after")
+    def _agent_graph(self) -> Config:
+        for name, agent in self.agents.items():
+            for dep in agent.depends_on:
+                if dep not in self.agents:
+                    known = ", ".join(self.agents)
+                    raise ValueError(f"agents.{name}.depends_on: unknown agent {dep!r} (known: {known})")
+            for tier in agent.tiers or ():
+                if tier not in self.tiers:
+                    known = ", ".join(self.tiers) or "none"
+                    raise ValueError(f"agents.{name}.tiers: unknown tier {tier!r} (known: {known})")
+        cycle = find_cycle({name: a.depends_on for name, a in self.agents.items()})
+        if cycle is not None:
+            raise ValueError("agents: depends_on cycle: " + " -> ".join(cycle))
+        return self
 
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_NAME))
 
@@ -270,6 +366,22 @@ class Config(_Model):
             found[self.path.absolute()] = None
             found.update(dict.fromkeys(json_files))
         return list(found)
+
+    def agent(self, name: str) -> AgentConfig:
+        """The agent called ``name``; ``NotFound`` naming the known agents if there is none."""
+        from snapstore.errors import NotFound
+
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(self.agents) or "none (add an 'agents' section, see docs/config.md)"
+            raise NotFound(f"{self.path}: unknown agent {name!r} (known: {known})") from None
+
+    def resolve_path(self, source: Source, where: str) -> Path:
+        """One path named in the file (a string, or ``from_json``), absolute; it need not exist."""
+        if isinstance(source, FromJsonSource):
+            return self._read_from_json(source, where)[1]
+        return self._resolve(source)
 
     def _read_from_json(self, source: FromJsonSource, where: str) -> tuple[Path, Path]:
         """(the JSON file, the path its ``key`` names, resolved against the JSON file's dir)."""
@@ -417,7 +529,10 @@ def format_validation_error(path: Path | str, exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
     first = errors[0]
     loc = tuple(part for part in first["loc"] if not _is_marker(part))
-    line = f"{path}: {_format_loc(loc)}: {_describe(first, loc)}"
+    if not loc and first["type"] == "value_error":  # a whole-file check names its own field
+        line = f"{path}: {_describe(first, loc)}"
+    else:
+        line = f"{path}: {_format_loc(loc)}: {_describe(first, loc)}"
     if len(errors) > 1:
         more = len(errors) - 1
         line += f" (and {more} more error{'s' if more > 1 else ''})"
@@ -451,7 +566,7 @@ def _describe(error: Any, loc: tuple[str | int, ...]) -> str:
         return _unknown_key(str(loc[-1]), loc[:-1])
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", error["msg"]))
-    if kind == "source_type":
+    if kind in ("source_type", "check_type"):
         return str(error["msg"]) + got
     for bound, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if bound in ctx and kind.startswith(("greater", "less")):
@@ -476,6 +591,12 @@ def _unknown_key(key: str, parent: tuple[str | int, ...]) -> str:
         model = TierConfig
     elif len(parent) == 4 and parent[0] == "tiers" and parent[2] == "sources":
         model = FromJsonSource
+    elif len(parent) == 2 and parent[0] == "agents":
+        model = AgentConfig
+    elif len(parent) == 3 and parent[0] == "agents" and parent[2] == "health":
+        model = HealthCheck
+    elif parent == ("notifications",):
+        model = NotificationSettings
     if model is None:
         return "unknown key"
     known = list(model.model_fields)
