@@ -145,6 +145,12 @@ class RemoteError(SnapError):
     kind = "remote"
 
 
+class TransientError(RemoteError):
+    """A storage request failed in a way that may pass: a timeout, a dropped connection, a 5xx
+    answer, throttling. :mod:`snapstore.storage.retrying` tries again; after the last attempt it
+    reaches the user as a :class:`RemoteError`."""
+
+
 class RemoteAccessDenied(RemoteError):
     """The object store refused the request: wrong or missing credentials, or no permission."""
 

@@ -66,7 +66,7 @@ class AppContext:
             return env
         cfg = self.config()
         if cfg is not None and cfg.repository is not None:
-            from snapstore.storage.backend import looks_remote
+            from snapstore.storage.locations import looks_remote
 
             if looks_remote(cfg.repository):
                 return cfg.repository  # a URL is not relative to the config file's directory
@@ -76,7 +76,7 @@ class AppContext:
 
     def repo_location(self) -> str:
         """The repository as shown and recorded: an absolute path, or the ``s3://`` URL."""
-        from snapstore.storage.backend import parse_location
+        from snapstore.storage.locations import parse_location
 
         return parse_location(self.repo_path()).url
 
@@ -100,7 +100,7 @@ class AppContext:
         cfg = self.config()
         if cfg is not None and cfg.history_path() is not None:
             return Path(cfg.history_path())
-        from snapstore.storage.backend import looks_remote
+        from snapstore.storage.locations import looks_remote
 
         if looks_remote(self.repo_path()):  # nothing local is "beside" a bucket
             state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")

@@ -33,7 +33,7 @@ def cmd_copy(
     from snapstore.errors import RepositoryNotFound, UsageError
     from snapstore.ops.copy import copy_snapshots, select_snapshots
     from snapstore.repo.repository import Repository
-    from snapstore.storage.backend import parse_location
+    from snapstore.storage.locations import parse_location
 
     app: AppContext = ctx.obj
     if not to:
@@ -55,7 +55,7 @@ def cmd_copy(
                                      endpoint=to_s3_endpoint)
         with target:
             result = copy_snapshots(source, target, chosen, progress=progress)
-            sent_net = getattr(target.backend, "bytes_sent", None) if target.remote else None
+            sent_net = target.backend.stats().sent_bytes if target.remote else None
         fetched = source.fetched_bytes()
     progress.done()
     app.record(snapshot=",".join(str(s["id"]) for s in result.copied) or None, bytes=result.bytes_sent,

@@ -139,7 +139,7 @@ class PackSink:
         # Finishing a pack (fsync, read-back check, rename or upload, index) runs on threads of
         # its own so that compression goes on while the disk or the network catches up; a
         # remote backend uploads several packs at once (``parallel_puts``).
-        puts = max(1, int(getattr(repo.backend, "parallel_puts", 1)))
+        puts = max(1, repo.backend.parallel_puts)
         self._finisher = ThreadPoolExecutor(puts, thread_name_prefix="snap-pack")
         self._finishing: list[Future[None]] = []
 

@@ -108,7 +108,7 @@ class _TargetPacks:
         self.result = result
         self.writers: dict[int, tuple[bytes, PackWriter]] = {}
         self.packs: list[bytes] = []
-        puts = max(1, int(getattr(target.backend, "parallel_puts", 1)))
+        puts = max(1, target.backend.parallel_puts)
         self.pool = ThreadPoolExecutor(puts, thread_name_prefix="snap-copy")
         self.pending: list[Future[bytes]] = []
 

@@ -162,7 +162,7 @@ def _candidates(repo: Repository, extra_dead: set[bytes]) -> dict[bytes, ChunkLo
 
 
 def default_safety_window(repo: Repository) -> float:
-    return float(getattr(repo.backend, "default_safety_window_s", 0.0))
+    return repo.backend.default_safety_window_s
 
 
 def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float | None = None,

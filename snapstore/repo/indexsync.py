@@ -128,7 +128,7 @@ def read_tables(repo: Repository, packs: list[tuple[bytes, int]]
         except (FormatError, FileNotFoundError, OSError):
             return pack, size, None
 
-    if len(packs) <= 1 or not getattr(repo.backend, "remote", False):
+    if len(packs) <= 1 or not repo.backend.remote:
         yield from map(one, packs)
         return
     with ThreadPoolExecutor(TABLE_READERS, thread_name_prefix="snap-table") as pool:

@@ -1,7 +1,7 @@
 """The repository facade: init/open, locks, blob reads and writes, snapshot commit and forget.
 
 A repository is at a *location*: a local directory, or ``s3://BUCKET/PREFIX`` (see
-:func:`snapstore.storage.backend.parse_location`). Its files go through ``self.backend``; the LMDB index,
+:func:`snapstore.storage.locations.parse_location`). Its files go through ``self.backend``; the LMDB index,
 the flock files and packs being written live in ``self.cache_dir``: the repository directory
 itself when local (nothing moves on disk), ``$XDG_CACHE_HOME/snapstore/<id>`` when remote. A
 remote repository is the truth shared by several hosts: at every open the index is brought up to
@@ -49,8 +49,9 @@ from snapstore.format.tree import Entry, decode_tree, tree_children
 from snapstore.repo.index import ChunkLocation, Index, TxnCounts
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
-from snapstore.storage.backend import Backend, LocalBackend, Location, open_backend, parse_location, raise_os_error
+from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
 from snapstore.storage.lease import Lease, read_gc_lease
+from snapstore.storage.locations import Location, open_backend, parse_location
 
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
@@ -131,7 +132,7 @@ class Repository:
 
     @property
     def remote(self) -> bool:
-        return bool(getattr(self.backend, "remote", False))
+        return self.backend.remote
 
     # -- life cycle -----------------------------------------------------------------------
     @classmethod
@@ -165,15 +166,15 @@ class Repository:
     def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None) -> None:
         backend = open_backend(location, endpoint=endpoint)
         try:
-            backend.check_bucket()  # type: ignore[attr-defined]
+            backend.check()
             if backend.size("config.json") is not None:
                 raise RepositoryExists(f"a repository already exists at {location.url}")
-            if not backend.is_empty():  # type: ignore[attr-defined]
+            if not backend.is_empty():
                 raise RepositoryExists(f"{location.url} is not empty; choose an empty or new prefix")
-            if backend.create_exclusive("config.json", config.to_bytes()) is None:  # type: ignore[attr-defined]
+            if backend.create_exclusive("config.json", config.to_bytes()) is None:
                 raise RepositoryExists(f"a repository already exists at {location.url}")
         finally:
-            backend.close()  # type: ignore[attr-defined]
+            backend.close()
 
     @classmethod
     def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
@@ -227,7 +228,7 @@ class Repository:
         try:
             raw = backend.get("config.json")
         except FileNotFoundError:
-            backend.check_bucket()  # type: ignore[attr-defined]  # a missing bucket says so
+            backend.check()  # a missing bucket says so
             raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
         config = RepoConfig.from_bytes(raw)
         cache_dir = remote_cache_dir(config.id)
@@ -240,7 +241,7 @@ class Repository:
                     json.dump({"repository": location.url, "id": config.id}, handle)
         except OSError as exc:
             raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
-        backend.tmp_dir = os.path.join(cache_dir, "tmp")  # type: ignore[attr-defined]
+        backend.set_local_tmp_dir(os.path.join(cache_dir, "tmp"))
         held = locking.acquire_for(os.path.join(cache_dir, "locks"), mode, wait=wait, command=command)
         try:
             index = Index(os.path.join(cache_dir, "index"))
@@ -291,15 +292,13 @@ class Repository:
             self.lease.release()
             self.lease = None
         self.index.close()
-        close = getattr(self.backend, "close", None)
-        if close:
-            close()
+        self.backend.close()
         locking.release_all(self._locks)
         self._locks = []
 
     def fetched_bytes(self) -> int | None:
         """Bytes read from a remote backend so far (None for a local repository)."""
-        return getattr(self.backend, "bytes_fetched", None) if self.remote else None
+        return self.backend.stats().fetched_bytes if self.remote else None
 
     def __enter__(self) -> Repository:
         return self

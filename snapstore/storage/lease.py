@@ -27,9 +27,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from snapstore.errors import RemoteError, RepositoryLocked
+from snapstore.storage.backend import Backend
 from snapstore.storage.locking import pid_alive
 
 GC_LEASE = "locks/gc.json"
@@ -84,7 +84,7 @@ class LeaseInfo:
             return None
 
 
-def read_leases(backend: Any) -> list[LeaseInfo]:
+def read_leases(backend: Backend) -> list[LeaseInfo]:
     """Every lease object in ``locks/`` that parses (dead ones included)."""
     found = []
     for name, _size in backend.list("locks"):
@@ -100,7 +100,7 @@ def read_leases(backend: Any) -> list[LeaseInfo]:
     return found
 
 
-def read_gc_lease(backend: Any) -> LeaseInfo | None:
+def read_gc_lease(backend: Backend) -> LeaseInfo | None:
     try:
         raw = backend.get(GC_LEASE)
     except FileNotFoundError:
@@ -111,7 +111,7 @@ def read_gc_lease(backend: Any) -> LeaseInfo | None:
 class Lease:
     """This process's lease on a remote repository: acquire, renew in the background, release."""
 
-    def __init__(self, backend: Any, kind: str, command: str = "", ttl: float | None = None) -> None:
+    def __init__(self, backend: Backend, kind: str, command: str = "", ttl: float | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(kind)
         self.backend = backend
@@ -174,6 +174,9 @@ class Lease:
                 etag = self.backend.create_exclusive(GC_LEASE, self._body())
             else:
                 info = LeaseInfo.parse(GC_LEASE, current[0])
+                if info is not None and info.owner == self.owner:
+                    self._etag = current[1]  # our own write, whose answer was lost and retried
+                    return None
                 if info is not None and info.alive():
                     return info
                 etag = self.backend.replace_if(GC_LEASE, self._body(), current[1])  # take over a dead lease

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from snapstore.errors import RemoteAccessDenied, RemoteError, RepositoryNotFound, UsageError
+from snapstore.storage.backend import BackendStats
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
@@ -270,6 +271,9 @@ class S3Backend:
             return data
 
     # -- Backend protocol ---------------------------------------------------------------
+    def set_local_tmp_dir(self, path: str) -> None:
+        self.tmp_dir = path
+
     def local_tmp_dir(self) -> str:
         if self.tmp_dir is None:
             self.tmp_dir = tempfile.mkdtemp(prefix="snap-s3-")
@@ -347,7 +351,7 @@ class S3Backend:
         self.delete(name)
 
     # -- repository-level checks --------------------------------------------------------
-    def check_bucket(self) -> None:
+    def check(self) -> None:
         """Raise the right error when the bucket is missing or the credentials are refused."""
         try:
             self._call("bucket check", self.client().head_bucket, Bucket=self.bucket)
@@ -401,16 +405,16 @@ class S3Backend:
         """Create ``name`` unless it exists; its ETag, or None when it already existed."""
         return self._conditional_put(name, data, IfNoneMatch="*")
 
-    def replace_if(self, name: str, data: bytes, etag: str) -> str | None:
-        """Overwrite ``name`` only if its ETag is still ``etag``; the new ETag or None."""
-        return self._conditional_put(name, data, IfMatch=etag)
+    def replace_if(self, name: str, data: bytes, tag: str) -> str | None:
+        """Overwrite ``name`` only if its ETag is still ``tag``; the new ETag or None."""
+        return self._conditional_put(name, data, IfMatch=tag)
 
-    def delete_if(self, name: str, etag: str) -> None:
-        """Delete ``name`` if it is still the version ``etag`` (plain delete where unsupported)."""
+    def delete_if(self, name: str, tag: str) -> None:
+        """Delete ``name`` if it is still the version ``tag`` (plain delete where unsupported)."""
         from botocore.exceptions import ClientError
 
         try:
-            self.client().delete_object(Bucket=self.bucket, Key=self.key(name), IfMatch=etag)
+            self.client().delete_object(Bucket=self.bucket, Key=self.key(name), IfMatch=tag)
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _UNSUPPORTED_CODES:
@@ -421,10 +425,10 @@ class S3Backend:
                 raise
 
     # -- life cycle ---------------------------------------------------------------------
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> BackendStats:
         with self._stats_lock:
-            return {"fetched_bytes": self.bytes_fetched, "sent_bytes": self.bytes_sent,
-                    "requests": self.requests, "injected_failures": self.injected_failures}
+            return BackendStats(requests=self.requests, injected_failures=self.injected_failures,
+                                fetched_bytes=self.bytes_fetched, sent_bytes=self.bytes_sent)
 
     def close(self) -> None:
         if self._closed:
@@ -432,7 +436,7 @@ class S3Backend:
         self._closed = True
         path = os.environ.get("SNAP_S3_STATS")
         if path:
-            line = json.dumps({"pid": os.getpid(), "argv": sys.argv[1:], **self.stats()})
+            line = json.dumps({"pid": os.getpid(), "argv": sys.argv[1:], **self.stats().to_json()})
             try:
                 with open(path, "a") as handle:
                     handle.write(line + "\n")

@@ -436,7 +436,7 @@ def test_bad_input_gets_one_line_and_writes_nothing(s3_server: S3Server, bucket:
     ("name:with-colon", "local", "", ""),
 ])
 def test_locations(text: str, kind: str, bucket: str, prefix: str) -> None:
-    from snapstore.storage.backend import parse_location
+    from snapstore.storage.locations import parse_location
 
     loc = parse_location(text)
     assert (loc.kind, loc.bucket, loc.prefix) == (kind, bucket, prefix)
@@ -457,7 +457,7 @@ def test_locations(text: str, kind: str, bucket: str, prefix: str) -> None:
 ])
 def test_bad_locations(text: str, words: str) -> None:
     from snapstore.errors import UsageError
-    from snapstore.storage.backend import parse_location
+    from snapstore.storage.locations import parse_location
 
     with pytest.raises(UsageError) as info:
         parse_location(text)
