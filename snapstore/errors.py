@@ -26,6 +26,8 @@ class ExitCode:
     FUSE = 14  # FUSE not available (extra not installed, /dev/fuse missing)
     REMOTE = 15  # object storage unreachable or failing (after retries), or the s3 extra missing
     ACCESS_DENIED = 16  # object storage refused the credentials (wrong key, no permission, none found)
+    PASSWORD = 17  # wrong repository password, or none given where one is needed
+    WRITE_ONLY = 18  # the repository key is write-only and the command must read what it holds
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
@@ -136,6 +138,26 @@ class NoSpace(SnapError):
 class Interrupted(SnapError):
     exit_code = ExitCode.INTERRUPTED
     kind = "interrupted"
+
+
+class WrongPassword(SnapError):
+    """No key file of the repository opens with the password given (the key files are intact)."""
+
+    exit_code = ExitCode.PASSWORD
+    kind = "wrong_password"
+
+
+class PasswordMissing(WrongPassword):
+    """The repository is encrypted and no password source was given (nor a terminal to ask on)."""
+
+    kind = "password_missing"
+
+
+class WriteOnlyKey(SnapError):
+    """The command reads content, and the key at hand can only write."""
+
+    exit_code = ExitCode.WRITE_ONLY
+    kind = "write_only_key"
 
 
 class RemoteError(SnapError):

@@ -39,10 +39,20 @@ def main_options(
     s3_endpoint: Annotated[str | None, typer.Option("--s3-endpoint", help="S3 endpoint URL for s3:// repositories "
                                                     "(else $SNAP_S3_ENDPOINT, else AWS).",
                                                     show_default=False)] = None,
+    password_file: Annotated[str | None, typer.Option("--password-file", help="Encrypted repositories: read the "
+                                                      "password from this file (else $SNAP_PASSWORD...).",
+                                                      show_default=False)] = None,
+    password_command: Annotated[str | None, typer.Option("--password-command", help="Encrypted repositories: "
+                                                         "run this command (no shell) for the password.",
+                                                         show_default=False)] = None,
 ) -> None:
     obj = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()  # main() passes one in
     obj.repo_arg, obj.config_arg, obj.wait, obj.quiet = repo, config, wait, quiet
     obj.subcommand = ctx.invoked_subcommand or ""
+    if password_file or password_command:
+        from snapstore.cli.password import PasswordOptions
+
+        obj.passwords = PasswordOptions(file=password_file, command=password_command)
     if s3_endpoint:
         obj.s3_endpoint = s3_endpoint
         os.environ["SNAP_S3_ENDPOINT"] = s3_endpoint  # for every open, and a background mount's child
@@ -53,7 +63,7 @@ def _register() -> None:
     from snapstore.cli import store
 
     store.register(app)
-    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote"):
+    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -74,7 +84,7 @@ def _report(exc: SnapError) -> None:
 
 
 def _hoist_global_flags(args: list[str]) -> list[str]:
-    """Accept ``-q``/``--quiet`` and ``--s3-endpoint URL`` after the command name too
+    """Accept ``-q``/``--quiet``, ``--s3-endpoint URL`` and the password sources after the command name too
     (``snap take . -q``, ``snap init s3://bucket/agents --s3-endpoint http://127.0.0.1:8333``)."""
     end = args.index("--") if "--" in args else len(args)
     hoisted: list[str] = []
@@ -84,10 +94,10 @@ def _hoist_global_flags(args: list[str]) -> list[str]:
         arg = args[i]
         if arg in ("-q", "--quiet"):
             hoisted.append("--quiet")
-        elif arg == "--s3-endpoint" and i + 1 < end:
+        elif arg in ("--s3-endpoint", "--password-file", "--password-command") and i + 1 < end:
             hoisted += [arg, args[i + 1]]
             i += 1
-        elif arg.startswith("--s3-endpoint="):
+        elif arg.startswith(("--s3-endpoint=", "--password-file=", "--password-command=")):
             hoisted.append(arg)
         else:
             rest.append(arg)
