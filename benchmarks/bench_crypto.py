@@ -4,6 +4,7 @@ Run from the repository root with the venv active::
 
     python benchmarks/bench_crypto.py              # AES-256-GCM vs ChaCha20-Poly1305, keyed BLAKE3, Argon2id
     python benchmarks/bench_crypto.py --json
+    python benchmarks/bench_crypto.py --padding /tmp/snapbench/data-1000000000-0-s0   # padding cost
 
 Rows: one-thread encrypt and decrypt MB/s of each AEAD on 1 MiB blobs (snap's chunk size) and on
 4 KiB blobs (small trees); two threads at once (whether the library releases the GIL, which a take
@@ -80,13 +81,45 @@ def measure() -> dict[str, object]:
     return rows
 
 
+def padding_cost(root: str) -> dict[str, object]:
+    """What padding stored blobs to buckets costs on a data set: every file chunked with the default
+    chunker, each unique chunk compressed as a take would, then framed with and without padding."""
+    from snapstore.format.chunker import Chunker, ChunkerParams
+    from snapstore.format.compress import compress
+    from snapstore.format.crypto import BLOB_BODY, padded_length, sealed_overhead
+
+    chunker = Chunker(ChunkerParams())
+    seen: set[bytes] = set()
+    raw = plain = padded = blobs = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in sorted(names):
+            path = os.path.join(dirpath, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            with open(path, "rb") as handle:
+                for piece in chunker.cut(handle):
+                    digest = blake3.blake3(piece).digest()
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                    _code, body = compress(bytes(piece), 3)
+                    inner = BLOB_BODY.size + len(body)
+                    raw += len(piece)
+                    plain += inner + sealed_overhead()
+                    padded += padded_length(inner) + sealed_overhead()
+                    blobs += 1
+    return {"data set": root, "unique chunks": blobs, "raw bytes": raw, "stored, no padding": plain,
+            "stored, padded": padded, "padding cost %": round(100 * (padded - plain) / max(plain, 1), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--padding", metavar="DIR", help="measure the padding cost on this data set instead")
     args = parser.parse_args()
     import cryptography
 
-    rows = measure()
+    rows = padding_cost(args.padding) if args.padding else measure()
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "cryptography": cryptography.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
