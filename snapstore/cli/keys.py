@@ -62,7 +62,7 @@ class _Repo:
 
 @contextmanager
 def _open(app: AppContext) -> Iterator[_Repo]:
-    from snapstore.storage.backend import open_backend, parse_location
+    from snapstore.storage.locations import open_backend, parse_location
 
     location = parse_location(app.repo_path())
     if not location.remote and not os.path.isfile(os.path.join(location.path, "config.json")):
@@ -84,9 +84,7 @@ def _open(app: AppContext) -> Iterator[_Repo]:
                              "repository with 'snap copy --init' to encrypt it)")
         yield _Repo(backend, repo_id, location.url)
     finally:
-        close = getattr(backend, "close", None)
-        if close:
-            close()
+        backend.close()
 
 
 def kdf_profile_choice(option: str | None) -> str:
