@@ -63,7 +63,7 @@ def _register() -> None:
     from snapstore.cli import store
 
     store.register(app)
-    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys"):
+    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
