@@ -151,14 +151,34 @@ def read_events(path: str | os.PathLike[str]) -> HistoryRead:
     return HistoryRead(events, bad)
 
 
+def mentions_agent(event: dict[str, Any], agent: str) -> bool:
+    """Whether an event concerns the agent ``agent``: a path it names (``path``, ``target``,
+    ``archive``) has ``agents/<agent>`` in it, or a tag or the host is that name."""
+    needle = f"agents/{agent}"
+    for key in ("path", "target", "archive"):
+        value = str(event.get(key) or "")
+        at = value.find(needle)
+        if at >= 0 and value[at + len(needle):at + len(needle) + 1] in ("", "/"):
+            return True
+    tags = event.get("tags")
+    return event.get("host") == agent or (isinstance(tags, list) and agent in tags)
+
+
 def filter_events(events: Iterable[dict[str, Any]], *, since: datetime | None = None, tier: str | None = None,
-                  command: str | None = None) -> list[dict[str, Any]]:
-    """Events at or after ``since``, of ``tier``, of ``command`` (each filter optional)."""
+                  command: str | None = None, agent: str | None = None,
+                  failures: bool = False) -> list[dict[str, Any]]:
+    """Events at or after ``since``, of ``tier``, of ``command``, concerning ``agent``
+    (:func:`mentions_agent`), and with ``failures`` only those whose result is not ``ok``
+    (each filter optional)."""
     out = []
     for event in events:
         if tier is not None and event.get("tier") != tier:
             continue
         if command is not None and event.get("command") != command:
+            continue
+        if failures and event.get("result", "ok") == "ok":
+            continue
+        if agent is not None and not mentions_agent(event, agent):
             continue
         if since is not None:
             try:

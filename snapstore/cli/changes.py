@@ -8,7 +8,6 @@ and :mod:`snapstore.view.versions`, and renders the result (human text, or one J
 from __future__ import annotations
 
 import stat as statmod
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +20,6 @@ from snapstore.errors import PathNotFound, SnapshotNotFound, UsageError
 if TYPE_CHECKING:
     from snapstore.format.snapshot import Snapshot
     from snapstore.format.tree import Entry
-    from snapstore.repo.repository import Repository
     from snapstore.view.diff import Change, ContentDiff, DiffSummary
     from snapstore.view.vfs import SnapshotView
 
@@ -135,60 +133,10 @@ def _summary_line(summary: DiffSummary) -> str:
 
 
 # -- diff ---------------------------------------------------------------------------------
-def pick_pair(repo: Repository, spec_a: str, spec_b: str | None) -> tuple[Snapshot, Snapshot]:
-    """(old, new): A and B as given; without B, A against the newest of its tier, or the
-    previous snapshot of the tier against A when A is the newest."""
-    from snapstore.view.selectors import resolve_snapshot
-    a = resolve_snapshot(repo, spec_a)
-    if spec_b is not None:
-        return a, resolve_snapshot(repo, spec_b)
-    tier = [s for s in repo.snapshots() if s.tier == a.tier]
-    if tier[-1].id != a.id:
-        return a, tier[-1]
-    if len(tier) < 2:
-        raise SnapshotNotFound(f"snapshot {a.short_id} is the only one in tier {a.tier!r}; "
-                               "give a second snapshot to compare with")
-    return tier[-2], a
-
-
 def _lookup(view: SnapshotView, snap: Snapshot, path: bytes) -> Entry | None:
-    try:
-        return view.lookup(snap, path)
-    except PathNotFound:
-        return None
+    from snapstore.view.compare import lookup_or_none
 
-
-def iter_changes(view: SnapshotView, old: Snapshot, new: Snapshot, paths: list[bytes]) -> Iterator[Change]:
-    """The changes under each path (all paths are looked up before the first change)."""
-    from snapstore.view.diff import diff_entries
-    from snapstore.view.vfs import show_path
-
-    pairs: list[tuple[bytes, Entry | None, Entry | None]] = []
-    for path in paths:
-        a, b = _lookup(view, old, path), _lookup(view, new, path)
-        if a is None and b is None:
-            raise PathNotFound(f"path not in snapshot {old.short_id} nor in {new.short_id}: {show_path(path)}")
-        pairs.append((path, a, b))
-
-    def run() -> Iterator[Change]:
-        for path, a, b in pairs:
-            yield from diff_entries(view.repo.read_tree, path, a, b, is_root=(path == b""))
-
-    return run()
-
-
-def content_of(view: SnapshotView, change: Change, cap: int) -> ContentDiff | None:
-    """The content comparison of a modified file (None for other changes)."""
-    from snapstore.format.tree import FILE
-    from snapstore.view.diff import MODIFIED, compare_content, too_large
-
-    old, new = change.old, change.new
-    if change.kind != MODIFIED or old is None or new is None or old.kind != FILE:
-        return None
-    big = too_large(old.size, new.size, cap)
-    if big is not None:
-        return big
-    return compare_content(change.path, view.read(old, 0, old.size), view.read(new, 0, new.size))
+    return lookup_or_none(view, snap, path)
 
 
 def _content_lines(result: ContentDiff) -> list[str]:
@@ -218,6 +166,7 @@ def cmd_diff(
     json_out: JsonOpt = False,
 ) -> None:
     """Show what changed from SNAP_A to SNAP_B: added, removed, modified and metadata-only entries."""
+    from snapstore.view.compare import iter_changes, pick_pair
     from snapstore.view.diff import Tally, prune_nested
     from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
@@ -251,6 +200,8 @@ def cmd_diff(
                 continue
             echo(_describe(change))
             if content:
+                from snapstore.view.compare import content_of
+
                 result = content_of(view, change, max_size)
                 if result is not None:
                     for line in _content_lines(result):
@@ -259,6 +210,7 @@ def cmd_diff(
 
 
 def _change_json(view: SnapshotView, change: Change, content: bool, max_size: int) -> dict[str, Any]:
+    from snapstore.view.compare import content_of
     from snapstore.view.vfs import show_path
 
     row: dict[str, Any] = {"change": change.kind, "path": show_path(change.path),
