@@ -164,10 +164,11 @@ def cmd_stats(
     if (path or depth != 1) and by != "path":
         raise UsageError("--path and --depth go with --by path")
     from snapstore.ops.stats import repository_stats
+    from snapstore.view.selectors import resolve_snapshot
     from snapstore.view.vfs import as_bytes_path
 
     with app.open("read") as repo:
-        chosen = [repo.resolve(spec) for spec in snapshots] if snapshots else None
+        chosen = [resolve_snapshot(repo, spec) for spec in snapshots] if snapshots else None
         report = repository_stats(repo, chosen, by=by, depth=depth, prefix=as_bytes_path(path))
     if json_out:
         emit_json({"repository": app.repo_location(), **report.to_json(by)})
@@ -189,9 +190,10 @@ def _what_if(app: AppContext, root: str, chunk_avg: str | None, compression: str
         if chunk_avg:
             raise UsageError("--against uses the repository's chunker: give no --chunk-avg")
         from snapstore.ops.stats import BlobWalker, RepoSizes
+        from snapstore.view.selectors import resolve_snapshot
 
         with app.open("read") as repo:
-            snap = repo.resolve(against)
+            snap = resolve_snapshot(repo, against)
             walker = BlobWalker(repo.read_tree, RepoSizes(repo))
             walker.add_root(bytes.fromhex(snap.root))
             known = walker.seen
