@@ -1,6 +1,6 @@
 """On-change snapshots: has a tier changed since its last snapshot, and the inotify watcher.
 
-This module owns three things:
+This module owns two things:
 
 - :func:`find_change`: whether the sources on disk differ from a snapshot, cheaply. The walk
   compares names, types, sizes, mtimes, modes, owners and symlink targets against the
@@ -9,8 +9,8 @@ This module owns three things:
   inode)`` must equal the file's stat and the cached chunk list the entry's, which proves the
   content is the same without reading it (a file rewritten with its old mtime has a new ctime).
   Nothing is read from the source files and no chunk is read from the repository.
-- :func:`take_if_changed`: ``snap take --if-changed`` (take only when :func:`find_change`
-  finds a difference from the tier's newest snapshot).
+  ``snap take --if-changed`` (:func:`snapstore.agent.tiers.take_tier`) takes only when it
+  finds a difference from the tier's newest snapshot.
 - :class:`Watcher` and :class:`StopSignals`: ``snap watch``. Directory sources are watched
   recursively, file sources through their parent directory (editors replace files by rename).
   A burst of events becomes one snapshot: the take starts once no event came for ``debounce``
@@ -29,14 +29,13 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from snapstore.errors import PathNotFound
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, FILE, SYMLINK, Entry
-from snapstore.ops.backup import Source, TakeResult, normalize_sources, take_snapshot
+from snapstore.ops.backup import Source, normalize_sources
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
 
@@ -164,31 +163,6 @@ def find_change(repo: Repository, snap: Snapshot | None, sources: list[Source],
                 if problem:
                     return problem
     return None
-
-
-@dataclass(frozen=True)
-class IfChanged:
-    """What ``take --if-changed`` did: a new snapshot, or the one nothing changed since."""
-
-    taken: TakeResult | None
-    unchanged_since: Snapshot | None
-    change: str  # the first difference found ("" when unchanged)
-
-
-def last_of_tier(repo: Repository, tier: str) -> Snapshot | None:
-    snaps = [s for s in repo.snapshots() if s.tier == tier]
-    return snaps[-1] if snaps else None
-
-
-def take_if_changed(repo: Repository, sources: list[Source], *, tier: str,
-                    excludes: list[str] | None = None, **take_options: Any) -> IfChanged:
-    """Take a snapshot of ``sources`` in ``tier`` only when they differ from its newest one."""
-    last = last_of_tier(repo, tier)
-    change = find_change(repo, last, sources, excludes)
-    if change is None:
-        return IfChanged(None, last, "")
-    result = take_snapshot(repo, sources, tier=tier, excludes=excludes, **take_options)
-    return IfChanged(result, None, change)
 
 
 # -------------------------------------------------------------------------------------------

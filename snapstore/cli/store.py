@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from snapstore.cli.context import AppContext
 from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
-from snapstore.errors import ExitCode, SnapError, UsageError
+from snapstore.errors import ExitCode, Interrupted, SnapError, UsageError
 
 if TYPE_CHECKING:
-    from snapstore.repo.repository import Repository
+    from snapstore.agent.schedule import TierStatus
+    from snapstore.agent.tiers import TakeOptions, TierTake
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -50,77 +50,20 @@ def cmd_init(
         echo(f"created repository {config.id[:8]} at {path}")
 
 
-def _sources_for(app: AppContext, paths: list[str], tier: str) -> tuple[list, bool]:
-    """Sources as ``Source`` objects: the given paths, else the tier's sources from the config."""
-    from snapstore.ops.backup import source_for
-
-    if paths:
-        return [source_for(p, os.getcwd()) for p in paths], False
-    cfg = app.config()
-    if cfg is None:
-        raise UsageError("no paths given and no config file with tiers (give PATH... or --config)")
-    base = str(cfg.base_dir)
-    cfg.tier(tier)  # unknown tier: ConfigError naming the known ones
-    # config sources resolve to absolute paths; inside the config's directory they keep their
-    # relative form in the snapshot (agents/Z/...), like paths given on the command line.
-    return [source_for(os.path.relpath(p, base), base) for p in cfg.resolve_sources(tier)], True
-
-
-def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], compression: int | None,
-             verify: str, excludes: list[str], if_changed: bool, json_out: bool,
-             repo: Repository | None = None) -> tuple[int, dict[str, Any]]:
-    """Take one snapshot of PATH... or of a tier's sources (with ``if_changed`` only when they
-    differ from the tier's last snapshot), print the human report and fill the history event.
-    Returns (exit code, the --json object). Uses ``repo`` when given, else opens one."""
-    from snapstore.agent.watch import take_if_changed
-    from snapstore.ops.backup import take_snapshot
-
-    event = app.record(tier=tier)
-    try:
-        sources, from_config = _sources_for(app, paths, tier)
-        level = compression
-        tags = list(tags)
-        if from_config:
-            tier_config = app.config().tier(tier)
-            level = tier_config.compression_level if level is None else level
-            tags += [t for t in tier_config.tags if t not in tags]
-        progress = Progress(not app.quiet and not json_out)
-        options: dict[str, Any] = {"tier": tier, "tags": tuple(tags), "level": level, "verify": verify,
-                                   "excludes": excludes, "progress": progress}
-        with nullcontext(repo) if repo is not None else app.open("write") as opened:
-            if if_changed:
-                outcome = take_if_changed(opened, sources, **options)
-                result = outcome.taken
-            else:
-                result = take_snapshot(opened, sources, **options)
-        progress.done()
-    except SnapError as exc:
-        event.update(result="error", error=exc.message, exit_code=exc.exit_code)
-        raise
-    if result is None:  # --if-changed and nothing changed: nothing taken, nothing logged
-        assert app.events is not None and outcome.unchanged_since is not None
-        app.events[:] = [e for e in app.events if e is not event]
-        since = outcome.unchanged_since
-        if not json_out:
-            echo(f"unchanged since {since.short_id} ({tier}, {since.time:%Y-%m-%d %H:%M:%S} UTC); nothing taken")
-        return ExitCode.OK, {"taken": False, "tier": tier, "unchanged_since": since.id}
-    snap = result.snapshot
+def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:
+    """The human report of one take (nothing with ``--json``), and its warnings."""
+    snap = take.snapshot
+    if snap is None:  # --if-changed and nothing changed
+        since = take.unchanged_since
+        if not json_out and since is not None:
+            echo(f"unchanged since {since.short_id} ({take.tier}, {since.time:%Y-%m-%d %H:%M:%S} UTC); nothing taken")
+        return
     st = snap.stats
-    code = ExitCode.PARTIAL if st.unreadable else ExitCode.OK
-    event.update(snapshot=snap.id, files=st.files, bytes=st.bytes, new_bytes=st.new_bytes,
-                 duration_s=round(st.duration_s, 3), result="partial" if st.unreadable else "ok", exit_code=code)
-    if st.unreadable:
-        event["error"] = f"{st.unreadable} file(s) could not be read: {'; '.join(st.errors[:3])}"
-    out = snap.summary()
-    out.update({"dirs": st.dirs, "read_bytes": st.read_bytes, "new_chunks": st.new_chunks,
-                "verified": st.verified, "errors": list(st.errors)})
-    if if_changed:
-        out.update({"taken": True, "change": outcome.change})
     if not json_out and not app.quiet:
         rate = st.read_bytes / st.duration_s / 1e6 if st.duration_s > 0 else 0.0
         ratio = st.bytes / st.new_bytes if st.new_bytes else float("inf")
-        if if_changed:
-            echo(f"changed: {outcome.change}")
+        if take.if_changed:
+            echo(f"changed: {take.change}")
         echo(f"snapshot {snap.short_id} saved ({snap.tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC)")
         echo(f"  files {st.files}, dirs {st.dirs}, logical {human_bytes(st.bytes)}, "
              f"read {human_bytes(st.read_bytes)} at {rate:.0f} MB/s")
@@ -131,7 +74,72 @@ def take_one(app: AppContext, paths: list[str], *, tier: str, tags: list[str], c
         for err in st.errors:
             warn(f"snap: warning: unreadable: {err}")
         warn(f"snap: {st.unreadable} file(s) could not be read; the snapshot lacks them (exit {ExitCode.PARTIAL})")
-    return code, out
+
+
+def record_take(app: AppContext, event: dict[str, Any], take: TierTake) -> None:
+    """Fill the history event of one take (a take that took nothing leaves no event)."""
+    snap = take.snapshot
+    if snap is None:
+        assert app.events is not None
+        app.events[:] = [e for e in app.events if e is not event]
+        return
+    st = snap.stats
+    event.update(take.history_fields(), result="partial" if st.unreadable else "ok", exit_code=take.exit_code)
+    if st.unreadable:
+        event["error"] = f"{st.unreadable} file(s) could not be read: {'; '.join(st.errors[:3])}"
+
+
+def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
+    """``snap take --due``: render :func:`snapstore.agent.tiers.take_due` as it goes. The first
+    error is raised at the end (its exit code is the command's), the others are printed as
+    they happen."""
+    from snapstore import clock
+    from snapstore.agent import tiers
+
+    cfg = tiers.config_with_tiers(app.config(), "snap take --due")
+    current: dict[str, Any] = {}
+    failures = 0
+
+    def start(status: TierStatus) -> Progress:
+        if not json_out and not app.quiet:
+            echo(f"{status.tier}: due: {status.reason}")
+        current["event"] = app.record(tier=status.tier)
+        current["progress"] = progress = Progress(not app.quiet and not json_out)
+        return progress
+
+    def done(result: tiers.DueTake) -> None:
+        nonlocal failures
+        current["progress"].done()
+        event = current.pop("event")
+        if result.error is not None:
+            exc = result.error
+            event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+            if failures:  # the first one is raised at the end
+                warn(f"snap: error: {result.status.tier}: {exc.message}")
+            failures += 1
+            return
+        assert result.take is not None
+        record_take(app, event, result.take)
+        render_take(app, result.take, json_out=json_out)
+
+    with app.open("write") as repo:
+        try:
+            run = tiers.take_due(repo, cfg, now=clock.now(), options=options, on_start=start, on_done=done)
+        except Interrupted as exc:
+            if "event" in current:
+                current.pop("event").update(result="error", error=exc.message, exit_code=exc.exit_code)
+            raise
+    if not run.due:
+        app.record_nothing()
+    if json_out:
+        emit_json(run.to_json())
+    elif not run.due and not app.quiet:
+        upcoming = run.next_slot()
+        nxt = f"; next: {upcoming[1]} at {clock.format_time(upcoming[0])}" if upcoming else ""
+        echo(f"nothing due{nxt}")
+    if run.first_error is not None:
+        raise run.first_error
+    return run.exit_code
 
 
 def cmd_take(
@@ -153,21 +161,30 @@ def cmd_take(
     json_out: JsonOpt = False,
 ) -> int:
     """Take a snapshot of PATH... (or of the tier's sources in the config file)."""
+    from snapstore.agent.tiers import TakeOptions, plan_tier, take_tier
+
     app: AppContext = ctx.obj
-    if verify not in ("quick", "full", "none"):
-        raise UsageError("--verify must be quick, full or none")
+    options = TakeOptions(tags=tuple(tag or ()), compression=compression, verify=verify,
+                          excludes=tuple(exclude or ()), if_changed=if_changed)
     if due:
         if paths or tier != "manual":
             raise UsageError("--due takes the config's due tiers: give no PATH and no --tier")
-        from snapstore.cli.workflows import take_due
-
-        return take_due(app, tags=list(tag or ()), compression=compression, verify=verify,
-                        excludes=exclude or [], if_changed=if_changed, json_out=json_out)
-    code, out = take_one(app, paths or [], tier=tier, tags=list(tag or ()), compression=compression,
-                         verify=verify, excludes=exclude or [], if_changed=if_changed, json_out=json_out)
+        return _take_due(app, options, json_out=json_out)
+    event = app.record(tier=tier)
+    try:
+        plan = plan_tier(tier, config=None if paths else app.config(), paths=paths or [], options=options)
+        progress = Progress(not app.quiet and not json_out)
+        with app.open("write") as repo:
+            take = take_tier(repo, plan, progress=progress)
+        progress.done()
+    except SnapError as exc:
+        event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+        raise
+    record_take(app, event, take)
+    render_take(app, take, json_out=json_out)
     if json_out:
-        emit_json(out)
-    return code
+        emit_json(take.to_json())
+    return take.exit_code
 
 
 def cmd_list(

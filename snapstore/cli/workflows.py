@@ -1,6 +1,7 @@
-"""Workflow commands: ``due``, ``schedule``, ``watch``, ``history``, ``export``, ``import``, and
-the ``--due`` mode of ``snap take`` (:func:`take_due`). Parsing and rendering only: the logic is in
-``snapstore.agent.schedule``, ``snapstore.agent.watch``, ``snapstore.agent.history`` and ``snapstore.agent.tarball``."""
+"""Workflow commands: ``due``, ``schedule``, ``watch``, ``history``, ``export``, ``import``.
+Parsing and rendering only: the logic is in ``snapstore.agent.tiers`` (taking a tier),
+``snapstore.agent.schedule``, ``snapstore.agent.watch``, ``snapstore.agent.history`` and
+``snapstore.agent.tarball``."""
 
 from __future__ import annotations
 
@@ -16,77 +17,18 @@ import typer
 from snapstore import clock
 from snapstore.cli.context import AppContext
 from snapstore.cli.output import echo, emit_json, human_bytes, warn
-from snapstore.cli.store import _sources_for, take_one
-from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
+from snapstore.errors import ExitCode, Interrupted, SnapError, UsageError
 
 if TYPE_CHECKING:
     from snapstore.agent.config import Config
-    from snapstore.agent.schedule import TierStatus
-    from snapstore.format.snapshot import Snapshot
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _config(app: AppContext, what: str) -> Config:
-    cfg = app.config()
-    if cfg is None or not cfg.tiers:
-        raise ConfigError(f"{what} needs a config file with tiers (--config, $SNAP_CONFIG or ./backup_schedule.json)")
-    return cfg
+    from snapstore.agent.tiers import config_with_tiers
 
-
-def _statuses(cfg: Config, snapshots: list[Snapshot], now: datetime) -> list[TierStatus]:
-    from snapstore.agent.schedule import local_zone, tier_status
-
-    return tier_status({name: tier.schedule for name, tier in cfg.tiers.items()}, snapshots, now, local_zone())
-
-
-# -- take --due -----------------------------------------------------------------------------
-
-
-def take_due(app: AppContext, *, tags: list[str], compression: int | None, verify: str, excludes: list[str],
-             if_changed: bool, json_out: bool) -> int:
-    """``snap take --due``: take every due tier once, under one write lock (so two overlapping
-    runs cannot both take a slot). A failing tier does not stop the others; the first error is
-    raised at the end (its exit code is the command's), the others are printed as they happen."""
-    cfg = _config(app, "snap take --due")
-    now = clock.now()
-    taken: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    first_error: SnapError | None = None
-    worst = ExitCode.OK
-    with app.open("write") as repo:
-        statuses = _statuses(cfg, repo.snapshots(), now)
-        due = [s for s in statuses if s.due]
-        if not due:
-            app.record_nothing()
-        for status in due:
-            if not json_out and not app.quiet:
-                echo(f"{status.tier}: due: {status.reason}")
-            try:
-                code, out = take_one(app, [], tier=status.tier, tags=tags, compression=compression, verify=verify,
-                                     excludes=excludes, if_changed=if_changed, json_out=json_out, repo=repo)
-            except Interrupted:
-                raise
-            except SnapError as exc:
-                errors.append({"tier": status.tier, "error": exc.kind, "message": exc.message,
-                               "exit_code": exc.exit_code})
-                if first_error is None:
-                    first_error = exc
-                else:
-                    warn(f"snap: error: {status.tier}: {exc.message}")
-                continue
-            worst = max(worst, code)
-            taken.append(out)
-    if json_out:
-        emit_json({"time": clock.format_time(now), "due": [s.to_json() for s in due], "taken": taken,
-                   "errors": errors})
-    elif not due and not app.quiet:
-        upcoming = sorted((s.next_slot, s.tier) for s in statuses if s.next_slot is not None)
-        nxt = f"; next: {upcoming[0][1]} at {clock.format_time(upcoming[0][0])}" if upcoming else ""
-        echo(f"nothing due{nxt}")
-    if first_error is not None:
-        raise first_error
-    return worst
+    return config_with_tiers(app.config(), what)
 
 
 # -- due ------------------------------------------------------------------------------------
@@ -99,10 +41,12 @@ def cmd_due(
 ) -> None:
     """List the tiers whose schedule is due: no snapshot since their last scheduled time."""
     app: AppContext = ctx.obj
+    from snapstore.agent.tiers import tier_statuses
+
     cfg = _config(app, "snap due")
     now = clock.now()
     with app.open("read") as repo:
-        statuses = _statuses(cfg, repo.snapshots(), now)
+        statuses = tier_statuses(cfg, repo.snapshots(), now)
     shown = statuses if all_tiers else [s for s in statuses if s.due]
     if json_out:
         emit_json([s.to_json() for s in shown])
@@ -191,12 +135,13 @@ def cmd_watch(
     At start it takes one if the sources changed since the tier's last snapshot. SIGTERM or
     Ctrl-C stops it after the take in progress has committed; a second one aborts that take
     (nothing is committed)."""
-    from snapstore.agent.watch import Watcher, take_if_changed, watch_sources
+    from snapstore.agent.tiers import TakeOptions, plan_tier, take_tier
+    from snapstore.agent.watch import Watcher, watch_sources
 
     app: AppContext = ctx.obj
     cfg = _config(app, "snap watch")
-    tier_config = cfg.tier(tier)
-    sources, _ = _sources_for(app, [], tier)
+    plan = plan_tier(tier, config=cfg, options=TakeOptions(if_changed=True))
+    sources = plan.sources
     repo_path = app.repo_location()
     app.open("read").close()  # fail early, with the right exit code
     app.wait = max(app.wait, 60.0)  # a take must not fail because a scheduled take holds the lock
@@ -213,8 +158,7 @@ def cmd_watch(
             sys.stdout.flush()
         try:
             with app.open("write") as repo:
-                outcome = take_if_changed(repo, sources, tier=tier, tags=tuple(tier_config.tags),
-                                          level=tier_config.compression_level)
+                outcome = take_tier(repo, plan)
         except Interrupted as exc:  # a second signal during the take: nothing was committed
             event["duration_s"] = round(time.monotonic() - started, 3)
             app.write_history([event], exit_code=exc.exit_code, error=exc.message)
@@ -224,20 +168,18 @@ def cmd_watch(
             event["duration_s"] = round(time.monotonic() - started, 3)
             app.write_history([event], exit_code=exc.exit_code, error=exc.message, alert=True)
             return
-        if outcome.taken is None:
+        snap = outcome.snapshot
+        if snap is None:
             if events and not app.quiet:
                 since = outcome.unchanged_since
                 echo(f"unchanged since {since.short_id if since else '?'}")
             return
-        snap = outcome.taken.snapshot
         st = snap.stats
-        code = ExitCode.PARTIAL if st.unreadable else ExitCode.OK
-        event.update(snapshot=snap.id, files=st.files, bytes=st.bytes, new_bytes=st.new_bytes,
-                     duration_s=round(st.duration_s, 3))
+        event.update(outcome.history_fields())
         echo(f"snapshot {snap.short_id} saved ({tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC): {outcome.change}")
         sys.stdout.flush()
         error = f"{st.unreadable} file(s) could not be read" if st.unreadable else ""
-        app.write_history([event], exit_code=code, error=error, alert=bool(code))
+        app.write_history([event], exit_code=outcome.exit_code, error=error, alert=bool(outcome.exit_code))
 
     def ready(watcher: Watcher) -> None:
         action(0)  # catch up with changes made while nobody watched

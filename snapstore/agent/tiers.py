@@ -1,0 +1,255 @@
+"""Taking a tier: the one use case behind ``snap take``, ``snap take --due`` and ``snap watch``.
+
+This module owns what "take tier T" means, for every front end (the CLI, the watcher, a web
+UI): which sources (the paths given, else the tier's sources in the config), which tags and
+compression level (the tier's, merged with what the caller asked for), ``--if-changed``
+(take only when the sources differ from the tier's newest snapshot), and ``--due`` (every
+tier whose schedule is due, under one lock, one failing tier not stopping the others).
+
+It is planned first, then executed: :func:`plan_tier` resolves sources and settings without
+touching the repository (so a bad config fails before a lock is taken), :func:`take_tier`
+runs a plan against an open repository and returns a frozen :class:`TierTake`. Nothing here
+prints: front ends render the results (``to_json`` gives the ``--json`` object).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from snapstore import clock
+from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
+from snapstore.ops.backup import Source, TakeResult, source_for, take_snapshot
+
+if TYPE_CHECKING:
+    from snapstore.agent.config import Config
+    from snapstore.agent.schedule import TierStatus
+    from snapstore.format.snapshot import Snapshot
+    from snapstore.repo.repository import Repository
+
+ProgressFn = Callable[[dict[str, object]], None]
+VERIFY_MODES = ("quick", "full", "none")
+
+
+@dataclass(frozen=True)
+class TakeOptions:
+    """What the caller asks for on top of the tier's own settings."""
+
+    tags: tuple[str, ...] = ()
+    compression: int | None = None  # zstd level; None: the tier's, else the repository's
+    verify: str = "quick"  # after-take check: quick, full or none
+    excludes: tuple[str, ...] = ()
+    if_changed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verify not in VERIFY_MODES:
+            raise UsageError("--verify must be quick, full or none")
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """One take, resolved: what to read and how to file it."""
+
+    tier: str
+    sources: tuple[Source, ...]
+    from_config: bool  # the tier's sources from the config (else paths given by the caller)
+    tags: tuple[str, ...]
+    level: int | None
+    verify: str
+    excludes: tuple[str, ...]
+    if_changed: bool
+
+
+def config_with_tiers(config: Config | None, what: str) -> Config:
+    """``config`` when it defines tiers, else the ``ConfigError`` saying ``what`` needs one."""
+    if config is None or not config.tiers:
+        raise ConfigError(f"{what} needs a config file with tiers (--config, $SNAP_CONFIG or ./backup_schedule.json)")
+    return config
+
+
+def tier_sources(config: Config, tier: str) -> list[Source]:
+    """The sources of ``tier`` in ``config`` (``ConfigError`` for an unknown tier or a bad source)."""
+    base = str(config.base_dir)
+    config.tier(tier)  # unknown tier: ConfigError naming the known ones
+    # config sources resolve to absolute paths; inside the config's directory they keep their
+    # relative form in the snapshot (agents/Z/...), like paths given on the command line.
+    return [source_for(os.path.relpath(p, base), base) for p in config.resolve_sources(tier)]
+
+
+def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cwd: str | None = None,
+              options: TakeOptions = TakeOptions()) -> TierPlan:
+    """Resolve a take of ``paths`` (relative to ``cwd``) or, with none, of the tier's sources.
+
+    For a config tier, its ``tags`` are added after the caller's and its ``compression_level``
+    applies unless the caller gave one."""
+    tags = list(options.tags)
+    level = options.compression
+    if paths:
+        base = cwd or os.getcwd()
+        sources = [source_for(p, base) for p in paths]
+        from_config = False
+    else:
+        if config is None:
+            raise UsageError("no paths given and no config file with tiers (give PATH... or --config)")
+        sources = tier_sources(config, tier)
+        from_config = True
+        settings = config.tier(tier)
+        level = settings.compression_level if level is None else level
+        tags += [t for t in settings.tags if t not in tags]
+    return TierPlan(tier=tier, sources=tuple(sources), from_config=from_config, tags=tuple(tags), level=level,
+                    verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed)
+
+
+@dataclass(frozen=True)
+class TierTake:
+    """What one take of a tier did: a new snapshot, or (``if_changed``) the one nothing changed since."""
+
+    tier: str
+    taken: TakeResult | None
+    unchanged_since: Snapshot | None = None
+    change: str = ""  # with if_changed: the first difference found
+    if_changed: bool = False
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.taken.snapshot if self.taken is not None else None
+
+    @property
+    def exit_code(self) -> int:
+        """PARTIAL when some files could not be read (the snapshot lacks them), else OK."""
+        snap = self.snapshot
+        return ExitCode.PARTIAL if snap is not None and snap.stats.unreadable else ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        snap = self.snapshot
+        if snap is None:
+            since = self.unchanged_since
+            return {"taken": False, "tier": self.tier, "unchanged_since": since.id if since else None}
+        st = snap.stats
+        out = snap.summary()
+        out.update({"dirs": st.dirs, "read_bytes": st.read_bytes, "new_chunks": st.new_chunks,
+                    "verified": st.verified, "errors": list(st.errors)})
+        if self.if_changed:
+            out.update({"taken": True, "change": self.change})
+        return out
+
+    def history_fields(self) -> dict[str, Any]:
+        """The snapshot's part of a history event (empty when nothing was taken)."""
+        snap = self.snapshot
+        if snap is None:
+            return {}
+        st = snap.stats
+        return {"snapshot": snap.id, "files": st.files, "bytes": st.bytes, "new_bytes": st.new_bytes,
+                "duration_s": round(st.duration_s, 3)}
+
+
+def last_of_tier(repo: Repository, tier: str) -> Snapshot | None:
+    snaps = [s for s in repo.snapshots() if s.tier == tier]
+    return snaps[-1] if snaps else None
+
+
+def take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None = None,
+              when: datetime | None = None) -> TierTake:
+    """Run ``plan`` against ``repo`` (open for writing). With ``if_changed``, take only when the
+    sources differ from the tier's newest snapshot."""
+    from snapstore.agent.watch import find_change
+
+    sources = list(plan.sources)
+    excludes = list(plan.excludes)
+    options: dict[str, Any] = {"tier": plan.tier, "tags": plan.tags, "level": plan.level, "verify": plan.verify,
+                               "excludes": excludes, "progress": progress, "when": when}
+    if not plan.if_changed:
+        return TierTake(plan.tier, take_snapshot(repo, sources, **options))
+    last = last_of_tier(repo, plan.tier)
+    change = find_change(repo, last, sources, excludes)
+    if change is None:
+        return TierTake(plan.tier, None, unchanged_since=last, if_changed=True)
+    return TierTake(plan.tier, take_snapshot(repo, sources, **options), change=change, if_changed=True)
+
+
+# -- every due tier -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueTake:
+    """The outcome of one due tier: its take, or the error that stopped it."""
+
+    status: TierStatus
+    take: TierTake | None = None
+    error: SnapError | None = None
+
+    def error_json(self) -> dict[str, Any]:
+        assert self.error is not None
+        return {"tier": self.status.tier, "error": self.error.kind, "message": self.error.message,
+                "exit_code": self.error.exit_code}
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """What ``take --due`` did: the status of every tier at ``now`` and one outcome per due tier."""
+
+    now: datetime
+    statuses: tuple[TierStatus, ...]
+    results: tuple[DueTake, ...] = field(default=())
+
+    @property
+    def due(self) -> list[TierStatus]:
+        return [s for s in self.statuses if s.due]
+
+    @property
+    def first_error(self) -> SnapError | None:
+        return next((r.error for r in self.results if r.error is not None), None)
+
+    @property
+    def exit_code(self) -> int:
+        """The worst exit code of the takes that succeeded (errors are raised by the caller)."""
+        return max((r.take.exit_code for r in self.results if r.take is not None), default=ExitCode.OK)
+
+    def next_slot(self) -> tuple[datetime, str] | None:
+        """The earliest upcoming scheduled slot and its tier."""
+        upcoming = sorted((s.next_slot, s.tier) for s in self.statuses if s.next_slot is not None)
+        return upcoming[0] if upcoming else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": clock.format_time(self.now), "due": [s.to_json() for s in self.due],
+                "taken": [r.take.to_json() for r in self.results if r.take is not None],
+                "errors": [r.error_json() for r in self.results if r.error is not None]}
+
+
+def tier_statuses(config: Config, snapshots: list[Snapshot], now: datetime) -> list[TierStatus]:
+    """Whether each config tier is due at ``now``."""
+    from snapstore.agent.schedule import local_zone, tier_status
+
+    return tier_status({name: tier.schedule for name, tier in config.tiers.items()}, snapshots, now, local_zone())
+
+
+def take_due(repo: Repository, config: Config, *, now: datetime | None = None, options: TakeOptions = TakeOptions(),
+             on_start: Callable[[TierStatus], ProgressFn | None] | None = None,
+             on_done: Callable[[DueTake], None] | None = None) -> DueRun:
+    """Take every tier of ``config`` that is due at ``now``, in ``repo`` (open for writing: one
+    lock for all, so two overlapping runs cannot both take a slot).
+
+    A failing tier does not stop the others: its error is in its :class:`DueTake` (the caller
+    decides what to raise). An interruption stops the run at once. ``on_start(status)`` is
+    called before each take and may return a progress callback; ``on_done(result)`` after it."""
+    moment = clock.now() if now is None else now
+    statuses = tier_statuses(config, repo.snapshots(), moment)
+    results: list[DueTake] = []
+    for status in statuses:
+        if not status.due:
+            continue
+        progress = on_start(status) if on_start is not None else None
+        try:
+            plan = plan_tier(status.tier, config=config, options=options)
+            result = DueTake(status, take=take_tier(repo, plan, progress=progress))
+        except Interrupted:
+            raise
+        except SnapError as exc:
+            result = DueTake(status, error=exc)
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return DueRun(moment, tuple(statuses), tuple(results))
