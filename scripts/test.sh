@@ -2,7 +2,7 @@
 # Installs snap with its test extras (scripts/bootstrap.sh), checks lint and types, runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/bootstrap.sh
+./scripts/bootstrap.sh --with-browser
 .venv/bin/ruff check snapstore snapfixtures tests benchmarks
 .venv/bin/mypy
 # the layers of docs/architecture.md, as contracts in .importlinter (quiet when they hold)
