@@ -58,7 +58,8 @@ def build(workdir: Path, size: int, files: int) -> tuple[Path, str]:
             os.environ["SNAP_NOW"] = f"2026-11-{day:02d}T07:00:00Z"
             with Repository.open(str(repo_path), mode="write") as repo:
                 started = time.perf_counter()
-                take_snapshot(repo, [source_for(str(data.root), str(data.root)), source_for(str(flat), str(workdir))],
+                # both relative to the work directory: data-.../ and flat-N/ side by side in the snapshot
+                take_snapshot(repo, [source_for(data.root.name, str(workdir)), source_for(flat.name, str(workdir))],
                               tier="daily")
                 print(f"  take {day}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
         os.environ.pop("SNAP_NOW", None)

@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -89,6 +93,8 @@ class Dashboard:
         self.access = RepoAccess(settings)
         self.overview_data = Overview(self.access)
         self.jobs = RestoreJobs(self.access)
+        self._details: dict[tuple[str, tuple[str, ...]], tuple[int, list[Any]]] = {}
+        self._details_lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(bytes=human_bytes, when=_when, pq=path_query, show=_show,
@@ -153,8 +159,18 @@ class Dashboard:
             before = growth[every[index - 1].id] if index else None
             here = growth[snap.id]
             added = here.stored_bytes - (before.stored_bytes if before else 0)
-            frees = frees_of(repo, [snap])
-            paths = path_usage_of(repo, [snap], depth=1)
+            # a snapshot's contents never change and what forgetting it frees changes only with the
+            # set of snapshots: both are kept for that set (a few entries; the walk is the cost)
+            key = (snap.id, tuple(s.id for s in every))
+            with self._details_lock:
+                found = self._details.get(key)
+            if found is None:
+                found = (frees_of(repo, [snap]), path_usage_of(repo, [snap], depth=1))
+                with self._details_lock:
+                    self._details[key] = found
+                    while len(self._details) > 32:
+                        self._details.pop(next(iter(self._details)))
+            frees, paths = found
             pinned = snap.id in repo.index.pinned()
         return self.page(request, "snapshot.html", snap=snap, added=added, frees=frees, paths=paths, pinned=pinned)
 
@@ -172,12 +188,9 @@ class Dashboard:
             crumbs = _crumbs(path)
             if entry.kind == DIR:
                 entries = view.listdir(entry)
-                rows = [{"name": _show(e.name), "path": path_query(path + b"/" + e.name if path else e.name),
-                         "dir": e.kind == DIR, "file": e.kind == FILE, "type": KIND_NAMES[e.kind],
-                         "size": e.size if e.kind == FILE else None, "mode": stat.filemode(e.mode) if e.mode else "",
-                         "mtime": e.mtime_ns / 1e9 if e.mtime_ns else None} for e in entries[:LISTING_CAP]]
+                rows = listing_rows(snap.id, path, entries[:LISTING_CAP])
                 return self.page(request, "browse.html", snap=snap, path=path, crumbs=crumbs, rows=rows,
-                                 more=max(0, len(entries) - LISTING_CAP))
+                                 count=len(entries), more=max(0, len(entries) - LISTING_CAP))
             text = note = None
             if entry.kind != FILE:
                 note = f"a {KIND_NAMES[entry.kind]}" + (f" pointing to {_show(entry.target)}" if entry.target else "")
@@ -337,6 +350,27 @@ class Dashboard:
         if job is None:
             raise NotFound("no such restore job")
         return JSONResponse(job.to_json())
+
+
+def listing_rows(snap_id: str, path: bytes, entries: list[Any]) -> Markup:
+    """The rows of a directory listing, built here rather than in the template: a directory of
+    10,000 entries renders in tens of milliseconds instead of seconds (every value escaped)."""
+    from snapstore.format.tree import DIR, FILE, KIND_NAMES
+
+    out: list[str] = []
+    for e in entries:
+        rel = path + b"/" + e.name if path else e.name
+        q = path_query(rel)
+        name = escape(_show(e.name))
+        link = f'<a href="/browse/{snap_id}?path={q}">{name}{"/" if e.kind == DIR else ""}</a>'
+        size = human_bytes(e.size) if e.kind == FILE else ""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime_ns / 1e9)) if e.mtime_ns else "-"
+        mode = stat.filemode(e.mode) if e.mode else ""
+        extra = (f'<a class="download" href="/download/{snap_id}?path={q}">download</a> · '
+                 f'<a href="/versions?path={q}">versions</a>') if e.kind == FILE else ""
+        out.append(f'<tr class="entry" data-name="{name}"><td>{link}</td><td>{KIND_NAMES[e.kind]}</td>'
+                   f'<td class="num">{size}</td><td><code>{mode}</code></td><td>{when}</td><td>{extra}</td></tr>\n')
+    return Markup("".join(out))
 
 
 def _crumbs(path: bytes) -> list[tuple[str, str]]:
