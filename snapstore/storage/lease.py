@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from snapstore.errors import RemoteError, RepositoryLocked
@@ -111,17 +112,20 @@ def read_gc_lease(backend: Backend) -> LeaseInfo | None:
 class Lease:
     """This process's lease on a remote repository: acquire, renew in the background, release."""
 
-    def __init__(self, backend: Backend, kind: str, command: str = "", ttl: float | None = None) -> None:
+    def __init__(self, backend: Backend, kind: str, command: str = "", ttl: float | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: this host's wall clock (a test gives hosts skewed clocks)."""
         if kind not in KINDS:
             raise ValueError(kind)
         self.backend = backend
         self.kind = kind
         self.command = command or " ".join(["snap", *sys.argv[1:2]])
         self.ttl = ttl or lease_ttl()
+        self.clock = clock
         self.owner = secrets.token_hex(8)
         self.host = host_name()
         self.pid = os.getpid()
-        self.started = time.time()
+        self.started = clock()
         self.name = GC_LEASE if kind == "gc" else f"locks/{kind}-{self._safe(self.host)}-{self.pid}.json"
         self.deleting: tuple[str, ...] = ()
         self._etag = ""
@@ -138,7 +142,7 @@ class Lease:
     def _body(self) -> bytes:
         return json.dumps({
             "kind": self.kind, "owner": self.owner, "host": self.host, "pid": self.pid,
-            "command": self.command, "started": self.started, "expires": time.time() + self.ttl,
+            "command": self.command, "started": self.started, "expires": self.clock() + self.ttl,
             "deleting": list(self.deleting),
         }, sort_keys=True).encode()
 
@@ -148,7 +152,7 @@ class Lease:
             self._acquire_exclusive(wait)
         else:
             self.backend.put_bytes(self.name, self._body())
-        self._last_renewed = time.time()
+        self._last_renewed = self.clock()
         self._thread = threading.Thread(target=self._renew_loop, name="snap-lease", daemon=True)
         self._thread.start()
 
@@ -177,7 +181,7 @@ class Lease:
                 if info is not None and info.owner == self.owner:
                     self._etag = current[1]  # our own write, whose answer was lost and retried
                     return None
-                if info is not None and info.alive():
+                if info is not None and info.alive(self.clock()):
                     return info
                 etag = self.backend.replace_if(GC_LEASE, self._body(), current[1])  # take over a dead lease
             if etag is None:
@@ -189,7 +193,7 @@ class Lease:
                 return None
         current = self.backend.get_tagged(GC_LEASE)
         info = LeaseInfo.parse(GC_LEASE, current[0]) if current else None
-        return info or LeaseInfo(GC_LEASE, "gc", "?", "?", 0, "another gc", 0.0, time.time() + self.ttl)
+        return info or LeaseInfo(GC_LEASE, "gc", "?", "?", 0, "another gc", 0.0, self.clock() + self.ttl)
 
     # -- keeping it ---------------------------------------------------------------------
     def _write(self) -> None:
@@ -202,7 +206,7 @@ class Lease:
                 self._etag = etag
             else:
                 self.backend.put_bytes(self.name, self._body())
-            self._last_renewed = time.time()
+            self._last_renewed = self.clock()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl / 3):
@@ -221,13 +225,13 @@ class Lease:
         """Raise when the lease can no longer be trusted (lost, or not renewed for a ttl)."""
         if self._lost:
             raise RemoteError(f"{self._lost}; nothing more is done: run the command again")
-        if time.time() - self._last_renewed > self.ttl:
+        if self.clock() - self._last_renewed > self.ttl:
             raise RemoteError(f"the {self.kind} lease lapsed (not renewed for {self.ttl:.0f} s); nothing more is "
                               "done: run the command again")
 
     def others(self) -> list[LeaseInfo]:
         """Live leases of other processes."""
-        now = time.time()
+        now = self.clock()
         return [info for info in read_leases(self.backend)
                 if info.owner != self.owner and info.alive(now)]
 

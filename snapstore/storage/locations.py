@@ -21,8 +21,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 class Location:
     """Where a repository is: a local directory, or a bucket and key prefix on S3."""
 
-    kind: str  # "local" or "s3"
-    path: str = ""  # local: absolute path
+    kind: str  # "local", "s3", or "mem" (tests only: snapstore.storage.memory.serve)
+    path: str = ""  # local: absolute path; mem: the served name
     bucket: str = ""
     prefix: str = ""  # s3: keys start with PREFIX/ ("" for the bucket root)
 
@@ -34,6 +34,8 @@ class Location:
     def url(self) -> str:
         if self.kind == "local":
             return self.path
+        if self.kind == "mem":
+            return f"mem://{self.path}"
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
@@ -57,6 +59,11 @@ def parse_location(text: str) -> Location:
         return Location("local", path=os.path.abspath(os.path.expanduser(text)))
     scheme = text.split(":", 1)[0].lower()
     rest = text.split(":", 1)[1]
+    if scheme == "mem" and rest.startswith("//"):
+        from snapstore.storage import memory
+
+        if memory.is_served(rest[2:]):  # only while a test serves it: never a user's location
+            return Location("mem", path=rest[2:])
     if scheme != "s3":
         raise UsageError(f"unsupported repository URL {text!r}: use a local path or s3://BUCKET/PREFIX")
     if not rest.startswith("//") or rest.startswith("///"):
@@ -73,9 +80,42 @@ def parse_location(text: str) -> Location:
 
 
 def open_backend(location: Location, *, endpoint: str | None = None) -> Backend:
-    """The backend for ``location`` (``endpoint``: the S3 endpoint URL, else the environment)."""
+    """The backend for ``location`` (``endpoint``: the S3 endpoint URL, else the environment).
+
+    A local directory is used bare. A remote backend is wrapped, from the outside in: counts
+    (``SNAP_S3_STATS=FILE`` appends them at close), retries (``SNAP_S3_MAX_ATTEMPTS`` attempts
+    in all, default 6), and for tests injected failures (``SNAP_TEST_S3_FAIL_FIRST=N``), which
+    sit below the retries as a failing server would.
+    """
     if location.kind == "local":
         return LocalBackend(location.path)
+    if location.kind == "mem":
+        from snapstore.storage import memory
+        from snapstore.storage.metered import MeteredBackend
+
+        return MeteredBackend(memory.open_served(location.path))
     from snapstore.storage.s3 import S3Backend
 
-    return S3Backend(location.bucket, location.prefix, endpoint=endpoint)
+    return wrap_remote(S3Backend(location.bucket, location.prefix, endpoint=endpoint))
+
+
+def wrap_remote(backend: Backend) -> Backend:
+    """``backend`` with the wrappers every remote repository gets (see :func:`open_backend`)."""
+    from snapstore.storage.faulty import FaultyBackend
+    from snapstore.storage.metered import MeteredBackend
+    from snapstore.storage.retrying import DEFAULT_ATTEMPTS, RetryingBackend
+
+    fail_first = _env_int("SNAP_TEST_S3_FAIL_FIRST", 0)
+    if fail_first > 0:
+        backend = FaultyBackend(backend, fail_first=fail_first)
+    attempts = _env_int("SNAP_S3_MAX_ATTEMPTS", DEFAULT_ATTEMPTS)
+    if attempts > 1:
+        backend = RetryingBackend(backend, attempts=attempts)
+    return MeteredBackend(backend, report_path=os.environ.get("SNAP_S3_STATS") or None)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default

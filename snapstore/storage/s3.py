@@ -8,48 +8,51 @@ repositories never load it.
   parts sent in parallel); an S3 PUT is atomic, so readers see a whole pack or none.
 - Reads: ``get_range`` is one ranged GET; the body read is retried on its own, since botocore
   retries a request but not a body that breaks off half way.
-- Transient failures (timeouts, connection resets, 5xx, throttling) are retried by botocore's
-  ``standard`` retry mode with exponential backoff (``SNAP_S3_MAX_ATTEMPTS``, default 6).
 - Errors become snapstore errors: a missing object is ``FileNotFoundError`` (as on disk), a
-  missing bucket :class:`RepositoryNotFound`, refused credentials :class:`RemoteAccessDenied`,
-  anything else that outlives the retries :class:`RemoteError`.
+  missing bucket :class:`RepositoryNotFound`, refused credentials :class:`RemoteAccessDenied`;
+  what may pass (timeouts, connection resets, a body that breaks off, 5xx, throttling such as
+  ``SlowDown``) is a :class:`TransientError`, anything else :class:`RemoteError`.
+- This class sends each request once: botocore's own retries are off. Retrying, counting and
+  fault injection are wrappers around any backend (:mod:`snapstore.storage.retrying`,
+  :mod:`~snapstore.storage.metered`, :mod:`~snapstore.storage.faulty`), composed by
+  :func:`snapstore.storage.locations.open_backend` (``SNAP_S3_MAX_ATTEMPTS``, default 6).
 - Conditional writes (``If-None-Match: *``, ``If-Match: ETAG``) serve the gc lease
   (:mod:`snapstore.storage.lease`); a server without them falls back to plain writes.
-- Counters (``bytes_fetched``, ``bytes_sent``, ``requests``) are kept for ``--json`` output and
-  benchmarks; with ``SNAP_S3_STATS=FILE`` each process appends them as one JSON line at close.
+- Listings come in key order (S3 lists keys in UTF-8 byte order, which is code-point order).
 
 Credentials come from boto3's default chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, instance roles); snap never stores them.
 
-Test hooks: ``SNAP_TEST_S3_FAIL_FIRST=N`` answers the first N requests of the process with a
-503 without sending them (the retry path); ``SNAP_S3_CONNECT_TIMEOUT``/``SNAP_S3_READ_TIMEOUT``
-tune the timeouts (seconds).
+``SNAP_S3_CONNECT_TIMEOUT``/``SNAP_S3_READ_TIMEOUT`` tune the timeouts (seconds).
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import random
-import sys
+import re
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from snapstore.errors import RemoteAccessDenied, RemoteError, RepositoryNotFound, UsageError
+from snapstore.errors import RemoteAccessDenied, RemoteError, RepositoryNotFound, TransientError, UsageError
 from snapstore.storage.backend import BackendStats
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
-DEFAULT_ATTEMPTS = 6
 ENDPOINT_ENV = "SNAP_S3_ENDPOINT"
 _ACCESS_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden",
                  "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed", "AccountProblem"}
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501"}
+# What botocore's "standard" retry mode treats as passing: throttling and transient errors.
+_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+                    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+                    "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+                    "PriorRequestNotComplete", "EC2ThrottledException", "RequestTimeout", "RequestTimeoutException",
+                    "InternalError", "ServiceUnavailable", "TransactionInProgressException"}
+_UPLOAD_CODE = re.compile(r"An error occurred \(([A-Za-z0-9.]+)\)")
 
 T = TypeVar("T")
 
@@ -70,16 +73,6 @@ def check_endpoint(endpoint: str) -> str:
     return text
 
 
-class _FakeRaw:
-    """The body of an injected error response (``SNAP_TEST_S3_FAIL_FIRST``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_kw: Any) -> Iterator[bytes]:
-        yield self.data
-
-
 class S3Backend:
     """Repository files as objects in one bucket under one key prefix."""
 
@@ -93,16 +86,8 @@ class S3Backend:
         chosen = endpoint or os.environ.get(ENDPOINT_ENV) or None
         self.endpoint = check_endpoint(chosen) if chosen else None
         self.tmp_dir: str | None = None
-        self.max_attempts = max(1, int(_env_float("SNAP_S3_MAX_ATTEMPTS", DEFAULT_ATTEMPTS)))
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self.bytes_fetched = 0
-        self.bytes_sent = 0
-        self.requests = 0
-        self._fail_left = int(_env_float("SNAP_TEST_S3_FAIL_FIRST", 0))
-        self.injected_failures = 0
-        self._closed = False
 
     # -- naming -------------------------------------------------------------------------
     def key(self, name: str) -> str:
@@ -137,7 +122,7 @@ class S3Backend:
         session = boto3.session.Session()
         region = session.region_name or "us-east-1"
         options: dict[str, Any] = {
-            "retries": {"mode": "standard", "max_attempts": self.max_attempts},
+            "retries": {"mode": "standard", "total_max_attempts": 1},  # the retrying wrapper retries
             "connect_timeout": _env_float("SNAP_S3_CONNECT_TIMEOUT", 10.0),
             "read_timeout": _env_float("SNAP_S3_READ_TIMEOUT", 60.0),
             "max_pool_connections": 32,
@@ -155,24 +140,7 @@ class S3Backend:
             options.pop("request_checksum_calculation", None)
             options.pop("response_checksum_validation", None)
             config = Config(**options)
-        client = session.client("s3", endpoint_url=self.endpoint, region_name=region, config=config)
-        client.meta.events.register("before-send.s3", self._before_send)
-        return client
-
-    def _before_send(self, request: Any = None, **_kw: Any) -> Any:
-        with self._stats_lock:
-            self.requests += 1
-            inject = self._fail_left > 0
-            if inject:
-                self._fail_left -= 1
-                self.injected_failures += 1
-        if not inject:
-            return None
-        from botocore.awsrequest import AWSResponse
-
-        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
-                b"<Message>injected by SNAP_TEST_S3_FAIL_FIRST</Message></Error>")
-        return AWSResponse(getattr(request, "url", ""), 503, {"Content-Type": "application/xml"}, _FakeRaw(body))
+        return session.client("s3", endpoint_url=self.endpoint, region_name=region, config=config)
 
     # -- error mapping ------------------------------------------------------------------
     def _translate(self, exc: BaseException, what: str) -> BaseException:
@@ -181,9 +149,11 @@ class S3Backend:
             ClientError,
             ConnectTimeoutError,
             EndpointConnectionError,
+            HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
         )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
@@ -195,8 +165,11 @@ class S3Backend:
                                       "(or AWS_PROFILE)")
         if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
             why = "connection timed out" if isinstance(exc, ConnectTimeoutError) else "connection failed"
-            return RemoteError(f"cannot reach S3 endpoint {self._where()} ({what}: {why} "
-                               f"after {self.max_attempts} attempts)")
+            return TransientError(f"cannot reach S3 endpoint {self._where()} ({what}: {why})")
+        if isinstance(exc, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError) \
+                or _is_streaming_error(exc):
+            # read timeouts, dropped connections, bodies broken off: a new attempt may get past them
+            return TransientError(f"S3 {what} at {self._where()} failed: {exc}")
         if isinstance(exc, BotoCoreError):
             return RemoteError(f"S3 {what} at {self._where()} failed: {exc}")
         try:
@@ -205,6 +178,9 @@ class S3Backend:
             S3UploadFailedError = ()  # type: ignore[assignment]  # noqa: N806
         if isinstance(exc, S3UploadFailedError):
             text = str(exc)
+            found = _UPLOAD_CODE.search(text)
+            if found:
+                return self._from_code(found.group(1), 0, text, what)
             for code in ("NoSuchBucket", *_ACCESS_CODES):
                 if code in text:
                     return self._from_code(code, 0, text, what)
@@ -224,7 +200,8 @@ class S3Backend:
         if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed"):
             return RemoteError(f"bucket {self.bucket!r} is in another region: set AWS_REGION ({code})")
         detail = f"{code} {message}".strip() or f"HTTP {status}"
-        return RemoteError(f"S3 {what} at {self._where()} failed: {detail}")
+        transient = code in _TRANSIENT_CODES or status == 429 or (status >= 500 and status != 501)
+        return (TransientError if transient else RemoteError)(f"S3 {what} at {self._where()} failed: {detail}")
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -235,40 +212,15 @@ class S3Backend:
                 raise
             raise mapped from None
 
-    def _read_body(self, what: str, **params: Any) -> bytes:
-        """GET an object (or a range) and read its body, retrying a body that breaks off."""
-        from botocore.exceptions import ClientError
+    def _read_body(self, what: str, **params: Any) -> tuple[bytes, str]:
+        """GET an object (or a range) and read its body: ``(data, etag)``. A body that breaks
+        off half way is a TransientError like any other (botocore retries neither)."""
 
-        streaming: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-        try:
-            from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
-            from urllib3.exceptions import ProtocolError
+        def fetch() -> tuple[bytes, str]:
+            response = self.client().get_object(Bucket=self.bucket, **params)
+            return response["Body"].read(), str(response.get("ETag", ""))
 
-            streaming += (IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ProtocolError)
-        except ImportError:  # pragma: no cover - older botocore
-            pass
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self.client().get_object(Bucket=self.bucket, **params)
-                data: bytes = response["Body"].read()
-            except ClientError as exc:
-                raise self._translate(exc, what) from None
-            except streaming as exc:
-                if attempt >= self.max_attempts:
-                    raise RemoteError(f"S3 {what} at {self._where()} failed after {attempt} attempts: {exc}") \
-                        from None
-                time.sleep(min(random.random() * 2 ** attempt, 10.0))
-                continue
-            except Exception as exc:
-                mapped = self._translate(exc, what)
-                if mapped is exc:
-                    raise
-                raise mapped from None
-            with self._stats_lock:
-                self.bytes_fetched += len(data)
-            return data
+        return self._call(what, fetch)
 
     # -- Backend protocol ---------------------------------------------------------------
     def set_local_tmp_dir(self, path: str) -> None:
@@ -285,25 +237,21 @@ class S3Backend:
 
         config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNK,
                                 max_concurrency=4, use_threads=True)
-        size = os.path.getsize(local_path)
         self._call(f"upload of {name}", self.client().upload_file, local_path, self.bucket, self.key(name),
                    Config=config)
-        with self._stats_lock:
-            self.bytes_sent += size
         os.unlink(local_path)
 
     def put_bytes(self, name: str, data: bytes) -> None:
         self._call(f"write of {name}", self.client().put_object, Bucket=self.bucket, Key=self.key(name), Body=data)
-        with self._stats_lock:
-            self.bytes_sent += len(data)
 
     def get(self, name: str) -> bytes:
-        return self._read_body(f"read of {name}", Key=self.key(name))
+        return self._read_body(f"read of {name}", Key=self.key(name))[0]
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        return self._read_body(f"read of {name}", Key=self.key(name), Range=f"bytes={offset}-{offset + length - 1}")
+        return self._read_body(f"read of {name}", Key=self.key(name),
+                               Range=f"bytes={offset}-{offset + length - 1}")[0]
 
     def _head(self, name: str) -> dict[str, Any] | None:
         try:
@@ -368,14 +316,9 @@ class S3Backend:
     def get_tagged(self, name: str) -> tuple[bytes, str] | None:
         """``(data, etag)`` of ``name``, or None when it does not exist."""
         try:
-            response = self._call(f"read of {name}", self.client().get_object, Bucket=self.bucket,
-                                  Key=self.key(name))
-            data = response["Body"].read()
+            return self._read_body(f"read of {name}", Key=self.key(name))
         except FileNotFoundError:
             return None
-        with self._stats_lock:
-            self.bytes_fetched += len(data)
-        return data, str(response.get("ETag", ""))
 
     def _conditional_put(self, name: str, data: bytes, **condition: str) -> str | None:
         from botocore.exceptions import ClientError
@@ -397,8 +340,6 @@ class S3Backend:
             if mapped is exc:
                 raise
             raise mapped from None
-        with self._stats_lock:
-            self.bytes_sent += len(data)
         return str(response.get("ETag", "")) or "*"
 
     def create_exclusive(self, name: str, data: bytes) -> str | None:
@@ -426,19 +367,17 @@ class S3Backend:
 
     # -- life cycle ---------------------------------------------------------------------
     def stats(self) -> BackendStats:
-        with self._stats_lock:
-            return BackendStats(requests=self.requests, injected_failures=self.injected_failures,
-                                fetched_bytes=self.bytes_fetched, sent_bytes=self.bytes_sent)
+        return BackendStats()  # counting is the metering wrapper's
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        path = os.environ.get("SNAP_S3_STATS")
-        if path:
-            line = json.dumps({"pid": os.getpid(), "argv": sys.argv[1:], **self.stats().to_json()})
-            try:
-                with open(path, "a") as handle:
-                    handle.write(line + "\n")
-            except OSError:
-                pass
+        """Nothing to release: boto3's connection pool goes with the process."""
+
+
+def _is_streaming_error(exc: BaseException) -> bool:
+    """A response body that broke off or timed out while being read."""
+    try:
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+        from urllib3.exceptions import ProtocolError
+    except ImportError:  # pragma: no cover - older botocore
+        return False
+    return isinstance(exc, IncompleteReadError | ReadTimeoutError | ResponseStreamingError | ProtocolError)
