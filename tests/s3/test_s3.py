@@ -235,7 +235,9 @@ def test_gc_while_another_host_takes(s3_server: S3Server, bucket: str, tmp_path:
     for i in range(12):
         (other / f"beta/b{i}.bin").parent.mkdir(exist_ok=True)
         (other / f"beta/b{i}.bin").write_bytes(_random(256 * 1024, 1000 + i))
-    take = beta.popen("take", ".", "--json", cwd=other, env={"SNAP_TEST_SLOW_STORE": "0.25"})
+    # slow enough to outlast alpha's gc on a loaded machine (the same race runs at exact points, in
+    # process, in tests/unit/test_shared_repository.py)
+    take = beta.popen("take", ".", "--json", cwd=other, env={"SNAP_TEST_SLOW_STORE": "0.5"})
     deadline = time.monotonic() + 30
     while not any(k.startswith("agents/locks/take-beta") for k in s3_server.keys(bucket, "agents/locks/")):
         assert take.poll() is None and time.monotonic() < deadline, "beta's take lease never appeared"
