@@ -19,6 +19,7 @@ class ExitCode:
     NOT_FOUND = 5  # snapshot, path or tier that does not exist; ambiguous id prefix
     CONFIG = 6  # bad config file
     TARGET = 7  # restore target not empty, mountpoint not usable
+    RECOVERY = 8  # recover: an agent did not come back healthy (escalated) or was not started
     NO_REPO = 10  # repository missing or not a snapshot repository
     LOCKED = 11  # repository locked by another process
     EXISTS = 12  # init on an existing repository
@@ -118,6 +119,13 @@ class ConfigError(SnapError):
 class TargetNotEmpty(SnapError):
     exit_code = ExitCode.TARGET
     kind = "target_not_empty"
+
+
+class RecoveryFailed(SnapError):
+    """``snap recover`` finished, but an agent is not healthy (it was escalated, or not started)."""
+
+    exit_code = ExitCode.RECOVERY
+    kind = "recovery_failed"
 
 
 class MountError(SnapError):

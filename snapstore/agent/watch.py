@@ -35,7 +35,7 @@ from typing import Any
 from snapstore.errors import PathNotFound
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, FILE, SYMLINK, Entry
-from snapstore.ops.backup import Source, normalize_sources
+from snapstore.ops.backup import ASIDE_DIR_NAME, Source, normalize_sources
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
 
@@ -67,6 +67,8 @@ class _Compare:
         self.repo_dir = os.fsencode(os.path.realpath(repo.cache_dir))
 
     def excluded(self, member: bytes, name: bytes) -> bool:
+        if name == ASIDE_DIR_NAME:
+            return True
         return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(member, p) for p in self.excludes)
 
     def entry(self, path: bytes, member: bytes, st: os.stat_result, entry: Entry) -> str | None:
@@ -266,6 +268,8 @@ class Watcher:
 
     def _excluded(self, path: bytes) -> bool:
         name = os.path.basename(path)
+        if name == ASIDE_DIR_NAME:
+            return True
         return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p) for p in self.excludes)
 
     def _add_tree(self, root: bytes) -> None:

@@ -63,7 +63,7 @@ def _register() -> None:
     from snapstore.cli import store
 
     store.register(app)
-    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui"):
+    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui", "recover"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -108,8 +108,8 @@ def _hoist_global_flags(args: list[str]) -> list[str]:
 
 
 #: Commands whose every run goes to the history log; on_failure runs when the alerted ones fail.
-HISTORY_COMMANDS = {"take", "gc", "verify", "restore", "forget", "import"}
-ALERT_COMMANDS = {"take", "gc", "verify", "import"}
+HISTORY_COMMANDS = {"take", "gc", "verify", "restore", "forget", "import", "recover"}
+ALERT_COMMANDS = {"take", "gc", "verify", "import", "restore", "recover"}
 
 
 def _record(obj: AppContext, code: int, error: str) -> None:

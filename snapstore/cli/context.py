@@ -112,7 +112,7 @@ class AppContext:
     def write_history(self, events: list[dict[str, Any]], *, exit_code: int, error: str = "",
                       alert: bool = False) -> None:
         """Complete ``events`` with the outcome, append them to the history log and, with
-        ``alert``, run the config's ``on_failure`` command for each one that did not succeed.
+        ``alert``, alert (:meth:`alert`) for each one that did not succeed and was not alerted yet.
         Problems here are warnings: they never change the exit code or hide the error."""
         from snapstore.agent import history
         from snapstore.cli.output import warn
@@ -120,7 +120,6 @@ class AppContext:
 
         try:
             path = self.history_path()
-            cfg = self.config()
             repository = self.repo_location()
         except SnapError:
             return  # the config itself is broken: already reported, nowhere to log
@@ -133,12 +132,35 @@ class AppContext:
             except OSError as exc:
                 warn(f"snap: warning: cannot write history log {path}: {exc.strerror or exc}")
                 break
-        if alert and cfg is not None and cfg.on_failure:
+        if alert:
             for event in done:
-                if event.get("result") != "ok":
-                    problem = history.run_alert(cfg.on_failure, event, cwd=cfg.base_dir)
-                    if problem:
-                        warn(f"snap: warning: {problem}")
+                if event.get("result") != "ok" and not event.get("alerted"):
+                    self.alert(event)
+
+    def alert(self, event: dict[str, Any]) -> None:
+        """Tell a person about a failed event: the config's ``on_failure`` command and its
+        ``notifications`` URLs. Problems are warnings; they never change the exit code."""
+        from snapstore.cli.output import warn
+        from snapstore.errors import SnapError
+
+        try:
+            cfg = self.config()
+        except SnapError:  # a broken config was reported already; nothing to alert with
+            return
+        if cfg is None:
+            return
+        if cfg.on_failure:
+            from snapstore.agent import history
+
+            problem = history.run_alert(cfg.on_failure, event, cwd=cfg.base_dir)
+            if problem:
+                warn(f"snap: warning: {problem}")
+        if cfg.notifications.urls:
+            from snapstore.agent.notify import alert_message, send_alert
+
+            title, body = alert_message(event, cfg.notifications.title)
+            for problem in send_alert(cfg.notifications.urls, title, body):
+                warn(f"snap: warning: {problem}")
 
     def open(self, mode: str = "read") -> Repository:
         from snapstore.repo.repository import Repository

@@ -35,6 +35,11 @@ def cmd_verify(
         report = verify_repository(repo, read_data=read_data or subset is not None,
                                    subset=(subset or 100.0) / 100.0, progress=progress)
     progress.done()
+    event = app.record(packs=report.packs, blobs=report.blobs, snapshots=report.snapshots)
+    damage = [p for p in report.problems if p.severity == "error"]
+    if damage:  # the alert says what is damaged, not only "exit code 4"
+        event.update(error=f"{len(damage)} problem(s); first: {damage[0].message}",
+                     problems=[p.to_json() for p in damage[:20]])
     if json_out:
         emit_json(report.to_json())
     else:

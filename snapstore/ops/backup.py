@@ -55,6 +55,8 @@ FILES_CACHE_BATCH = 4096
 INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
 INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
 MAX_ERRORS_KEPT = 50
+#: Recovery keeps pre-recovery copies in directories of this name; a take never backs them up.
+ASIDE_DIR_NAME = b".snap-aside"
 
 
 # -- sources: where each given path appears inside the snapshot ---------------------------
@@ -399,7 +401,7 @@ class Take:
             return
         for item in items:
             child_member = member + b"/" + item.name if member else item.name
-            if self._excluded(child_member, item.name):
+            if item.name == ASIDE_DIR_NAME or self._excluded(child_member, item.name):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
