@@ -226,6 +226,9 @@ def cmd_restore(
     target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")] = "",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Restore into a non-empty target, "
                                             "replacing files.")] = False,
+    mirror: Annotated[bool, typer.Option("--mirror", help="Roll back: the restored paths end equal to the "
+                                         "snapshot; what it lacks is moved to TARGET/.snap-aside/, not deleted "
+                                         "(paths its tier does not cover are left alone).")] = False,
     partial: Annotated[bool, typer.Option("--partial", help="Write what can be read of damaged files; "
                                           "fill holes with zeros and list them.")] = False,
     latest_good: Annotated[str | None, typer.Option("--latest-good", metavar="PATH", help="Restore the newest "
@@ -254,23 +257,37 @@ def cmd_restore(
         return _restore_latest_good(app, latest_good, target, check or [], check_cmd, tier, overwrite, json_out)
     if check or check_cmd or tier:
         raise UsageError("--check, --check-cmd and --tier go with --latest-good")
+    if mirror and partial:
+        raise UsageError("--mirror restores exactly: it does not go with --partial")
     if snapshot is None:
         raise UsageError("missing argument SNAPSHOT (an id prefix, 'latest' or 'latest:TIER[,TIER]', '@PATH')")
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as repo:
         from snapstore.view.selectors import resolve_snapshot
         snap = resolve_snapshot(repo, snapshot)
-        stats = restore_snapshot(SnapshotView(repo), snap, paths or [], target, overwrite=overwrite,
-                                 partial=partial, progress=progress)
+        moved = None
+        if mirror:
+            from snapstore.ops.mirror import mirror_restore
+
+            mirrored = mirror_restore(SnapshotView(repo), snap, paths or [], target, progress=progress)
+            stats, moved = mirrored.stats, mirrored.plan
+        else:
+            stats = restore_snapshot(SnapshotView(repo), snap, paths or [], target, overwrite=overwrite,
+                                     partial=partial, progress=progress)
         fetched = repo.fetched_bytes()  # remote: what the restore (and the index sync) downloaded
     progress.done()
     app.record(snapshot=snap.id, tier=snap.tier, files=stats.files, bytes=stats.bytes,
-               duration_s=round(stats.duration_s, 3), target=os.path.abspath(target))
+               duration_s=round(stats.duration_s, 3), target=os.path.abspath(target),
+               moved_aside=len(moved.moves) if moved else None, aside=moved.aside if moved and moved.moves else None)
     if json_out:
         emit_json({"snapshot": snap.id, "target": os.path.abspath(target), **stats.to_json(),
+                   **(moved.to_json() if moved else {}),
                    **({"fetched_bytes": fetched} if fetched is not None else {})})
     else:
         rate = stats.bytes / stats.duration_s / 1e6 if stats.duration_s > 0 else 0.0
+        if moved and moved.moves and not app.quiet:
+            echo(f"moved aside {len(moved.moves)} entr{'y' if len(moved.moves) == 1 else 'ies'} not in snapshot "
+                 f"{snap.short_id} to {moved.aside}")
         if not app.quiet:
             echo(f"restored {stats.files} files, {stats.dirs} dirs, {human_bytes(stats.bytes)} from snapshot "
                  f"{snap.short_id} into {os.path.abspath(target)} ({stats.duration_s:.2f} s, {rate:.0f} MB/s)")
