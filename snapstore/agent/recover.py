@@ -374,10 +374,12 @@ def plan_recovery(config: Config, view: SnapshotView, names: Sequence[str], *, a
         return cache[k]
 
     plans: dict[str, AgentPlan] = {}
+    chosen = None if from_spec is None or not specs else resolve_snapshot(view.repo, from_spec, host=host,
+                                                                        before=before, view=view)
     for spec in specs:
         tiers = spec.tiers
-        if from_spec is not None:
-            snap = resolve_snapshot(view.repo, from_spec, host=host, before=before, view=view)
+        if chosen is not None:
+            snap = chosen
             for path, member in zip(spec.paths, spec.members, strict=True):
                 if not holds(snap, member):
                     raise PathNotFound(f"snapshot {snap.short_id} does not hold {spec.rel(path)} (agent {spec.name})")
@@ -629,9 +631,8 @@ class Recovery:
             if problem:
                 kept_live.append(f"{spec.rel(live)} rolled back ({problem})")
                 continue
-            staged = run.staged / live.relative_to(spec.base_dir) if _under(live, spec.base_dir) else None
-            if staged is None:
-                continue
+            base = str(spec.base_dir)
+            staged = run.staged / os.fsdecode(source_for(os.path.relpath(live, base), base).member)
             if staged.is_dir() and not staged.is_symlink():
                 shutil.rmtree(staged)  # the snapshot's copy, in our staging: the live one wins
             _move(live, staged)
@@ -644,7 +645,7 @@ class Recovery:
             _move(run.staged / os.fsdecode(member), path)
         shutil.rmtree(run.staged, ignore_errors=True)  # only the empty parents of what was moved out remain
         run.staged = None
-        if moved:
+        if moved and not run.kept_aside:  # the pre-recovery folder (later ones: failed attempts' trees)
             run.kept_aside.append(str(aside))
         self.emit("restored", run, snapshot=run.point.newest.id, snapshots=run.point.ids,
                   layers=run.point.to_json(), kept_aside=str(aside) if moved else None,
@@ -719,7 +720,7 @@ class Recovery:
         event = {"time": event_time(), "command": "recover", "step": "escalated", "agent": run.name,
                  "paths": run.plan.spec.shown_paths, "result": "error", "failing_step": step,
                  "error": f"agent {run.name} did not come back ({step}): {detail}",
-                 "snapshots_tried": [",".join(t["snapshots"]) + ": " + str(t["result"]) for t in run.tried],
+                 "snapshots_tried": [f"{'+'.join(i[:8] for i in t['snapshots'])}: {t['result']}" for t in run.tried],
                  "kept_aside": run.kept_aside or None, "start_log": str(run.log) if run.log else None,
                  "start_output": run.start_output or None, "health_output": run.health_output or None,
                  "exit_code": 8}

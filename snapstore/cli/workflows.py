@@ -235,9 +235,10 @@ def cmd_history(
     if not events:
         echo(f"no events in {path}")
         return
-    rows = [("TIME (UTC)", "COMMAND", "TIER", "RESULT", "SNAPSHOT", "FILES", "SIZE", "NEW", "SECONDS")]
+    rows = [("TIME (UTC)", "COMMAND", "TIER/AGENT", "RESULT", "SNAPSHOT", "FILES", "SIZE", "NEW", "SECONDS")]
     for e in events:
-        rows.append((str(e.get("time", "")), str(e.get("command", "")), str(e.get("tier", "") or ""),
+        command = str(e.get("command", "")) + (f" {e['step']}" if e.get("step") else "")  # recover's steps
+        rows.append((str(e.get("time", "")), command, str(e.get("tier", "") or e.get("agent", "") or ""),
                      str(e.get("result", "")), str(e.get("snapshot", "") or "")[:8],
                      str(e.get("files", "")), human_bytes(e["bytes"]) if "bytes" in e else "",
                      human_bytes(e["new_bytes"]) if "new_bytes" in e else "",

@@ -1,7 +1,7 @@
 """``snap recover`` end to end: a real fleet of four agent processes (and the orchestrator EM),
 killed, corrupted and brought back through the real ``snap`` command.
 
-The agents are ``tests/integration/fleet/agent.py`` processes: Z and Rick touch a heartbeat
+The agents are ``snapfixtures.agentproc`` processes: Z and Rick touch a heartbeat
 file, Jay serves ``/health`` on 127.0.0.1, Leroy is checked by a command. Deadlines are a few
 seconds (``within`` in the config) so that the tests stay fast; order is asserted from the
 history events' times, never from durations.
@@ -28,7 +28,7 @@ from snapstore.errors import ExitCode
 from tests.conftest import tree_state
 from tests.integration.test_workflows import build_workspace, ok, snap_in
 
-AGENT = str(Path(__file__).parent / "fleet" / "agent.py")
+AGENT = "-m snapfixtures.agentproc"  # run as f"{PY} {AGENT} NAME ..."
 PY = sys.executable
 
 

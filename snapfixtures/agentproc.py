@@ -1,12 +1,12 @@
-"""A tiny agent process for the recovery tests (not a test module).
+"""A tiny agent process for the recovery tests and benchmarks: ``python -m snapfixtures.agentproc``.
 
-``agent.py NAME --run DIR [--heartbeat FILE] [--port N] [--state FILE] [--never-healthy]``: writes
+``agentproc NAME --run DIR [--heartbeat FILE] [--port N] [--state FILE] [--never-healthy]``: writes
 its pid to DIR/NAME.pid, checks its state (``--state``: must be JSON, else it exits 1 like a real
 agent refusing a corrupt file), waits a little (so that agents started together are seen
 starting before either is healthy), then touches FILE every 0.1 s and/or serves GET /health on
 127.0.0.1:N, and writes DIR/NAME.ready. ``--never-healthy``: runs, but never does any of that.
 
-``agent.py --probe DIR/NAME.ready``: exit 0 when the ready file names a live process.
+``agentproc --probe DIR/NAME.ready``: exit 0 when the ready file names a live process.
 """
 
 from __future__ import annotations
