@@ -152,8 +152,10 @@ def read_events(path: str | os.PathLike[str]) -> HistoryRead:
 
 
 def mentions_agent(event: dict[str, Any], agent: str) -> bool:
-    """Whether an event concerns the agent ``agent``: a path it names (``path``, ``target``,
+    """Whether an event concerns the agent ``agent``: its ``agent`` field, a path it names (``path``, ``target``,
     ``archive``) has ``agents/<agent>`` in it, or a tag or the host is that name."""
+    if event.get("agent") == agent:  # snap recover's steps name their agent
+        return True
     needle = f"agents/{agent}"
     for key in ("path", "target", "archive"):
         value = str(event.get(key) or "")
