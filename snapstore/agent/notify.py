@@ -27,8 +27,15 @@ _BLOCKS = ("start_output", "health_output", "check_output")
 
 def _line(value: Any) -> str:
     if isinstance(value, list):
+        if len(value) > 1:  # one item a line: snapshots tried with why each failed read better so
+            return "".join(f"\n  - {v}" for v in value)
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def _field(key: str, value: Any) -> str:
+    text = _line(value)
+    return f"{key}:{text}" if text.startswith("\n") else f"{key}: {text}"
 
 
 def alert_message(event: dict[str, Any], title_prefix: str = "snap") -> tuple[str, str]:
@@ -36,7 +43,7 @@ def alert_message(event: dict[str, Any], title_prefix: str = "snap") -> tuple[st
     command = event.get("command", "snap")
     what = event.get("agent") or event.get("tier") or ""
     title = f"{title_prefix}: {command}{' ' + str(what) if what else ''} failed on {event.get('host', '?')}"
-    lines = [f"{key}: {_line(event[key])}" for key in _SHOWN if event.get(key) not in (None, "", [])]
+    lines = [_field(key, event[key]) for key in _SHOWN if event.get(key) not in (None, "", [])]
     for problem in event.get("problems", [])[:20]:
         if isinstance(problem, dict):
             where = ", ".join(f"{k} {problem[k]}" for k in ("pack", "blob") if problem.get(k))
