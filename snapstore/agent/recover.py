@@ -383,6 +383,10 @@ def plan_recovery(config: Config, view: SnapshotView, names: Sequence[str], *, a
             for path, member in zip(spec.paths, spec.members, strict=True):
                 if not holds(snap, member):
                     raise PathNotFound(f"snapshot {snap.short_id} does not hold {spec.rel(path)} (agent {spec.name})")
+                if not any(_under(path, Path(q)) for q in snap.paths):
+                    # restoring it alone would drop what its tier does not back up (SOUL.md, skills)
+                    raise PathNotFound(f"snapshot {snap.short_id} ({snap.tier}) holds only parts of "
+                                       f"{spec.rel(path)} (agent {spec.name}); nothing was changed")
             points = [RestorePoint((Layer(snap, spec.members),))]
             source = f"--from {from_spec}"
         else:

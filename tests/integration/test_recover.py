@@ -439,3 +439,24 @@ def test_a_health_url_that_refuses_connections(tmp_path: Path, receiver: Receive
     assert (aside / "agents" / "Z" / "rogue.txt").exists()
     wait_for(lambda: receiver.messages, "the alert")
     assert "refused" in receiver.messages[0]["message"].lower()
+
+
+def test_choosing_the_snapshot_with_before_and_from(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    back_up(ws)  # weekly on the 29th, daily (weights + memory) on the 30th
+    _bad_case_config(ws, {})
+    ids = {s["tier"]: s["id"] for s in ok(snap_in(ws, "list", "--json")).json()}  # type: ignore[union-attr]
+
+    def point(*args: str) -> list[tuple[str, list[str]]]:
+        plan = ok(snap_in(ws, "recover", "Z", "--dry-run", "--json", *args)).json()
+        assert isinstance(plan, dict) and plan["dry_run"] is True
+        return [(layer["snapshot"], layer["paths"]) for layer in plan["plan"]["agents"][0]["restore_point"]]
+
+    assert point() == [(ids["weekly"], ["agents/Z"]),
+                       (ids["daily"], ["agents/Z/memory", "agents/Z/priority_weights.json"])]
+    assert point("--before", "2026-11-30T00:00:00Z") == [(ids["weekly"], ["agents/Z"])]
+    assert point("--from", "latest:weekly") == [(ids["weekly"], ["agents/Z"])]
+    res = snap_in(ws, "recover", "Z", "--dry-run", "--from", "latest:daily")
+    assert res.code == ExitCode.NOT_FOUND and "(daily) holds only parts of agents/Z" in res.err  # not exact
+    other = snap_in(ws, "recover", "Z", "--dry-run", "--host", "some-other-host")
+    assert other.code == ExitCode.NOT_FOUND and "from host some-other-host" in other.err
