@@ -9,6 +9,13 @@ adapter (:mod:`snapstore.fuse.adapter`) only translates its answers to pyfuse3 t
     /tags/<tag>/<UTC time>_<short id>        symlink, the same by tag (and tags/<tag>/latest)
     /latest                                  symlink to the newest snapshot (absent when none)
 
+Each kind of node is its own class and answers lookup, readdir, readlink and attr itself:
+:class:`RootDir`, :class:`SnapshotsDir`, :class:`TiersDir` / :class:`TagsDir`,
+:class:`TierDir` / :class:`TagDir` (one tier or tag), :class:`SnapshotLink` (a link in one),
+:class:`LatestLink` (``/latest``), :class:`SnapshotRoot` and :class:`SnapshotItem` (a file,
+directory or link inside a snapshot). :class:`Namespace` holds the inode table, the snapshot
+list and the read path, and hands each request to the node.
+
 Inodes are allocated on first sight from a counter and keyed by ``(parent inode, name)``, or by
 ``(snapshot dir inode, hard-link group)`` for hard-linked files, so the same path always gets
 the same number during a session, names of one hard-link group share one inode, and a number
@@ -31,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-import functools
 import os
 import stat
 import threading
@@ -47,6 +53,7 @@ from snapstore.view.vfs import SnapshotView
 
 ROOT_INODE = 1
 LATEST = b"latest"
+SNAPSHOTS_DIR, TIERS_DIR, TAGS_DIR = b"snapshots", b"tiers", b"tags"
 VIRTUAL_CACHE_SECONDS = 1.0  # top-level nodes change when snapshots are taken or forgotten
 SNAPSHOT_CACHE_SECONDS = 3600.0  # snapshot contents never change
 BLOCK_SIZE = 1 << 20  # st_blksize: tells cp & co. to read in large blocks
@@ -56,17 +63,6 @@ READAHEAD_CHUNKS = 2  # chunks fetched ahead of a sequential reader
 
 _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,
               CHARDEV: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, SOCKET: stat.S_IFSOCK}
-
-# roles of nodes
-ROOT = "root"
-SNAPSHOTS = "snapshots"
-TIERS = "tiers"
-TAGS = "tags"
-GROUP = "group"  # tiers/<tier> or tags/<tag>
-LINK = "link"  # a symlink to a snapshot (in a group, or /latest)
-SNAPDIR = "snapdir"  # snapshots/<name>: a snapshot's root directory
-ENTRY = "entry"  # anything inside a snapshot
-
 
 @dataclass(frozen=True)
 class Attr:
@@ -87,22 +83,6 @@ class Attr:
     def blocks(self) -> int:
         """Size in 512-byte blocks, as ``st_blocks`` counts."""
         return (self.size + 511) // 512
-
-
-@dataclass
-class Node:
-    """One inode: a top-level directory or symlink, a snapshot's root, or an entry inside one."""
-
-    inode: int
-    role: str
-    kind: str  # tree kind: DIR, FILE, SYMLINK, ...
-    path: bytes  # mount-relative path where it was first seen (for messages)
-    entry: Entry | None = None  # SNAPDIR and ENTRY nodes
-    snapdir: int = 0  # inode of the snapshot's root directory (SNAPDIR and ENTRY nodes)
-    snapshot: Snapshot | None = None  # SNAPDIR nodes
-    group: tuple[str, str] = ("", "")  # GROUP and LINK nodes: ("tier" | "tag" | "", name)
-    link_name: bytes = b""  # LINK nodes: the snapshot name, or b"latest"
-    refs: int = 0  # kernel lookup count
 
 
 def snapshot_name(snap: Snapshot) -> bytes:
@@ -163,6 +143,333 @@ def _not_found(path: bytes, name: bytes = b"") -> OSError:
     return FileNotFoundError(errno.ENOENT, "no such entry", shown or "/")
 
 
+def _not_dir(path: bytes) -> OSError:
+    return NotADirectoryError(errno.ENOTDIR, "not a directory", path.decode("utf-8", "replace"))
+
+
+# -- the kinds of node -----------------------------------------------------------------------
+# One class per kind of node (as bup's vfs and restic's fuse have): each answers lookup,
+# readdir, readlink and attr for itself, given the namespace (catalog, inode table, view).
+# The defaults are the answers for "none of that": ENOTDIR, EINVAL.
+
+
+@dataclass(eq=False)
+class Node:
+    """One inode. ``path`` is the mount-relative path where it was first seen (for messages);
+    ``refs`` the kernel's lookup count."""
+
+    inode: int
+    path: bytes
+    refs: int = field(default=0, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        """The tree kind (DIR, FILE, SYMLINK, ...)."""
+        return DIR
+
+    def lookup(self, ns: Namespace, name: bytes) -> Node:
+        raise _not_dir(self.path)
+
+    def readdir(self, ns: Namespace) -> list[tuple[bytes, Node]]:
+        raise _not_dir(self.path)
+
+    def readlink(self, ns: Namespace) -> bytes:
+        raise OSError(errno.EINVAL, "not a symbolic link", self.path.decode("utf-8", "replace"))
+
+    def attr(self, ns: Namespace) -> Attr:
+        raise NotImplementedError
+
+    def file_entry(self) -> Entry:
+        """The entry of a regular file (EISDIR for a directory, EINVAL for anything else)."""
+        if self.kind == DIR:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", self.path.decode("utf-8", "replace"))
+        raise OSError(errno.EINVAL, "not a regular file", self.path.decode("utf-8", "replace"))
+
+
+class VirtualDir(Node):
+    """A directory made from the snapshot list, not stored in the repository."""
+
+    def names(self, ns: Namespace) -> list[bytes]:
+        """The names in this directory, sorted."""
+        raise NotImplementedError
+
+    def child(self, ns: Namespace, name: bytes) -> Node:
+        """The node ``name`` (ENOENT when the snapshot list has none)."""
+        raise NotImplementedError
+
+    def subdirs(self, ns: Namespace) -> int:
+        return 0
+
+    def lookup(self, ns: Namespace, name: bytes) -> Node:
+        ns.refresh()
+        return self.child(ns, name)
+
+    def readdir(self, ns: Namespace) -> list[tuple[bytes, Node]]:
+        ns.refresh()
+        out = []
+        for name in self.names(ns):
+            try:
+                out.append((name, self.lookup(ns, name)))
+            except FileNotFoundError:  # vanished between listing and lookup (a refresh)
+                continue
+        return out
+
+    def attr(self, ns: Namespace) -> Attr:
+        nlink = 2 + self.subdirs(ns)
+        when = ns.catalog.newest_ns or ns.started_ns
+        return Attr(self.inode, stat.S_IFDIR | 0o555, nlink, ns.uid, ns.gid, 0, when)
+
+
+class RootDir(VirtualDir):
+    """``/``: snapshots/, tiers/, tags/ and the latest link."""
+
+    def names(self, ns: Namespace) -> list[bytes]:
+        found = [SNAPSHOTS_DIR, TAGS_DIR, TIERS_DIR]
+        if ns.catalog.newest:
+            found.append(LATEST)
+        return sorted(found)
+
+    def child(self, ns: Namespace, name: bytes) -> Node:
+        inode = ns.inode_of((self.inode, name))
+        if inode is None or (name == LATEST and not ns.catalog.newest):
+            raise _not_found(self.path, name)
+        return ns.node(inode)
+
+    def subdirs(self, ns: Namespace) -> int:
+        return 3
+
+
+class SnapshotsDir(VirtualDir):
+    """``/snapshots``: one directory per snapshot."""
+
+    def names(self, ns: Namespace) -> list[bytes]:
+        return list(ns.catalog.names)
+
+    def child(self, ns: Namespace, name: bytes) -> Node:
+        snap = ns.catalog.by_name.get(name)
+        if snap is None:
+            raise _not_found(self.path, name)
+        path = self.path + b"/" + name
+        return ns.make((self.inode, name), lambda ino: SnapshotRoot(ino, path, ns.view.root(snap), snap))
+
+    def subdirs(self, ns: Namespace) -> int:
+        ns.refresh()
+        return len(self.names(ns))
+
+
+class GroupsDir(VirtualDir):
+    """``/tiers`` or ``/tags``: one directory per tier or tag."""
+
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        raise NotImplementedError
+
+    def make_group(self, inode: int, path: bytes, label: str) -> GroupDir:
+        raise NotImplementedError
+
+    def label(self, ns: Namespace, name: bytes) -> str:
+        raise NotImplementedError
+
+    def names(self, ns: Namespace) -> list[bytes]:
+        return sorted(self.groups(ns))
+
+    def child(self, ns: Namespace, name: bytes) -> Node:
+        if name not in self.groups(ns):
+            raise _not_found(self.path, name)
+        label = self.label(ns, name)
+        path = self.path + b"/" + name
+        return ns.make((self.inode, name), lambda ino: self.make_group(ino, path, label))
+
+    def subdirs(self, ns: Namespace) -> int:
+        ns.refresh()
+        return len(self.names(ns))
+
+
+class TiersDir(GroupsDir):
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        return ns.catalog.tiers
+
+    def label(self, ns: Namespace, name: bytes) -> str:
+        return ns.catalog.tier_names[name]
+
+    def make_group(self, inode: int, path: bytes, label: str) -> GroupDir:
+        return TierDir(inode, path, label)
+
+
+class TagsDir(GroupsDir):
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        return ns.catalog.tags
+
+    def label(self, ns: Namespace, name: bytes) -> str:
+        return ns.catalog.tag_names[name]
+
+    def make_group(self, inode: int, path: bytes, label: str) -> GroupDir:
+        return TagDir(inode, path, label)
+
+
+@dataclass(eq=False)
+class GroupDir(VirtualDir):
+    """``/tiers/<tier>`` or ``/tags/<tag>``: a link per snapshot, and ``latest``."""
+
+    label: str
+
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        raise NotImplementedError
+
+    def members(self, ns: Namespace) -> list[bytes]:
+        """Snapshot names in this group, oldest first (empty once it is gone)."""
+        return self.groups(ns).get(group_dir_name(self.label), [])
+
+    def names(self, ns: Namespace) -> list[bytes]:
+        members = self.members(ns)
+        return sorted([*members, LATEST]) if members else []
+
+    def child(self, ns: Namespace, name: bytes) -> Node:
+        members = self.members(ns)
+        if name != LATEST and name not in members or not members:
+            raise _not_found(self.path, name)
+        path = self.path + b"/" + name
+        return ns.make((self.inode, name), lambda ino: SnapshotLink(ino, path, self, name))
+
+
+class TierDir(GroupDir):
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        return ns.catalog.tiers
+
+
+class TagDir(GroupDir):
+    def groups(self, ns: Namespace) -> dict[bytes, list[bytes]]:
+        return ns.catalog.tags
+
+
+class VirtualLink(Node):
+    """A symlink made from the snapshot list; its target follows the list."""
+
+    @property
+    def kind(self) -> str:
+        return SYMLINK
+
+    def target(self, ns: Namespace) -> bytes:
+        raise NotImplementedError
+
+    def readlink(self, ns: Namespace) -> bytes:
+        ns.refresh()
+        return self.target(ns)
+
+    def attr(self, ns: Namespace) -> Attr:
+        try:
+            target = self.readlink(ns)
+        except FileNotFoundError:
+            target = b""
+        when = ns.catalog.newest_ns or ns.started_ns
+        return Attr(self.inode, stat.S_IFLNK | 0o777, 1, ns.uid, ns.gid, len(target), when)
+
+
+class LatestLink(VirtualLink):
+    """``/latest``: the newest snapshot."""
+
+    def target(self, ns: Namespace) -> bytes:
+        if not ns.catalog.newest:
+            raise _not_found(self.path)
+        return b"snapshots/" + ns.catalog.newest
+
+
+@dataclass(eq=False)
+class SnapshotLink(VirtualLink):
+    """A link in a tier or tag directory: to one snapshot, or (``latest``) the group's newest."""
+
+    group: GroupDir
+    name: bytes  # a snapshot directory name, or b"latest"
+
+    def target(self, ns: Namespace) -> bytes:
+        members = self.group.members(ns)
+        if not members:
+            raise _not_found(self.path)
+        name = members[-1] if self.name == LATEST else self.name
+        if name not in ns.catalog.by_name:
+            raise _not_found(self.path)
+        return b"../../snapshots/" + name
+
+
+@dataclass(eq=False)
+class InSnapshot(Node):
+    """A node backed by a tree entry of a snapshot; ``snapdir`` is the snapshot root's inode."""
+
+    entry: Entry
+
+    @property
+    def snapdir(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    def _child(self, ns: Namespace, entry: Entry) -> Node:
+        # names of one hard-link group share one inode within a snapshot
+        key: tuple[object, ...] = (self.snapdir, "hardlink", entry.hardlink) if entry.kind == FILE and entry.hardlink \
+            else (self.inode, entry.name)
+        path = self.path + b"/" + entry.name
+        return ns.make(key, lambda ino: SnapshotItem(ino, path, entry, self.snapdir))
+
+    def lookup(self, ns: Namespace, name: bytes) -> Node:
+        if self.kind != DIR:
+            raise _not_dir(self.path)
+        found = ns.view.child(self.entry, name)
+        if found is None:
+            raise _not_found(self.path, name)
+        return self._child(ns, found)
+
+    def readdir(self, ns: Namespace) -> list[tuple[bytes, Node]]:
+        if self.kind != DIR:
+            raise _not_dir(self.path)
+        return [(e.name, self._child(ns, e)) for e in ns.view.listdir(self.entry)]
+
+
+@dataclass(eq=False)
+class SnapshotRoot(InSnapshot):
+    """``/snapshots/<name>``: a snapshot's root directory."""
+
+    snapshot: Snapshot
+
+    @property
+    def snapdir(self) -> int:
+        return self.inode
+
+    def attr(self, ns: Namespace) -> Attr:
+        # a short cache: the name must disappear soon after the snapshot is forgotten
+        return Attr(self.inode, stat.S_IFDIR | 0o555, 1, ns.uid, ns.gid, 0, _ns(self.snapshot))
+
+
+@dataclass(eq=False)
+class SnapshotItem(InSnapshot):
+    """A file, directory, symlink or special file inside a snapshot."""
+
+    root: int  # the snapshot root's inode
+
+    @property
+    def snapdir(self) -> int:
+        return self.root
+
+    def readlink(self, ns: Namespace) -> bytes:
+        if self.kind != SYMLINK:
+            return super().readlink(ns)
+        return self.entry.target
+
+    def attr(self, ns: Namespace) -> Attr:
+        e = self.entry
+        nlink = 2 if e.kind == FILE and e.hardlink else 1  # dirs: 1 = "not counted" (as btrfs)
+        size = e.size if e.kind in (FILE, SYMLINK) else 0
+        if e.kind == SYMLINK and not size:
+            size = len(e.target)
+        return Attr(self.inode, _TYPE_BITS[e.kind] | stat.S_IMODE(e.mode), nlink, e.uid, e.gid, size,
+                    e.mtime_ns, e.rdev, cache_seconds=SNAPSHOT_CACHE_SECONDS)
+
+    def file_entry(self) -> Entry:
+        if self.kind == FILE:
+            return self.entry
+        return super().file_entry()
+
+
 class Namespace:
     """The inode-addressed, read-only tree a mount shows. Thread-safe."""
 
@@ -187,12 +494,13 @@ class Namespace:
             if readahead else None
         self._inflight: dict[bytes, Future[bytes]] = {}
         self._last_end: dict[int, int] = {}
-        root = Node(ROOT_INODE, ROOT, DIR, b"")
+        root = RootDir(ROOT_INODE, b"")
         self._nodes[ROOT_INODE] = root
         self._keys[("root",)] = ROOT_INODE
-        for role in (SNAPSHOTS, TIERS, TAGS):
-            self._node((ROOT_INODE, role.encode()), functools.partial(_role_dir, role=role))
-        self._node((ROOT_INODE, LATEST), lambda ino: Node(ino, LINK, SYMLINK, LATEST, link_name=LATEST))
+        self.make((ROOT_INODE, SNAPSHOTS_DIR), lambda ino: SnapshotsDir(ino, SNAPSHOTS_DIR))
+        self.make((ROOT_INODE, TIERS_DIR), lambda ino: TiersDir(ino, TIERS_DIR))
+        self.make((ROOT_INODE, TAGS_DIR), lambda ino: TagsDir(ino, TAGS_DIR))
+        self.make((ROOT_INODE, LATEST), lambda ino: LatestLink(ino, LATEST))
         self._permanent = set(self._nodes)
         self.refresh(force=True)
 
@@ -215,13 +523,24 @@ class Namespace:
             self._catalog = _Catalog.build(self.view.repo.snapshots())
             return True
 
+    @property
+    def catalog(self) -> _Catalog:
+        """The snapshot list as last read (call :meth:`refresh` first for a fresh one)."""
+        return self._catalog
+
     def snapshots(self) -> dict[bytes, Snapshot]:
         """Snapshot directory names -> snapshots, as currently shown."""
         self.refresh()
         return dict(self._catalog.by_name)
 
     # -- inode table ------------------------------------------------------------------------
-    def _node(self, key: tuple[object, ...], make: Callable[[int], Node]) -> Node:
+    def inode_of(self, key: tuple[object, ...]) -> int | None:
+        """The inode given to ``key`` so far, if any."""
+        return self._keys.get(key)
+
+    def make(self, key: tuple[object, ...], make: Callable[[int], Node]) -> Node:
+        """The node for ``key``: its inode is allocated on first sight and never changes; the
+        node is made again (by ``make(inode)``) when the kernel had forgotten it."""
         with self._lock:
             inode = self._keys.get(key)
             if inode is None:
@@ -263,170 +582,29 @@ class Namespace:
     def live_nodes(self) -> int:
         return len(self._nodes)
 
-    # -- children of each kind of node -------------------------------------------------------
-    def _children(self, node: Node) -> list[bytes]:
-        """Names in a virtual directory, sorted."""
-        self.refresh()
-        cat = self._catalog
-        if node.role == ROOT:
-            names = [SNAPSHOTS.encode(), TAGS.encode(), TIERS.encode()]
-            if cat.newest:
-                names.append(LATEST)
-            return sorted(names)
-        if node.role == SNAPSHOTS:
-            return list(cat.names)
-        if node.role == TIERS:
-            return sorted(cat.tiers)
-        if node.role == TAGS:
-            return sorted(cat.tags)
-        if node.role == GROUP:
-            members = self._members(node)
-            return sorted([*members, LATEST]) if members else []
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", node.path.decode("utf-8", "replace"))
-
-    def _members(self, group_node: Node) -> list[bytes]:
-        """Snapshot names in a tier or tag directory, oldest first (empty once it is gone)."""
-        kind, label = group_node.group
-        table = self._catalog.tiers if kind == "tier" else self._catalog.tags
-        return table.get(group_dir_name(label), [])
-
-    def _virtual_child(self, parent: Node, name: bytes) -> Node:
-        self.refresh()
-        cat = self._catalog
-        key = (parent.inode, name)
-        if parent.role == ROOT:
-            inode = self._keys.get(key)
-            if inode is None or (name == LATEST and not cat.newest):
-                raise _not_found(parent.path, name)
-            return self.node(inode)
-        if parent.role == SNAPSHOTS:
-            snap = cat.by_name.get(name)
-            if snap is None:
-                raise _not_found(parent.path, name)
-            return self._node(key, lambda ino: Node(
-                ino, SNAPDIR, DIR, parent.path + b"/" + name, entry=self.view.root(snap), snapdir=ino, snapshot=snap))
-        if parent.role in (TIERS, TAGS):
-            table = cat.tiers if parent.role == TIERS else cat.tags
-            if name not in table:
-                raise _not_found(parent.path, name)
-            kind = "tier" if parent.role == TIERS else "tag"
-            label = (cat.tier_names if kind == "tier" else cat.tag_names)[name]
-            return self._node(key, lambda ino: Node(ino, GROUP, DIR, parent.path + b"/" + name, group=(kind, label)))
-        if parent.role == GROUP:
-            members = self._members(parent)
-            if name != LATEST and name not in members or not members:
-                raise _not_found(parent.path, name)
-            return self._node(key, lambda ino: Node(
-                ino, LINK, SYMLINK, parent.path + b"/" + name, group=parent.group, link_name=name))
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", parent.path.decode("utf-8", "replace"))
-
-    def _entry_child(self, parent: Node, entry: Entry) -> Node:
-        if entry.kind == FILE and entry.hardlink:
-            key: tuple[object, ...] = (parent.snapdir, "hardlink", entry.hardlink)
-        else:
-            key = (parent.inode, entry.name)
-        return self._node(key, lambda ino: Node(
-            ino, ENTRY, entry.kind, parent.path + b"/" + entry.name, entry=entry, snapdir=parent.snapdir))
-
-    # -- the operations -----------------------------------------------------------------------
+    # -- the operations: each kind of node answers for itself ---------------------------------
     def lookup(self, parent_inode: int, name: bytes) -> Node:
         """The child ``name`` of a directory; raises ENOENT / ENOTDIR as :class:`OSError`."""
-        parent = self.node(parent_inode)
-        if parent.role in (SNAPDIR, ENTRY):
-            if parent.kind != DIR:
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", parent.path.decode("utf-8", "replace"))
-            assert parent.entry is not None
-            found = self.view.child(parent.entry, name)
-            if found is None:
-                raise _not_found(parent.path, name)
-            return self._entry_child(parent, found)
-        return self._virtual_child(parent, name)
+        return self.node(parent_inode).lookup(self, name)
 
     def readdir(self, inode: int) -> list[tuple[bytes, Node]]:
         """A directory's entries in name order (without ``.`` and ``..``)."""
-        node = self.node(inode)
-        if node.role in (SNAPDIR, ENTRY):
-            if node.kind != DIR:
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", node.path.decode("utf-8", "replace"))
-            assert node.entry is not None
-            return [(e.name, self._entry_child(node, e)) for e in self.view.listdir(node.entry)]
-        out = []
-        for name in self._children(node):
-            try:
-                out.append((name, self._virtual_child(node, name)))
-            except FileNotFoundError:  # vanished between listing and lookup (a refresh)
-                continue
-        return out
+        return self.node(inode).readdir(self)
 
     def readlink(self, inode: int) -> bytes:
-        node = self.node(inode)
-        if node.kind != SYMLINK:
-            raise OSError(errno.EINVAL, "not a symbolic link", node.path.decode("utf-8", "replace"))
-        if node.role == ENTRY:
-            assert node.entry is not None
-            return node.entry.target
-        return self._link_target(node)
-
-    def _link_target(self, node: Node) -> bytes:
-        self.refresh()
-        cat = self._catalog
-        if node.group == ("", ""):  # /latest
-            if not cat.newest:
-                raise _not_found(node.path)
-            return b"snapshots/" + cat.newest
-        members = self._members(node)
-        if not members:
-            raise _not_found(node.path)
-        name = members[-1] if node.link_name == LATEST else node.link_name
-        if name not in cat.by_name:
-            raise _not_found(node.path)
-        return b"../../snapshots/" + name
+        return self.node(inode).readlink(self)
 
     def getattr(self, inode: int) -> Attr:
         return self.attr(self.node(inode))
 
     def attr(self, node: Node) -> Attr:
         """The attributes of a node."""
-        if node.role == ENTRY:
-            e = node.entry
-            assert e is not None
-            nlink = 2 if e.kind == FILE and e.hardlink else 1  # dirs: 1 = "not counted" (as btrfs)
-            size = e.size if e.kind in (FILE, SYMLINK) else 0
-            if e.kind == SYMLINK and not size:
-                size = len(e.target)
-            return Attr(node.inode, _TYPE_BITS[e.kind] | stat.S_IMODE(e.mode), nlink, e.uid, e.gid, size,
-                        e.mtime_ns, e.rdev, cache_seconds=SNAPSHOT_CACHE_SECONDS)
-        if node.role == SNAPDIR:
-            snap = node.snapshot
-            assert snap is not None
-            # a short cache: the name must disappear soon after the snapshot is forgotten
-            return Attr(node.inode, stat.S_IFDIR | 0o555, 1, self.uid, self.gid, 0, _ns(snap))
-        if node.kind == SYMLINK:
-            try:
-                target = self._link_target(node)
-            except FileNotFoundError:
-                target = b""
-            when = self._catalog.newest_ns or self.started_ns
-            return Attr(node.inode, stat.S_IFLNK | 0o777, 1, self.uid, self.gid, len(target), when)
-        if node.role == ROOT:
-            subdirs = 3
-        elif node.role in (SNAPSHOTS, TIERS, TAGS):
-            subdirs = len(self._children(node))
-        else:
-            subdirs = 0
-        nlink = 2 + subdirs
-        when = self._catalog.newest_ns or self.started_ns
-        return Attr(node.inode, stat.S_IFDIR | 0o555, nlink, self.uid, self.gid, 0, when)
+        return node.attr(self)
 
     # -- reading files ----------------------------------------------------------------------
     def file_entry(self, inode: int) -> Entry:
         """The entry of a regular file (EISDIR for a directory, EINVAL for anything else)."""
-        node = self.node(inode)
-        if node.kind == DIR:
-            raise IsADirectoryError(errno.EISDIR, "is a directory", node.path.decode("utf-8", "replace"))
-        if node.kind != FILE or node.entry is None:
-            raise OSError(errno.EINVAL, "not a regular file", node.path.decode("utf-8", "replace"))
-        return node.entry
+        return self.node(inode).file_entry()
 
     def _chunk_span(self, entry: Entry, offset: int, size: int) -> tuple[int, int]:
         """Indexes ``[first, last]`` of the chunks that hold ``[offset, offset+size)``;
@@ -499,7 +677,3 @@ class Namespace:
                 node = self.lookup(node.inode, part)
         return node
 
-
-def _role_dir(inode: int, role: str) -> Node:
-    """One of the top-level directories (snapshots/, tiers/, tags/)."""
-    return Node(inode, role, DIR, role.encode())
