@@ -20,43 +20,22 @@ def cmd_forget(
     json_out: JsonOpt = False,
 ) -> None:
     """Drop named snapshots (their data is freed by the next gc, or now with --prune)."""
-    from snapstore.ops.gc import collect_garbage
+    from snapstore.agent.cleanup import GcSettings, forget_named, gc_settings
 
     app: AppContext = ctx.obj
+    settings = gc_settings(app.config()) if prune else GcSettings()  # only gc reads the config
     with app.open("exclusive" if prune else "write") as repo:
-        from snapstore.view.selectors import resolve_snapshot
-        chosen = {s.id: s for s in (resolve_snapshot(repo, spec) for spec in snapshots)}
-        pinned = repo.index.pinned()
-        held = [s.short_id for s in chosen.values() if s.id in pinned]
-        if held:
-            raise UsageError(f"snapshot(s) {', '.join(held)} are pinned; 'snap unpin' them first")
-        if prune:
-            threshold, window = _gc_settings(app)
-            result, _plan = collect_garbage(repo, [(s, ("named on the command line",)) for s in chosen.values()],
-                                            threshold=threshold, safety_window_s=window)
-        else:
-            repo.forget(chosen.values())
-            result = None
+        run = forget_named(repo, snapshots, prune=prune, settings=settings)
+    chosen, result = run.forgotten, run.gc
     if json_out:
-        emit_json({"forgotten": [s.summary() for s in chosen.values()],
-                   **({"gc": result.to_json()} if result else {})})
+        emit_json(run.to_json())
         return
-    for snap in chosen.values():
+    for snap in chosen:
         echo(f"forgot {snap.short_id} ({snap.tier}, {snap.time:%Y-%m-%d %H:%M:%S})")
     if result:
         echo(f"reclaimed {human_bytes(result.reclaimed)}")
     else:
         echo("run 'snap gc' to free the space they alone used")
-
-
-def _gc_settings(app: AppContext) -> tuple[float, float | None]:
-    """(repack threshold, safety window in seconds) from the config; a window left unset
-    (None) is the repository's default (0 on a local disk, an hour on object storage)."""
-    cfg = app.config()
-    if cfg is None:
-        return 0.1, None
-    window = cfg.gc.safety_window
-    return cfg.gc.repack_threshold, None if window is None else window.total_seconds()
 
 
 def _parse_keep(values: list[str]) -> dict[str, int]:
@@ -79,40 +58,18 @@ def cmd_gc(
     json_out: JsonOpt = False,
 ) -> None:
     """Apply retention (config tiers or --keep), forget what it says, free unreferenced data."""
-    from dataclasses import replace
-
-    from snapstore import clock
-    from snapstore.ops.gc import collect_garbage
-    from snapstore.ops.retention import RetentionPolicy, TierRule, apply_policy
+    from snapstore.agent.cleanup import gc_settings, retention_policy, run_gc
 
     app: AppContext = ctx.obj
     overrides = _parse_keep(keep or [])
     cfg = app.config()
-    policy = cfg.retention_policy() if cfg is not None else None
-    if overrides:
-        if cfg is not None:
-            for tier in overrides:
-                if tier not in cfg.tiers:
-                    cfg.tier(tier)  # ConfigError naming the known tiers
-        base = policy or RetentionPolicy()
-        tiers = dict(base.tiers)
-        for tier, count in overrides.items():
-            tiers[tier] = replace(tiers.get(tier, TierRule()), keep=count)
-        policy = replace(base, tiers=tiers)
+    policy = retention_policy(cfg, overrides)
+    settings = gc_settings(cfg)
     with app.open("exclusive") as repo:
-        forget = []
-        decisions = []
-        if policy is not None:
-            decisions = apply_policy(repo.snapshots(), policy, clock.now(), pinned=repo.index.pinned())
-            forget = [(d.snapshot, d.reasons) for d in decisions if not d.keep]
-        threshold, window = _gc_settings(app)
-        result, _plan = collect_garbage(repo, forget, dry_run=dry_run, threshold=threshold,  # type: ignore[arg-type]
-                                        safety_window_s=window)
-        remaining = len(repo.snapshots()) if not dry_run else len(decisions) - len(forget)
+        run = run_gc(repo, policy, settings, dry_run=dry_run)
+    result, remaining = run.result, run.remaining
     if json_out:
-        emit_json({**result.to_json(), "kept": [{"id": d.snapshot.id, "tier": d.snapshot.tier,
-                                                 "reasons": list(d.reasons)} for d in decisions if d.keep],
-                   "remaining_snapshots": remaining})
+        emit_json(run.to_json())
         return
     verb = "would forget" if dry_run else "forgot"
     for item in result.forgotten:
