@@ -53,9 +53,8 @@ def main_options(
         from snapstore.cli.password import PasswordOptions
 
         obj.passwords = PasswordOptions(file=password_file, command=password_command)
-    if s3_endpoint:
-        obj.s3_endpoint = s3_endpoint
-        os.environ["SNAP_S3_ENDPOINT"] = s3_endpoint  # for every open, and a background mount's child
+    # resolved once here and passed down to every open (and to a background mount's child)
+    obj.s3_endpoint = s3_endpoint or os.environ.get("SNAP_S3_ENDPOINT") or None
     ctx.obj = obj
 
 

@@ -162,8 +162,11 @@ class AppContext:
             for problem in send_alert(cfg.notifications.urls, title, body):
                 warn(f"snap: warning: {problem}")
 
-    def open(self, mode: str = "read") -> Repository:
+    def open(self, mode: str = "read", *, check_index: bool = True) -> Repository:
+        """The repository, opened with this run's location, lock wait and S3 endpoint: the one
+        open path of every command (``check_index=False``: verify and repair, which must open
+        an index that lost track of snapshot records)."""
         from snapstore.repo.repository import Repository
 
         return Repository.open(self.repo_path(), mode=mode, wait=self.wait, command=self.command,
-                               endpoint=self.s3_endpoint)
+                               check_index=check_index, endpoint=self.s3_endpoint)

@@ -28,10 +28,7 @@ def cmd_verify(
     if subset is not None and not 0 < subset <= 100:
         raise UsageError("--read-data-subset wants a percentage in (0, 100]")
     progress = Progress(not app.quiet and not json_out)
-    from snapstore.repo.repository import Repository
-
-    with Repository.open(app.repo_path(), mode="read", wait=app.wait, command=app.command,
-                         check_index=False) as repo:
+    with app.open("read", check_index=False) as repo:
         report = verify_repository(repo, read_data=read_data or subset is not None,
                                    subset=(subset or 100.0) / 100.0, progress=progress)
     progress.done()
@@ -59,11 +56,9 @@ repair_app = typer.Typer(help="Repair the repository.", no_args_is_help=True)
 def cmd_repair_index(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Rebuild the index from the pack files and snapshot records (moves aside, never deletes)."""
     from snapstore.ops.repair import repair_index
-    from snapstore.repo.repository import Repository
 
     app: AppContext = ctx.obj
-    with Repository.open(app.repo_path(), mode="exclusive", wait=app.wait, command=app.command,
-                         check_index=False) as repo:
+    with app.open("exclusive", check_index=False) as repo:
         report = repair_index(repo)
     if json_out:
         emit_json(report.to_json())

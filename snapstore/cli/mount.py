@@ -38,7 +38,6 @@ def cmd_mount(
 ) -> None:
     """Mount every snapshot as a read-only tree: snapshots/, tiers/, tags/, latest."""
     from snapstore.fuse import runner
-    from snapstore.repo.repository import Repository
 
     app: AppContext = ctx.obj
     repo_path = app.repo_location()
@@ -51,11 +50,11 @@ def cmd_mount(
             if not app.quiet and not json_out and sys.stderr.isatty():  # a log gets the log line
                 warn(f"snap: mounted {repo_path} at {where}; Ctrl-C or 'snap umount {where}' to unmount")
 
-        runner.serve(repo_path, mp, wait=app.wait, on_ready=ready)
+        runner.serve(repo_path, mp, wait=app.wait, endpoint=app.s3_endpoint, on_ready=ready)
         return
-    Repository.open(repo_path, mode="read", wait=app.wait, command=app.command).close()  # fail early, right code
+    app.open("read").close()  # fail early, with the right exit code
     argv = [sys.executable, "-m", "snapstore", "--repo", repo_path, "--wait", str(app.wait),
-            "mount", "--foreground", mp]
+            *(["--s3-endpoint", app.s3_endpoint] if app.s3_endpoint else []), "mount", "--foreground", mp]
     pid, logfile = runner.start_background(argv, mp)
     if json_out:
         emit_json({"mountpoint": mp, "repository": repo_path, "pid": pid, "log": logfile})

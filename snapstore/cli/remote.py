@@ -39,20 +39,21 @@ def cmd_copy(
     if not to:
         raise UsageError("--to REPOSITORY is required (a path or s3://BUCKET/PREFIX)")
     target_url = parse_location(to).url
+    target_endpoint = to_s3_endpoint or app.s3_endpoint
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as source:
         chosen = select_snapshots(source, list(snapshots or []), tier=tier, latest=latest)
         try:
             target = Repository.open(target_url, mode="write", wait=app.wait, command=app.command,
-                                     endpoint=to_s3_endpoint)
+                                     endpoint=target_endpoint)
         except RepositoryNotFound:
             if not init:
                 raise
             Repository.init(target_url, chunker=source.config.chunker,
                             compression_level=source.config.compression_level,
-                            pack_size=source.config.pack_size, endpoint=to_s3_endpoint)
+                            pack_size=source.config.pack_size, endpoint=target_endpoint)
             target = Repository.open(target_url, mode="write", wait=app.wait, command=app.command,
-                                     endpoint=to_s3_endpoint)
+                                     endpoint=target_endpoint)
         with target:
             result = copy_snapshots(source, target, chosen, progress=progress)
             sent_net = target.backend.stats().sent_bytes if target.remote else None

@@ -261,7 +261,7 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve(repo_path: str, mountpoint: str, *, wait: float = 0.0,
+def serve(repo_path: str, mountpoint: str, *, wait: float = 0.0, endpoint: str | None = None,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Mount the repository at ``mountpoint`` and serve until unmounted or signalled.
 
@@ -279,7 +279,7 @@ def serve(repo_path: str, mountpoint: str, *, wait: float = 0.0,
     from snapstore.view.namespace import Namespace
     from snapstore.view.vfs import SnapshotView
 
-    repo = Repository.open(repo_path, mode="read", wait=wait, command="snap mount")
+    repo = Repository.open(repo_path, mode="read", wait=wait, command="snap mount", endpoint=endpoint)
     namespace = None
     try:
         namespace = Namespace(SnapshotView(repo))
