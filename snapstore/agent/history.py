@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from snapstore import clock
+from snapstore.host import host_name
 
 HISTORY_NAME = "system-history.jsonl"
 MAX_LINE = 4000  # below PIPE_BUF (4096), so even a pipe or FIFO gets whole lines
@@ -71,7 +71,7 @@ def complete_event(event: dict[str, Any], *, command: str, exit_code: int, error
     out.setdefault("exit_code", exit_code if out["result"] != "ok" else 0)
     if duration_s is not None:
         out.setdefault("duration_s", round(duration_s, 3))
-    out.setdefault("host", socket.gethostname())
+    out.setdefault("host", host_name())
     if repository:
         out.setdefault("repository", repository)
     ordered = {key: out[key] for key in _ORDER if key in out and out[key] is not None}

@@ -17,7 +17,6 @@ import fnmatch
 import grp
 import os
 import pwd
-import socket
 import stat
 import threading
 import time
@@ -46,6 +45,7 @@ from snapstore.format.tree import (
     encode_tree,
     tree_children,
 )
+from snapstore.host import host_name
 from snapstore.repo.repository import Repository, pack_name
 from snapstore.storage.backend import raise_os_error
 
@@ -702,7 +702,7 @@ def take_snapshot(
     snapshot = Snapshot(
         time=moment,
         tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
-        hostname=os.environ.get("SNAP_HOSTNAME") or socket.gethostname(),  # SNAP_HOSTNAME: tests, containers
+        hostname=host_name(),
         username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats, root_meta=take.root_meta,
     ).with_id()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -30,17 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from snapstore.errors import RemoteError, RepositoryLocked
+from snapstore.host import host_name
 from snapstore.storage.backend import Backend
 from snapstore.storage.locking import pid_alive
 
 GC_LEASE = "locks/gc.json"
 SKEW_S = 30.0
 KINDS = ("gc", "take", "read")
-
-
-def host_name() -> str:
-    """This host's name as snapshots and leases record it (``SNAP_HOSTNAME`` overrides)."""
-    return os.environ.get("SNAP_HOSTNAME") or socket.gethostname()
 
 
 def lease_ttl() -> float:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
 
 from snapstore.errors import RepositoryLocked
+from snapstore.host import host_name
 
 READ = "read"
 WRITE = "write"
@@ -103,7 +103,7 @@ def acquire(lock_dir: str, name: str, *, exclusive: bool, wait: float, command: 
         with open(holder, "w") as handle:
             json.dump(
                 {"pid": os.getpid(), "command": command or " ".join(sys.argv[:2]),
-                 "host": socket.gethostname(), "since": time.time()},
+                 "host": host_name(), "since": time.time()},
                 handle,
             )
     except OSError:
