@@ -128,9 +128,8 @@ def repair_index(repo: Repository) -> RepairReport:
                 continue
             ids.append(snap_id)
         readable = read_records(staged, ids, sync)
-        for note in sync.notes:  # records that do not parse or do not match their name
-            name = note.split(":", 1)[0]
-            report.notes.append(note)
+        report.notes.extend(sync.notes)
+        for name in sync.bad_records:  # records that do not parse or do not match their name
             try:
                 _move_aside(repo, name, report)
             except FileNotFoundError:

@@ -61,6 +61,7 @@ class SyncReport:
     skipped_records: list[str] = field(default_factory=list)
     incomplete_snapshots: list[str] = field(default_factory=list)
     bad_packs: list[tuple[str, int]] = field(default_factory=list)  # (name, size) whose table is unreadable
+    bad_records: list[str] = field(default_factory=list)  # record files that do not parse or match their name
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -241,9 +242,11 @@ def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> li
             continue  # forgotten while we listed
         except (FormatError, OSError) as exc:
             report.notes.append(f"{snapshot_name(snap_id)}: {exc}")
+            report.bad_records.append(snapshot_name(snap_id))
             continue
         if snap.id != snap_id:
             report.notes.append(f"{snapshot_name(snap_id)}: record name does not match its id")
+            report.bad_records.append(snapshot_name(snap_id))
             continue
         out.append(snap)
     return out
