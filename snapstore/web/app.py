@@ -94,6 +94,7 @@ class Dashboard:
         self.overview_data = Overview(self.access)
         self.jobs = RestoreJobs(self.access)
         self._details: dict[tuple[str, tuple[str, ...]], tuple[int, list[Any]]] = {}
+        self._listings: dict[tuple[str, bytes], tuple[Markup, int]] = {}
         self._details_lock = threading.Lock()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
@@ -187,10 +188,20 @@ class Dashboard:
             entry = view.lookup(snap, path)
             crumbs = _crumbs(path)
             if entry.kind == DIR:
-                entries = view.listdir(entry)
-                rows = listing_rows(snap.id, path, entries[:LISTING_CAP])
+                # a snapshot's directory never changes: its rendered rows are kept (a few directories)
+                key = (snap.id, path)
+                with self._details_lock:
+                    listed = self._listings.get(key)
+                if listed is None:
+                    entries = view.listdir(entry)
+                    listed = (listing_rows(snap.id, path, entries[:LISTING_CAP]), len(entries))
+                    with self._details_lock:
+                        self._listings[key] = listed
+                        while len(self._listings) > 16:
+                            self._listings.pop(next(iter(self._listings)))
+                rows, count = listed
                 return self.page(request, "browse.html", snap=snap, path=path, crumbs=crumbs, rows=rows,
-                                 count=len(entries), more=max(0, len(entries) - LISTING_CAP))
+                                 count=count, more=max(0, count - LISTING_CAP))
             text = note = None
             if entry.kind != FILE:
                 note = f"a {KIND_NAMES[entry.kind]}" + (f" pointing to {_show(entry.target)}" if entry.target else "")
@@ -362,12 +373,12 @@ def listing_rows(snap_id: str, path: bytes, entries: list[Any]) -> Markup:
         rel = path + b"/" + e.name if path else e.name
         q = path_query(rel)
         name = escape(_show(e.name))
-        link = f'<a href="/browse/{snap_id}?path={q}">{name}{"/" if e.kind == DIR else ""}</a>'
+        # the page is /browse/ID?path=...: a query-only link stays in this snapshot (and keeps rows short)
+        link = f'<a href="?path={q}">{name}{"/" if e.kind == DIR else ""}</a>'
         size = human_bytes(e.size) if e.kind == FILE else ""
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime_ns / 1e9)) if e.mtime_ns else "-"
         mode = stat.filemode(e.mode) if e.mode else ""
-        extra = (f'<a class="download" href="/download/{snap_id}?path={q}">download</a> · '
-                 f'<a href="/versions?path={q}">versions</a>') if e.kind == FILE else ""
+        extra = f'<a class="download" href="/download/{snap_id}?path={q}">download</a>' if e.kind == FILE else ""
         out.append(f'<tr class="entry" data-name="{name}"><td>{link}</td><td>{KIND_NAMES[e.kind]}</td>'
                    f'<td class="num">{size}</td><td><code>{mode}</code></td><td>{when}</td><td>{extra}</td></tr>\n')
     return Markup("".join(out))
