@@ -424,7 +424,10 @@ def path_usage_of(repo: Any, snapshots: Sequence[Snapshot], *, depth: int = 1, p
         except PathNotFound:
             return None
 
-    return usage_by_path(repo.read_tree, RepoSizes(repo), (top(s) for s in snapshots), depth=depth, prefix=prefix)
+    tops = [top(s) for s in snapshots]
+    if prefix and snapshots and all(t is None for t in tops):
+        raise PathNotFound(f"path not in any of {len(tops)} snapshot(s): {prefix.decode('utf-8', 'replace')}")
+    return usage_by_path(repo.read_tree, RepoSizes(repo), tops, depth=depth, prefix=prefix)
 
 
 def repository_stats(repo: Any, chosen: Sequence[Snapshot] | None = None, *, by: str | None = None,

@@ -123,7 +123,8 @@ def test_bad_input_is_one_line(snap: SnapRunner, tmp_path: Path, two_snapshots: 
     for args, code in [(("--by", "disk"), 2), (("--what-if", str(tmp_path / "missing")), 5),
                        (("--what-if", str(tmp_path), "--chunk-avg", "huge"), 2), (("--compression", "3"), 2),
                        (("--what-if", str(tmp_path), "--compression", "30"), 2), (("ffffffff",), 5),
-                       (("--what-if", str(tmp_path), "--against", "latest", "--chunk-avg", "1M"), 2)]:
+                       (("--what-if", str(tmp_path), "--against", "latest", "--chunk-avg", "1M"), 2),
+                       (("--by", "path", "--path", "no/such/dir"), 5), (("--path", "src"), 2)]:
         result = snap("stats", *args)
         assert result.code == code, (args, result.err)
         assert result.err.startswith("snap: error: ") and result.err.count("\n") == 1, result.err
