@@ -4,6 +4,9 @@
                                  (root can read anything, so tests need this to see it fail).
 ``SNAP_TEST_SLOW_STORE=SECONDS`` each stored blob waits this long (to kill a take mid-way).
 ``SNAP_TEST_ENOSPC_AFTER=BYTES`` pack writes fail with ENOSPC after this many bytes.
+``SNAP_TEST_FLIP_PACK=N``        the Nth pack this process finishes (1 = the first) gets one byte
+                                 flipped on disk after it is written and fsynced, before it is read
+                                 back: a bad write, as a failing disk or controller makes one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import threading
 import time
 
 
@@ -52,3 +56,24 @@ def slow_read() -> None:
     delay = os.environ.get("SNAP_TEST_SLOW_READ")
     if delay:
         time.sleep(float(delay))
+
+
+_packs_finished = 0
+_packs_lock = threading.Lock()
+
+
+def flip_pack_byte(path: str) -> None:
+    """``SNAP_TEST_FLIP_PACK=N``: flip the middle byte of the Nth finished pack file."""
+    global _packs_finished
+    which = os.environ.get("SNAP_TEST_FLIP_PACK")
+    if not which:
+        return
+    with _packs_lock:
+        _packs_finished += 1
+        hit = _packs_finished == int(which)
+    if hit:
+        with open(path, "r+b") as handle:
+            handle.seek(os.path.getsize(path) // 2)
+            byte = handle.read(1)
+            handle.seek(-1, os.SEEK_CUR)
+            handle.write(bytes([byte[0] ^ 0x01]))

@@ -5,8 +5,12 @@ readers chunks and hashes files (pyfastcdc and blake3 release the GIL); a pool o
 runs zstd and appends blobs to the current pack. Memory is bounded: at most ``WINDOW`` walked
 entries wait for their files, and at most ``INFLIGHT`` chunks wait for compression.
 
-Crash safety: a pack is written under tmp/, fsynced, re-read and checked, renamed into packs/,
-then indexed with refcount 0 and marked pending. The snapshot becomes real only in the final
+Packs are written by :class:`snapstore.repo.packsink.PackSink` (the one pack writer): each is
+written under tmp/, fsynced, re-read and checked, put into packs/, then indexed with refcount 0
+and marked pending; a take that fails removes what it wrote (a local repository) or leaves
+complete pending packs for gc (remote). Blobs are encoded by ``packsink.encode_blob``.
+
+Crash safety: The snapshot becomes real only in the final
 commit (record file, then one LMDB transaction that counts its references), so a take killed
 at any moment leaves earlier snapshots untouched; what it wrote is unreferenced and gc frees it.
 """
@@ -27,10 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from snapstore import faults
-from snapstore.errors import Interrupted, RepositoryDamaged, SnapError, SourceNotFound
+from snapstore.errors import Interrupted, SnapError, SourceNotFound
 from snapstore.format.chunker import Chunker, chunk_id
-from snapstore.format.compress import compress
-from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, PackWriter, remove_unfinished
+from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, remove_unfinished
 from snapstore.format.snapshot import Snapshot, SnapshotStats
 from snapstore.format.tree import (
     BLOCKDEV,
@@ -46,7 +49,8 @@ from snapstore.format.tree import (
     tree_children,
 )
 from snapstore.host import host_name
-from snapstore.repo.repository import Repository, pack_name
+from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
+from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
 
 WINDOW = 2048
@@ -117,100 +121,6 @@ class BlobRegistry:
         """Forget ids once they are in the index (keeps the pending set small)."""
         with self._lock:
             self._pending.difference_update(blob_ids)
-
-
-class PackSink:
-    """Appends blobs to the current pack of their type; rotates, checks and indexes finished packs.
-
-    Trees go to packs of their own (as in restic): a damaged data pack then costs file
-    contents, never the directory structure of every snapshot, and trees read fast.
-    """
-
-    def __init__(self, repo: Repository, registry: BlobRegistry, *, verify_packs: bool = True) -> None:
-        self.repo = repo
-        self.registry = registry
-        self.verify_packs = verify_packs
-        self._lock = threading.Lock()
-        self._writers: dict[int, tuple[bytes, PackWriter]] = {}
-        self.packs: list[bytes] = []
-        self.new_blobs: list[bytes] = []  # kept only for --verify full
-        self.keep_new_blobs = False
-        self.bytes_written = 0
-        self.blobs_written = 0
-        self.packs_checked = 0
-        # Finishing a pack (fsync, read-back check, rename or upload, index) runs on threads of
-        # its own so that compression goes on while the disk or the network catches up; a
-        # remote backend uploads several packs at once (``parallel_puts``).
-        puts = max(1, repo.backend.parallel_puts)
-        self._finisher = ThreadPoolExecutor(puts, thread_name_prefix="snap-pack")
-        self._finishing: list[Future[None]] = []
-
-    def add(self, blob_id: bytes, blob_type: int, code: int, payload: bytes, raw_len: int) -> None:
-        full: tuple[bytes, PackWriter] | None = None
-        with self._lock:
-            current = self._writers.get(blob_type)
-            if current is None:
-                pack_id = os.urandom(16)
-                tmp = os.path.join(self.repo.backend.local_tmp_dir(), f"{pack_id.hex()}.pack.tmp")
-                current = self._writers[blob_type] = (pack_id, PackWriter(tmp))
-            writer = current[1]
-            before = writer.size
-            writer.add(blob_id, blob_type, code, payload, raw_len)
-            self.bytes_written += writer.size - before
-            self.blobs_written += 1
-            if self.keep_new_blobs:
-                self.new_blobs.append(blob_id)
-            if writer.size >= self.repo.config.pack_size:
-                full = self._writers.pop(blob_type)
-                self._finishing.append(self._finisher.submit(self._finish, *full))
-        if full:
-            self._raise_finish_errors()
-
-    def _raise_finish_errors(self) -> None:
-        with self._lock:
-            done = [f for f in self._finishing if f.done()]
-            self._finishing = [f for f in self._finishing if not f.done()]
-        for fut in done:
-            fut.result()
-
-    def flush(self) -> None:
-        with self._lock:
-            pending = list(self._writers.values())
-            self._writers.clear()
-            for pack_id, writer in pending:
-                self._finishing.append(self._finisher.submit(self._finish, pack_id, writer))
-            waiting = list(self._finishing)
-            self._finishing = []
-        for fut in waiting:
-            fut.result()
-        self._finisher.shutdown(wait=True)
-
-    def abort(self) -> None:
-        self._finisher.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            for _pack_id, writer in self._writers.values():
-                writer.abort()
-            self._writers.clear()
-
-    def _finish(self, pack_id: bytes, writer: PackWriter) -> None:
-        try:
-            digest = writer.finish()
-            if self.verify_packs:
-                if not writer.verify_on_disk(digest):
-                    raise RepositoryDamaged(f"pack {pack_id.hex()} reads back different from what was written")
-                with self._lock:
-                    self.packs_checked += 1
-            self.repo.backend.put_file(pack_name(pack_id), writer.path)
-        except OSError as exc:
-            writer.abort()
-            raise raise_os_error(exc, f"writing pack {pack_id.hex()}") from None
-        except BaseException:
-            writer.abort()
-            raise
-        self.repo.index.add_pack(pack_id, writer.size, writer.entries, pending=True)
-        with self._lock:
-            self.packs.append(pack_id)
-        self.registry.release([e.id for e in writer.entries])
 
 
 # -- walking ------------------------------------------------------------------------------
@@ -288,13 +198,17 @@ class Take:
         self.excludes = [os.fsencode(p) for p in excludes]
         self.progress = progress
         self.registry = BlobRegistry(repo)
-        self.sink = PackSink(repo, self.registry, verify_packs=verify != "none")
+        self.sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
+                             verify=verify != "none", on_stored=self._indexed, on_discard=self._unindex,
+                             delete_on_abort=not repo.remote, what="writing pack")
+        self.packs: list[bytes] = []
+        self.new_blobs: list[bytes] = []  # kept only for --verify full
+        self.keep_new_blobs = verify == "full"
         self.readers = ThreadPoolExecutor(workers, thread_name_prefix="snap-read")
         self.compressors = ThreadPoolExecutor(workers, thread_name_prefix="snap-zstd")
         self.inflight = threading.BoundedSemaphore(INFLIGHT)
         self.failure: BaseException | None = None
         self.local = threading.local()
-        self.sink.keep_new_blobs = verify == "full"
         # children of the trees this take creates, as concatenated ids (compact), for the commit
         self.new_trees: dict[bytes, bytes] = {}
         # files-cache entries go to LMDB in batches during the take, so memory does not grow with
@@ -312,12 +226,22 @@ class Take:
         self._last_progress = 0.0
 
     # -- chunk storage (compressor threads) ---------------------------------------------
+    def _indexed(self, pack: StoredPack) -> None:
+        """A pack is checked and in the backend (finisher thread): index it, pending."""
+        self.repo.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
+        self.registry.release([e.id for e in pack.entries])
+
+    def _unindex(self, packs: list[StoredPack]) -> None:
+        """The take failed: forget the packs it indexed (the sink then deletes them)."""
+        self.repo.index.drop_unreferenced_packs([(p.id, list(p.entries)) for p in packs])
+
     def _store(self, blob_id: bytes, blob_type: int, data: bytes) -> None:
         try:
             if self.failure is None:
                 faults.slow_store()
-                code, payload = compress(data, self.level)
-                self.sink.add(blob_id, blob_type, code, payload, len(data))
+                self.sink.add(blob_id, blob_type, encode_blob(blob_id, data, self.level))
+                if self.keep_new_blobs:
+                    self.new_blobs.append(blob_id)
         except BaseException as exc:  # surfaced by the walking thread
             if self.failure is None:
                 self.failure = exc
@@ -631,7 +555,8 @@ class Take:
         self.compressors.shutdown(wait=True)
         if self.failure is not None:
             raise self.failure
-        self.sink.flush()
+        self.packs = [p.id for p in self.sink.flush()]
+        self.sink.close()
         assert root is not None
         return root
 
@@ -690,9 +615,9 @@ def take_snapshot(
         raise failure from None
     verified = f"{take.sink.packs_checked} new packs re-read and checksummed" if verify != "none" else "skipped"
     if verify == "full":
-        for blob_id in take.sink.new_blobs:
+        for blob_id in take.new_blobs:
             repo.read_blob(blob_id)  # raises ChunkUnreadable on a mismatch
-        verified += f"; {len(take.sink.new_blobs)} new blobs decompressed and hash-checked"
+        verified += f"; {len(take.new_blobs)} new blobs decompressed and hash-checked"
     stats = SnapshotStats(
         files=take.stat_files, dirs=take.stat_dirs, symlinks=take.stat_links, bytes=take.stat_bytes,
         new_bytes=take.sink.bytes_written, new_chunks=take.sink.blobs_written, chunks=take.stat_chunks,
@@ -708,9 +633,9 @@ def take_snapshot(
     ).with_id()
     faults.crash_point("take-before-commit")
     try:
-        repo.commit_snapshot(snapshot, packs=take.sink.packs, new_trees=take.new_trees, files=take.files_cache)
+        repo.commit_snapshot(snapshot, packs=take.packs, new_trees=take.new_trees, files=take.files_cache)
     except OSError as exc:
         raise raise_os_error(exc, "committing snapshot") from None
     if take.progress:
         take._report(b"", force=True)
-    return TakeResult(snapshot, len(take.sink.packs))
+    return TakeResult(snapshot, len(take.packs))

@@ -15,32 +15,33 @@ the same snapshot), oldest first:
    order with neighbouring blobs fetched in one ranged read, check each against its id
    (decompress + BLAKE3), and append them unchanged to new target packs (data and trees in
    separate packs, as a take writes them);
-3. finish each pack: fsync, read back and checksum, put it to the target, read its table back
-   from the target and compare it with what was written, index it as pending;
+3. finish each pack with the one pack sink (:mod:`snapstore.repo.packsink`): fsync, read back
+   and checksum, put it to the target, read its table back from the target and compare it with
+   what was written, index it as pending;
 4. commit the record in the target (record file, then one transaction counting references),
    exactly as a take commits.
 
-A copy killed half way leaves unreferenced packs in the target (gc removes them), never a
-snapshot with missing data. Copying again skips what is there: a second copy of the same
+A copy that fails removes the packs it stored for the snapshot it was copying (snapshots it
+already committed stay); a copy killed half way leaves unreferenced packs in the target (gc
+removes them), never a snapshot with missing data. Copying again skips what is there: a second copy of the same
 snapshots sends nothing.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from snapstore.errors import ChunkUnreadable, RepositoryDamaged, SnapshotNotFound, UsageError
 from snapstore.format.chunker import chunk_id
 from snapstore.format.compress import decompress
-from snapstore.format.packfile import TYPE_TREE, BlobEntry, PackWriter
+from snapstore.format.packfile import TYPE_TREE, BlobEntry
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import tree_children
 from snapstore.repo.index import ChunkLocation
+from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack
 from snapstore.repo.repository import Repository, pack_name
 
 MAX_GAP = 64 * 1024  # neighbouring blobs closer than this are fetched in one ranged read
@@ -101,65 +102,50 @@ def plan_snapshot(source: Repository, target: Repository, snap: Snapshot, sendin
 
 
 class _TargetPacks:
-    """New packs in the target: one writer per blob type; finished packs uploaded on threads."""
+    """New packs in the target, written by the one pack sink; each stored pack's table is read
+    back from the target and compared before the pack is indexed (pending)."""
 
     def __init__(self, target: Repository, result: CopyResult) -> None:
         self.target = target
         self.result = result
-        self.writers: dict[int, tuple[bytes, PackWriter]] = {}
-        self.packs: list[bytes] = []
-        puts = max(1, target.backend.parallel_puts)
-        self.pool = ThreadPoolExecutor(puts, thread_name_prefix="snap-copy")
-        self.pending: list[Future[bytes]] = []
+        self.sink = PackSink(target.backend, pack_size=target.config.pack_size,
+                             parallel=target.backend.parallel_puts, on_stored=self._stored,
+                             on_discard=self._discard, delete_on_abort=not target.remote,
+                             what="writing target pack")
 
     def add(self, entry: BlobEntry, payload: bytes) -> None:
-        current = self.writers.get(entry.type)
-        if current is None:
-            pack_id = os.urandom(16)
-            path = os.path.join(self.target.backend.local_tmp_dir(), f"{pack_id.hex()}.pack.tmp")
-            current = self.writers[entry.type] = (pack_id, PackWriter(path))
-        writer = current[1]
-        writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+        # the payload is stored exactly as the source encoded it: the sink does not look inside
+        self.sink.add(entry.id, entry.type, EncodedBlob(entry.compression, payload, entry.raw_len))
         self.result.bytes_sent += len(payload)
         if entry.type == TYPE_TREE:
             self.result.trees_sent += 1
         else:
             self.result.blobs_sent += 1
-        if writer.size >= self.target.config.pack_size:
-            del self.writers[entry.type]
-            self.pending.append(self.pool.submit(self._finish, *current))
 
-    def _finish(self, pack_id: bytes, writer: PackWriter) -> bytes:
-        try:
-            digest = writer.finish()
-            if not writer.verify_on_disk(digest):
-                raise RepositoryDamaged(f"pack {pack_id.hex()} reads back different from what was written")
-            self.target.backend.put_file(pack_name(pack_id), writer.path)
-        except BaseException:
-            writer.abort()
-            raise
-        table = self.target.read_pack_table(pack_id)
-        if [(e.id, e.offset, e.stored_len) for e in table] != [(e.id, e.offset, e.stored_len) for e in writer.entries]:
-            raise RepositoryDamaged(f"pack {pack_id.hex()} in the target does not hold what was sent")
-        self.target.index.add_pack(pack_id, writer.size, writer.entries, pending=True)
-        return pack_id
+    def _stored(self, pack: StoredPack) -> None:
+        table = self.target.read_pack_table(pack.id)
+        if [(e.id, e.offset, e.stored_len) for e in table] != [(e.id, e.offset, e.stored_len) for e in pack.entries]:
+            raise RepositoryDamaged(f"pack {pack.id.hex()} in the target does not hold what was sent")
+        self.target.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
+
+    def _discard(self, packs: list[StoredPack]) -> None:
+        self.target.index.drop_unreferenced_packs([(p.id, list(p.entries)) for p in packs])
 
     def flush(self) -> list[bytes]:
         """Finish every open pack; returns the packs finished since the last flush."""
-        for pack_id, writer in self.writers.values():
-            self.pending.append(self.pool.submit(self._finish, pack_id, writer))
-        self.writers.clear()
-        done = [fut.result() for fut in self.pending]
-        self.pending = []
+        done = [p.id for p in self.sink.flush()]
         self.result.packs_written += len(done)
         self.result.tables_checked += len(done)
         return done
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for _pack_id, writer in self.writers.values():
-            writer.abort()
-        self.writers.clear()
+    def committed(self) -> None:
+        self.sink.mark_committed()
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self.sink.close()
+        else:
+            self.sink.abort()
 
 
 def _send(source: Repository, ids: Iterable[bytes], out: _TargetPacks, result: CopyResult) -> None:
@@ -211,6 +197,7 @@ def copy_snapshots(source: Repository, target: Repository, snapshots: list[Snaps
     present = {s.id for s in target.snapshots()}
     out = _TargetPacks(target, result)
     sending: set[bytes] = set()
+    ok = False
     try:
         for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
             if snap.id in present:
@@ -225,12 +212,14 @@ def copy_snapshots(source: Repository, target: Repository, snapshots: list[Snaps
                 raise RepositoryDamaged(f"{len(missing)} blob(s) of snapshot {snap.short_id} did not reach the "
                                         "target; nothing was committed")
             target.commit_snapshot(snap, packs=packs, new_trees=plan.children, files={})
+            out.committed()
             present.add(snap.id)
             result.copied.append(snap.summary())
             if progress:
                 progress({"files": len(result.copied), "bytes": result.bytes_sent, "path": snap.short_id})
+        ok = True
     finally:
-        out.close()
+        out.close(ok)
     result.duration_s = time.monotonic() - started
     return result
 

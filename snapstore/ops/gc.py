@@ -11,9 +11,15 @@ Algorithm (hierarchical refcounts, see snapstore.repo.refcount):
    dead share >= ``repack_threshold`` -> rewrite its live blobs into new packs; else keep
    (its dead blobs stay marked for a later gc). Pack files that the index does not know
    (left by a killed take or gc) are orphans and are deleted.
-4. Execute: new packs are written and fsynced first; one LMDB transaction moves the live
-   blobs and drops the dead ones; only then are old pack files deleted. A gc killed at any
-   point leaves every live blob reachable; the next gc deletes the leftovers as orphans.
+4. Execute, in two steps. First the wholly dead packs: one LMDB transaction drops them, then
+   their files and the orphans are deleted. That needs no new byte on disk, so it comes first:
+   gc frees space on a full disk. Then the rewrites: the live blobs are copied into new packs by
+   the one pack sink (:mod:`snapstore.repo.packsink`: written in tmp/, fsynced, re-read and
+   checked, put), one LMDB transaction moves the live blobs and drops the dead ones, and only
+   then are the old pack files deleted. A rewrite that fails (disk full, a remote error, a new
+   pack that reads back wrong) removes its new packs and keeps the old ones and the index as
+   they were. A gc killed at any point leaves every live blob reachable; the next gc deletes the
+   leftovers as orphans. LMDB failures (a full disk) are the one-line NoSpace error.
 
 Safety window: a pack younger than ``safety_window_s`` is neither deleted nor rewritten (the
 default is the backend's: 0 on a local disk, where the exclusive lock keeps takes out; one
@@ -32,15 +38,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from snapstore import faults
-from snapstore.errors import FormatError
+from snapstore.errors import FormatError, SnapError
 from snapstore.format.chunker import chunk_id
 from snapstore.format.compress import decompress
-from snapstore.format.packfile import BLOB_HEADER, BlobEntry, PackWriter, remove_unfinished
+from snapstore.format.packfile import BLOB_HEADER, BlobEntry, remove_unfinished
 from snapstore.format.snapshot import Snapshot
-from snapstore.repo.index import ChunkLocation, TxnCounts
+from snapstore.repo.index import ChunkLocation, TxnCounts, index_errors
+from snapstore.repo.packsink import EncodedBlob, PackSink
 from snapstore.repo.refcount import drop_reference
 from snapstore.repo.repository import Repository, pack_name
-from snapstore.storage.backend import raise_os_error
 
 
 @dataclass(frozen=True)
@@ -234,26 +240,60 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
     )
 
 
-def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
-    """Carry out ``plan`` in the crash-safe order described in the module docstring."""
-    writer: PackWriter | None = None
-    new_id = b""
-    moved: dict[bytes, tuple[bytes, BlobEntry]] = {}  # blob id -> (new pack, entry)
-    finished: list[tuple[bytes, int, list[BlobEntry]]] = []
+def _delete_files(repo: Repository, names: list[str], result: GcResult) -> bool:
+    """Delete pack files the index no longer refers to (after its commit); False when the
+    deletions must wait for the next gc (remote: another process uses the repository)."""
+    blocker = repo.hold_deletions(names)
+    if blocker:
+        result.deferred += len(names)
+        result.problems.append(f"{len(names)} pack file(s) left for the next gc: {blocker}")
+        return False
+    for i, name in enumerate(names):
+        repo.backend.delete(name)
+        if i == 0:
+            faults.crash_point("gc-mid-delete")
+    return True
+
+
+def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+    """Step one: forget and delete the wholly dead packs and the orphans. It needs no new byte
+    on disk (only an index commit), so it runs before any rewrite: on a full disk gc still frees
+    what it can, and a rewrite that then fails for lack of room loses nothing of it."""
+    index = repo.index
+    with index_errors("dropping dead packs from the index"), index.write() as txn:
+        for pplan in plan.to_delete:
+            for entry in pplan.dead:
+                loc = index.get_chunk(entry.id, txn)
+                if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
+                    txn.delete(entry.id, db=index.chunks)
+                    txn.delete(entry.id, db=index.dead)
+                    result.blobs_removed += 1
+            txn.delete(pplan.pack, db=index.packs)
+            txn.delete(pplan.pack, db=index.pending)
+        # pending packs that are kept whole are no longer "pending": their take is over
+        for pplan in plan.packs:
+            if pplan.action == "keep":
+                txn.delete(pplan.pack, db=index.pending)
+                for entry in pplan.dead:  # stay marked so that a later gc finds them
+                    loc = index.get_chunk(entry.id, txn)
+                    if loc is not None and loc.pack == pplan.pack and loc.refcount == 0:
+                        txn.put(entry.id, b"", db=index.dead)
+    faults.crash_point("gc-after-free")
+    doomed = [pack_name(p.pack) for p in plan.to_delete] + [name for name, _size in plan.orphans]
+    if _delete_files(repo, doomed, result):
+        result.orphans_deleted = len(plan.orphans)
+    result.packs_deleted = len(plan.to_delete)
+
+
+def _rewrite(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+    """Step two: copy the live blobs of mostly dead packs into new packs (the one pack sink:
+    each new pack is checked before the index refers to it), commit the move, then delete the
+    old packs. Any failure removes the new packs and keeps the old ones and the index as they were."""
+    sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
+                    what="rewriting pack")
     skip: set[bytes] = set()
-
-    def finish() -> None:
-        nonlocal writer
-        if writer is None:
-            return
-        writer.finish()
-        repo.backend.put_file(pack_name(new_id), writer.path)
-        finished.append((new_id, writer.size, list(writer.entries)))
-        writer = None
-
     try:
         for pplan in plan.to_rewrite:
-            ok = True
             payloads = []
             for entry in pplan.live:
                 payload = repo.backend.get_range(pack_name(pplan.pack), entry.offset, entry.stored_len)
@@ -263,74 +303,61 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
                 except ValueError as exc:
                     result.problems.append(f"pack {pplan.pack.hex()}: blob {entry.id.hex()[:16]} is damaged "
                                            f"({exc}); pack kept, run 'snap verify'")
-                    ok = False
+                    skip.add(pplan.pack)
                     break
                 payloads.append((entry, payload))
-            if not ok:
-                skip.add(pplan.pack)
+            if pplan.pack in skip:
                 continue
-            for entry, payload in payloads:
-                if writer is None:
-                    new_id = os.urandom(16)
-                    writer = PackWriter(os.path.join(repo.backend.local_tmp_dir(), f"{new_id.hex()}.pack.tmp"))
-                new_entry = writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
-                moved[entry.id] = (new_id, new_entry)
-                if writer.size >= repo.config.pack_size:
-                    finish()
-        finish()
+            for entry, payload in payloads:  # moved as they are: already encoded
+                sink.add(entry.id, entry.type, EncodedBlob(entry.compression, payload, entry.raw_len))
+        written = sink.flush()
         faults.crash_point("gc-after-rewrite")
-    except OSError as exc:
-        if writer is not None:
-            writer.abort()
-        raise raise_os_error(exc, "rewriting packs") from None
-    removed_packs = [p for p in plan.to_delete + plan.to_rewrite if p.pack not in skip]
-    index = repo.index
-    with index.write() as txn:
-        counts = TxnCounts(index, txn)
-        for pack, size, entries in finished:
-            txn.put(pack, index.pack_value(size, len(entries)), db=index.packs)
-        for blob_id, (pack, entry) in moved.items():
-            old = counts.location(blob_id)
-            new = ChunkLocation(pack, entry.offset, entry.stored_len, entry.raw_len, entry.type,
-                                entry.compression, old.refcount)
-            txn.put(blob_id, new.pack_value(), db=index.chunks)
-        for pplan in removed_packs:
-            for entry in pplan.dead:
-                loc = index.get_chunk(entry.id, txn)
-                if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
-                    txn.delete(entry.id, db=index.chunks)
-                    txn.delete(entry.id, db=index.dead)
-                    result.blobs_removed += 1
-            txn.delete(pplan.pack, db=index.packs)
-            txn.delete(pplan.pack, db=index.pending)
-        # pending packs that were kept whole are no longer "pending": their take is over
-        for pplan in plan.packs:
-            if pplan.action == "keep":
-                txn.delete(pplan.pack, db=index.pending)
-                for entry in pplan.dead:  # stay marked so that a later gc finds them
+        rewritten = [p for p in plan.to_rewrite if p.pack not in skip]
+        index = repo.index
+        with index_errors("moving rewritten blobs in the index"), index.write() as txn:
+            counts = TxnCounts(index, txn)
+            for pack in written:
+                txn.put(pack.id, index.pack_value(pack.size, len(pack.entries)), db=index.packs)
+                for entry in pack.entries:
+                    old = counts.location(entry.id)
+                    new = ChunkLocation(pack.id, entry.offset, entry.stored_len, entry.raw_len, entry.type,
+                                        entry.compression, old.refcount)
+                    txn.put(entry.id, new.pack_value(), db=index.chunks)
+            for pplan in rewritten:
+                for entry in pplan.dead:
                     loc = index.get_chunk(entry.id, txn)
-                    if loc is not None and loc.pack == pplan.pack and loc.refcount == 0:
-                        txn.put(entry.id, b"", db=index.dead)
+                    if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
+                        txn.delete(entry.id, db=index.chunks)
+                        txn.delete(entry.id, db=index.dead)
+                        result.blobs_removed += 1
+                txn.delete(pplan.pack, db=index.packs)
+                txn.delete(pplan.pack, db=index.pending)
+        sink.mark_committed()
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
     faults.crash_point("gc-after-commit")
-    doomed = [pack_name(p.pack) for p in removed_packs] + [name for name, _size in plan.orphans]
-    blocker = repo.hold_deletions(doomed)
-    if blocker:
-        result.deferred = len(doomed)
-        result.problems.append(f"{len(doomed)} pack file(s) left for the next gc: {blocker}")
-    else:
-        for i, pplan in enumerate(removed_packs):
-            repo.backend.delete(pack_name(pplan.pack))
-            if i == 0:
-                faults.crash_point("gc-mid-delete")
-        for name, _size in plan.orphans:
-            repo.backend.delete(name)
-    result.packs_deleted = len([p for p in plan.to_delete if p.pack not in skip])
-    result.packs_rewritten = len([p for p in plan.to_rewrite if p.pack not in skip])
-    result.packs_written = len(finished)
-    result.orphans_deleted = 0 if blocker else len(plan.orphans)
-    if result.blobs_removed:
-        result.files_cache_pruned = repo.index.prune_files_cache()
+    _delete_files(repo, [pack_name(p.pack) for p in rewritten], result)
+    result.packs_rewritten = len(rewritten)
+    result.packs_written = len(written)
+
+
+def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+    """Carry out ``plan`` in the crash-safe order described in the module docstring."""
     remove_unfinished(repo.backend.local_tmp_dir())
+    _free_dead_packs(repo, plan, result)
+    try:
+        _rewrite(repo, plan, result)
+    except SnapError as exc:
+        if result.packs_deleted or result.orphans_deleted:
+            exc.message = (f"{exc.message} (gc had freed {result.packs_deleted + result.orphans_deleted} "
+                           "unused pack(s) before that; the packs it was rewriting are kept)")
+            exc.args = (exc.message,)
+        raise
+    if result.blobs_removed:
+        with index_errors("pruning the files cache"):
+            result.files_cache_pruned = repo.index.prune_files_cache()
 
 
 def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ...]]], *, dry_run: bool = False,
@@ -352,7 +379,8 @@ def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ..
         result.blobs_removed = plan.dead_blobs
     else:
         if forget:
-            repo.forget([s for s, _r in forget])
+            with index_errors("forgetting snapshots"):
+                repo.forget([s for s, _r in forget])
         plan = plan_gc(repo, threshold=threshold, safety_window_s=safety_window_s)
         execute_gc(repo, plan, result)
         result.bytes_after = repo.pack_bytes()

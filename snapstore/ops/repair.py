@@ -1,10 +1,13 @@
 """Index repair: rebuild the LMDB index from the pack files and snapshot records alone.
 
 Nothing is deleted. A pack whose table is unreadable is salvaged by scanning its blob headers
-(each salvaged blob is checked against its id) into a new pack, and the damaged file is moved
-to ``damaged/packs/``; a snapshot record that does not parse goes to ``damaged/snapshots/``;
-the old index directory is kept as ``damaged/index-<time>`` (in the local cache directory of a
-remote repository). Every such move is reported. Snapshots whose blobs are all present come
+(each salvaged blob is checked against its id) into a new pack written by the one pack sink
+(:mod:`snapstore.repo.packsink`: checked on disk before it is stored), and only once every new
+pack is stored and the new index built is the damaged file moved to ``damaged/packs/`` (a
+failure before that removes the new packs and the half-built index: the repository stays as it
+was); a snapshot record that does not parse goes to ``damaged/snapshots/``; the old index
+directory is kept as ``damaged/index-<time>`` (in the local cache directory of a remote
+repository). Every such move is reported. Snapshots whose blobs are all present come
 back whole; a snapshot with missing blobs comes back too, and the report names what it lacks
 (``snap verify`` lists the paths). The index is built with the same steps as the remote sync
 (:mod:`snapstore.repo.indexsync`), into an empty index.
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from snapstore.errors import FormatError
 from snapstore.format.chunker import chunk_id
 from snapstore.format.compress import decompress
-from snapstore.format.packfile import BlobEntry, PackWriter, scan_blobs
+from snapstore.format.packfile import BlobEntry, scan_blobs
 from snapstore.repo.index import Index
 from snapstore.repo.indexsync import (
     SyncReport,
@@ -32,6 +35,7 @@ from snapstore.repo.indexsync import (
     read_tables,
     sync_pins,
 )
+from snapstore.repo.packsink import EncodedBlob, PackSink
 from snapstore.repo.repository import Repository, pack_name, snapshot_name
 
 
@@ -56,11 +60,11 @@ def _move_aside(repo: Repository, name: str, report: RepairReport) -> None:
     report.moved_aside.append(f"{name} -> damaged/{name}")
 
 
-def _salvage(repo: Repository, pack: bytes, size: int,
-             report: RepairReport) -> list[tuple[bytes, int, list[BlobEntry]]]:
-    """Blobs of a pack with a broken table, checked one by one, copied into a new pack."""
+def _salvage(repo: Repository, pack: bytes, size: int, sink: PackSink) -> int:
+    """Blobs of a pack with a broken table, checked one by one, appended to ``sink`` (the one
+    pack sink: the new pack is checked before anything refers to it). Returns how many."""
     name = pack_name(pack)
-    good = []
+    count = 0
 
     def read_at(offset: int, length: int) -> bytes:
         return repo.backend.get_range(name, offset, length)
@@ -69,23 +73,15 @@ def _salvage(repo: Repository, pack: bytes, size: int,
         for entry in scan_blobs(read_at, size):
             payload = read_at(entry.offset, entry.stored_len)
             try:
-                if chunk_id(decompress(entry.compression, payload, entry.raw_len)) == entry.id:
-                    good.append((entry, payload))
+                if chunk_id(decompress(entry.compression, payload, entry.raw_len)) != entry.id:
+                    continue
             except ValueError:
                 continue
+            sink.add(entry.id, entry.type, EncodedBlob(entry.compression, payload, entry.raw_len))
+            count += 1
     except FormatError:
         pass
-    if not good:
-        return []
-    new_id = os.urandom(16)
-    writer = PackWriter(os.path.join(repo.backend.local_tmp_dir(), f"{new_id.hex()}.pack.tmp"))
-    for entry, payload in good:
-        writer.add(entry.id, entry.type, entry.compression, payload, entry.raw_len)
-    writer.finish()
-    repo.backend.put_file(pack_name(new_id), writer.path)
-    report.salvaged_blobs += len(good)
-    report.notes.append(f"pack {pack.hex()}: table unreadable; {len(good)} intact blobs copied to {new_id.hex()}")
-    return [(new_id, writer.size, list(writer.entries))]
+    return count
 
 
 def repair_index(repo: Repository) -> RepairReport:
@@ -97,6 +93,13 @@ def repair_index(repo: Repository) -> RepairReport:
     os.makedirs(build_dir)
     new = Index(build_dir)
     sync = SyncReport()
+    # Salvaged blobs of every damaged pack go to new packs (one per salvaged pack and blob type,
+    # so the report says where each went). A damaged pack is moved aside only at the end, once
+    # every new pack is checked and stored and the new index is built: a failure before that
+    # deletes the new packs and the half-built index, and nothing has moved.
+    sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
+                    what="writing salvaged pack")
+    damaged: list[bytes] = []
     try:
         listed: list[tuple[bytes, int]] = []
         for name, size in sorted(repo.backend.list("packs")):
@@ -110,8 +113,12 @@ def repair_index(repo: Repository) -> RepairReport:
             if entries is not None:
                 packs.append((pack, size, entries))
                 continue
-            packs.extend(_salvage(repo, pack, size, report))
-            _move_aside(repo, pack_name(pack), report)
+            damaged.append(pack)
+            report.salvaged_blobs += _salvage(repo, pack, size, sink)
+            for stored in sink.flush():
+                packs.append((stored.id, stored.size, list(stored.entries)))
+                report.notes.append(f"pack {pack.hex()}: table unreadable; {len(stored.entries)} intact blobs "
+                                    f"copied to {stored.id.hex()}")
         add_pack_tables(new, packs, sync)
         report.packs = len(packs)
         report.blobs = sync.blobs_added
@@ -143,8 +150,16 @@ def repair_index(repo: Repository) -> RepairReport:
         with new.read() as txn:
             unreferenced = [blob_id for blob_id, loc in new.iter_chunks(txn) if loc.refcount == 0]
         mark_dead(new, unreferenced)
-    finally:
+        sink.mark_committed()  # the new index refers to the salvaged packs
+    except BaseException:
+        sink.abort()
         new.close()
+        shutil.rmtree(build_dir, ignore_errors=True)  # the old index stays in place, untouched
+        raise
+    sink.close()
+    new.close()
+    for pack in damaged:
+        _move_aside(repo, pack_name(pack), report)
     # swap: the old index is kept aside, the rebuilt one takes its place
     repo.index.close()
     old = os.path.join(repo.cache_dir, "index")

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 import msgpack
 
-from snapstore.errors import FormatError, RepositoryDamaged
+from snapstore.errors import FormatError, NoSpace, RepositoryDamaged, SnapError
 
 CHUNK_VALUE = struct.Struct("<16sQIIBBI")
 PACK_VALUE = struct.Struct("<QI")
@@ -125,6 +126,21 @@ class Index:
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, 0)
                     txn.put(e.id, loc.pack_value(), db=self.chunks)
 
+    def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[Any]]]) -> None:
+        """Un-index packs that no commit refers to (a take or copy that failed part way): the
+        pack and pending records, and each of their blobs indexed there with refcount 0."""
+        with self.env.begin(write=True) as txn:
+            for pack, entries in packs:
+                for e in entries:
+                    raw = txn.get(e.id, db=self.chunks)
+                    if raw is not None:
+                        loc = ChunkLocation.unpack(bytes(raw))
+                        if loc.pack == pack and loc.refcount == 0:
+                            txn.delete(e.id, db=self.chunks)
+                            txn.delete(e.id, db=self.dead)
+                txn.delete(pack, db=self.packs)
+                txn.delete(pack, db=self.pending)
+
     def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkLocation]]:
         with txn.cursor(db=self.chunks) as cur:
             for key, value in cur:
@@ -195,6 +211,22 @@ class Index:
     @staticmethod
     def encode_file(size: int, mtime_ns: int, ctime_ns: int, inode: int, chunks: bytes) -> bytes:
         return msgpack.packb([size, mtime_ns, ctime_ns, inode, chunks], use_bin_type=True)
+
+
+@contextmanager
+def index_errors(what: str) -> Iterator[None]:
+    """Turn an LMDB failure inside the block into the user-facing error: a full disk (or a full
+    map) is :class:`NoSpace`, one line with its exit code, never an ``lmdb.Error`` traceback. The
+    failed transaction was aborted, so the index is as it was."""
+    try:
+        yield
+    except lmdb.MapFullError:
+        raise NoSpace(f"no space left in the index map while {what}") from None
+    except lmdb.Error as exc:
+        text = str(exc)
+        if "No space left" in text or "quota" in text.lower():
+            raise NoSpace(f"no space left on device while {what}") from None
+        raise SnapError(f"{what}: index error: {text}") from None
 
 
 class TxnCounts:
