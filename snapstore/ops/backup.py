@@ -49,6 +49,7 @@ from snapstore.format.tree import (
     tree_children,
 )
 from snapstore.host import host_name
+from snapstore.repo.index import index_errors
 from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
@@ -228,7 +229,8 @@ class Take:
     # -- chunk storage (compressor threads) ---------------------------------------------
     def _indexed(self, pack: StoredPack) -> None:
         """A pack is checked and in the backend (finisher thread): index it, pending."""
-        self.repo.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
+        with index_errors(f"indexing pack {pack.id.hex()}", self.repo.index):
+            self.repo.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
         self.registry.release([e.id for e in pack.entries])
 
     def _unindex(self, packs: list[StoredPack]) -> None:
@@ -633,7 +635,8 @@ def take_snapshot(
     ).with_id()
     faults.crash_point("take-before-commit")
     try:
-        repo.commit_snapshot(snapshot, packs=take.packs, new_trees=take.new_trees, files=take.files_cache)
+        with index_errors("committing snapshot", repo.index):
+            repo.commit_snapshot(snapshot, packs=take.packs, new_trees=take.new_trees, files=take.files_cache)
     except OSError as exc:
         raise raise_os_error(exc, "committing snapshot") from None
     if take.progress:

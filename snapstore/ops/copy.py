@@ -40,7 +40,7 @@ from snapstore.format.compress import decompress
 from snapstore.format.packfile import TYPE_TREE, BlobEntry
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import tree_children
-from snapstore.repo.index import ChunkLocation
+from snapstore.repo.index import ChunkLocation, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack
 from snapstore.repo.repository import Repository, pack_name
 
@@ -126,7 +126,8 @@ class _TargetPacks:
         table = self.target.read_pack_table(pack.id)
         if [(e.id, e.offset, e.stored_len) for e in table] != [(e.id, e.offset, e.stored_len) for e in pack.entries]:
             raise RepositoryDamaged(f"pack {pack.id.hex()} in the target does not hold what was sent")
-        self.target.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
+        with index_errors(f"indexing pack {pack.id.hex()}", self.target.index):
+            self.target.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
 
     def _discard(self, packs: list[StoredPack]) -> None:
         self.target.index.drop_unreferenced_packs([(p.id, list(p.entries)) for p in packs])

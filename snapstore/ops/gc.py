@@ -240,10 +240,15 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
     )
 
 
-def _delete_files(repo: Repository, names: list[str], result: GcResult) -> bool:
+def _delete_files(repo: Repository, names: list[str], result: GcResult, announced: list[str]) -> bool:
     """Delete pack files the index no longer refers to (after its commit); False when the
-    deletions must wait for the next gc (remote: another process uses the repository)."""
-    blocker = repo.hold_deletions(names)
+    deletions must wait for the next gc (remote: another process uses the repository).
+    ``announced``: every name this gc has announced so far; the lease keeps listing them all,
+    so that other hosts go on treating deferred packs as gone."""
+    if not names:
+        return True
+    announced.extend(names)
+    blocker = repo.hold_deletions(list(announced))
     if blocker:
         result.deferred += len(names)
         result.problems.append(f"{len(names)} pack file(s) left for the next gc: {blocker}")
@@ -255,12 +260,12 @@ def _delete_files(repo: Repository, names: list[str], result: GcResult) -> bool:
     return True
 
 
-def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult, announced: list[str]) -> None:
     """Step one: forget and delete the wholly dead packs and the orphans. It needs no new byte
     on disk (only an index commit), so it runs before any rewrite: on a full disk gc still frees
     what it can, and a rewrite that then fails for lack of room loses nothing of it."""
     index = repo.index
-    with index_errors("dropping dead packs from the index"), index.write() as txn:
+    with index_errors("dropping dead packs from the index", index), index.write() as txn:
         for pplan in plan.to_delete:
             for entry in pplan.dead:
                 loc = index.get_chunk(entry.id, txn)
@@ -280,12 +285,12 @@ def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult) -> None:
                         txn.put(entry.id, b"", db=index.dead)
     faults.crash_point("gc-after-free")
     doomed = [pack_name(p.pack) for p in plan.to_delete] + [name for name, _size in plan.orphans]
-    if _delete_files(repo, doomed, result):
+    if _delete_files(repo, doomed, result, announced):
         result.orphans_deleted = len(plan.orphans)
     result.packs_deleted = len(plan.to_delete)
 
 
-def _rewrite(repo: Repository, plan: GcPlan, result: GcResult) -> None:
+def _rewrite(repo: Repository, plan: GcPlan, result: GcResult, announced: list[str]) -> None:
     """Step two: copy the live blobs of mostly dead packs into new packs (the one pack sink:
     each new pack is checked before the index refers to it), commit the move, then delete the
     old packs. Any failure removes the new packs and keeps the old ones and the index as they were."""
@@ -314,7 +319,7 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult) -> None:
         faults.crash_point("gc-after-rewrite")
         rewritten = [p for p in plan.to_rewrite if p.pack not in skip]
         index = repo.index
-        with index_errors("moving rewritten blobs in the index"), index.write() as txn:
+        with index_errors("moving rewritten blobs in the index", index), index.write() as txn:
             counts = TxnCounts(index, txn)
             for pack in written:
                 txn.put(pack.id, index.pack_value(pack.size, len(pack.entries)), db=index.packs)
@@ -338,7 +343,7 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult) -> None:
         raise
     sink.close()
     faults.crash_point("gc-after-commit")
-    _delete_files(repo, [pack_name(p.pack) for p in rewritten], result)
+    _delete_files(repo, [pack_name(p.pack) for p in rewritten], result, announced)
     result.packs_rewritten = len(rewritten)
     result.packs_written = len(written)
 
@@ -346,9 +351,10 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult) -> None:
 def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
     """Carry out ``plan`` in the crash-safe order described in the module docstring."""
     remove_unfinished(repo.backend.local_tmp_dir())
-    _free_dead_packs(repo, plan, result)
+    announced: list[str] = []
+    _free_dead_packs(repo, plan, result, announced)
     try:
-        _rewrite(repo, plan, result)
+        _rewrite(repo, plan, result, announced)
     except SnapError as exc:
         if result.packs_deleted or result.orphans_deleted:
             exc.message = (f"{exc.message} (gc had freed {result.packs_deleted + result.orphans_deleted} "
@@ -356,7 +362,7 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
             exc.args = (exc.message,)
         raise
     if result.blobs_removed:
-        with index_errors("pruning the files cache"):
+        with index_errors("pruning the files cache", repo.index):
             result.files_cache_pruned = repo.index.prune_files_cache()
 
 
@@ -379,7 +385,7 @@ def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ..
         result.blobs_removed = plan.dead_blobs
     else:
         if forget:
-            with index_errors("forgetting snapshots"):
+            with index_errors("forgetting snapshots", repo.index):
                 repo.forget([s for s, _r in forget])
         plan = plan_gc(repo, threshold=threshold, safety_window_s=safety_window_s)
         execute_gc(repo, plan, result)

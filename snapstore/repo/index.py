@@ -19,6 +19,7 @@ snapshot.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -214,19 +215,29 @@ class Index:
 
 
 @contextmanager
-def index_errors(what: str) -> Iterator[None]:
+def index_errors(what: str, index: Index | None = None) -> Iterator[None]:
     """Turn an LMDB failure inside the block into the user-facing error: a full disk (or a full
     map) is :class:`NoSpace`, one line with its exit code, never an ``lmdb.Error`` traceback. The
-    failed transaction was aborted, so the index is as it was."""
+    failed transaction was aborted, so the index is as it was. LMDB reports a short write on a
+    full disk as EIO, so with ``index`` given, an I/O error while its filesystem is (nearly)
+    full counts as a full disk too."""
     try:
         yield
     except lmdb.MapFullError:
         raise NoSpace(f"no space left in the index map while {what}") from None
     except lmdb.Error as exc:
         text = str(exc)
-        if "No space left" in text or "quota" in text.lower():
+        if "No space left" in text or "quota" in text.lower() or (index is not None and _nearly_full(index)):
             raise NoSpace(f"no space left on device while {what}") from None
         raise SnapError(f"{what}: index error: {text}") from None
+
+
+def _nearly_full(index: Index) -> bool:
+    try:
+        st = os.statvfs(index.env.path())
+    except (OSError, lmdb.Error):
+        return False
+    return st.f_bavail * st.f_frsize < 1024 * 1024
 
 
 class TxnCounts:
