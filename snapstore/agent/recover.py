@@ -45,7 +45,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -61,6 +60,7 @@ from snapstore.agent.depgraph import dependents, start_levels, stop_order
 from snapstore.agent.health import HealthCheck, Probe, tail
 from snapstore.errors import ConfigError, PathNotFound, SnapError, SnapshotNotFound
 from snapstore.format.snapshot import Snapshot
+from snapstore.host import host_name
 from snapstore.ops.backup import ASIDE_DIR_NAME, source_for
 from snapstore.ops.restore import restore_snapshot
 from snapstore.view.selectors import contains, resolve_snapshot
@@ -339,7 +339,7 @@ class RecoveryPlan:
 
 def this_host() -> str:
     """The host name snapshots record (``SNAP_HOSTNAME`` overrides, as for a take)."""
-    return os.environ.get("SNAP_HOSTNAME") or socket.gethostname()
+    return host_name()
 
 
 def plan_recovery(config: Config, view: SnapshotView, names: Sequence[str], *, all_agents: bool = False,
