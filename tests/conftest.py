@@ -1,4 +1,10 @@
-"""Shared fixtures: a ``snap`` runner that executes the real CLI in a subprocess, and trees."""
+"""Shared fixtures: a ``snap`` runner that executes the real CLI in a subprocess, and trees.
+
+``snap init`` makes encrypted repositories, so every test process (and every ``snap`` it runs)
+has a throwaway ``SNAP_PASSWORD`` and ``SNAP_KDF_PROFILE=test``: the first keys of test
+repositories use the test-only Argon2id parameters, recorded in their key files (never the
+defaults weakened; docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ class Result:
 
 
 SnapRunner = Callable[..., Result]
+
+TEST_PASSWORD = "throwaway test password"
+os.environ.setdefault("SNAP_PASSWORD", TEST_PASSWORD)
+os.environ.setdefault("SNAP_KDF_PROFILE", "test")
 
 
 def run_snap(*args: str, repo: str | os.PathLike[str] | None = None, cwd: str | os.PathLike[str] | None = None,

@@ -50,9 +50,14 @@ def main_options(
     obj.repo_arg, obj.config_arg, obj.wait, obj.quiet = repo, config, wait, quiet
     obj.subcommand = ctx.invoked_subcommand or ""
     if password_file or password_command:
-        from snapstore.cli.password import PasswordOptions
-
-        obj.passwords = PasswordOptions(file=password_file, command=password_command)
+        # through the environment, like the endpoint: every open (and a background mount's child)
+        # finds it there, and the option wins over any other source
+        for name in ("SNAP_PASSWORD", "SNAP_PASSWORD_FILE", "SNAP_PASSWORD_COMMAND"):
+            os.environ.pop(name, None)
+        if password_file:
+            os.environ["SNAP_PASSWORD_FILE"] = os.path.abspath(password_file)
+        else:
+            os.environ["SNAP_PASSWORD_COMMAND"] = password_command or ""
     # resolved once here and passed down to every open (and to a background mount's child)
     obj.s3_endpoint = s3_endpoint or os.environ.get("SNAP_S3_ENDPOINT") or None
     ctx.obj = obj

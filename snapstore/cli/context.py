@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snapstore.cli.password import PasswordOptions
     from snapstore.repo.repository import Repository
 
 
@@ -35,7 +34,6 @@ class AppContext:
     quiet: bool = False
     subcommand: str = ""
     s3_endpoint: str | None = None
-    passwords: PasswordOptions | None = None  # --password-file / --password-command (else the environment)
     _config: Any = field(default=None, repr=False)
     _config_loaded: bool = False
     #: History events of this run; None: the command said nothing (one event records the

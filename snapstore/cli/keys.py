@@ -21,8 +21,8 @@ from snapstore.cli.output import echo, emit_json, warn
 from snapstore.errors import FormatError, RepositoryNotFound, SnapError, UsageError
 
 if TYPE_CHECKING:
-    from snapstore.cli.password import PasswordOptions
     from snapstore.repo.keystore import Unlocked
+    from snapstore.repo.passwords import PasswordOptions
     from snapstore.storage.backend import Backend
 
 key_app = typer.Typer(help="Keys of an encrypted repository: list, add, remove, change password, export, import.",
@@ -88,24 +88,26 @@ def _open(app: AppContext) -> Iterator[_Repo]:
 
 
 def kdf_profile_choice(option: str | None) -> str:
-    """The KDF profile for a new key: the option, else $SNAP_KDF_PROFILE, else default. The test
-    profile is said out loud each time it is used."""
+    """The KDF profile for a new key: the option, else $SNAP_KDF_PROFILE, else default."""
     from snapstore.format.keyfile import KDF_PROFILES
 
     profile = option or os.environ.get("SNAP_KDF_PROFILE") or "default"
     if profile not in KDF_PROFILES:
         raise UsageError(f"unknown KDF profile {profile!r} (known: {', '.join(KDF_PROFILES)})")
-    if profile != "default":
-        warn(f"snap: warning: this key uses the {profile!r} Argon2id parameters (for test suites only; "
-             "recorded in the key file)")
     return profile
 
 
-def _passwords(app: AppContext, new_file: str | None = None, new_command: str | None = None) -> PasswordOptions:
-    from snapstore.cli.password import PasswordOptions
+def warn_kdf_profile(profile: str) -> None:
+    """A key made with other than the default parameters is said out loud, each time."""
+    if profile != "default":
+        warn(f"snap: warning: this key uses the {profile!r} Argon2id parameters (for test suites only; "
+             "recorded in the key file)")
 
-    base = app.passwords if app.passwords is not None else PasswordOptions()
-    return PasswordOptions(file=base.file, command=base.command, new_file=new_file, new_command=new_command)
+
+def _passwords(app: AppContext, new_file: str | None = None, new_command: str | None = None) -> PasswordOptions:
+    from snapstore.repo.passwords import PasswordOptions
+
+    return PasswordOptions(new_file=new_file, new_command=new_command)  # the current one: the environment
 
 
 @key_app.command("list")
@@ -150,6 +152,7 @@ def cmd_key_add(
             raise WriteOnlyKey("this key is write-only: adding keys needs a full key")
         secret = passwords.new("password for the new key: ")
         keyfile = add_key(repo.backend, unlocked.material, secret, write_only=write_only, profile=profile)
+    warn_kdf_profile(profile)
     if json_out:
         emit_json({"id": keyfile.id, "kind": keyfile.kind, "kdf_profile": keyfile.kdf.profile})
     else:
@@ -199,6 +202,7 @@ def cmd_key_passwd(
         secret = passwords.new("new password: ")
         keyfile = change_password(repo.backend, unlocked, secret, profile=profile)
         write_cache(repo.cache_dir, Unlocked(unlocked.material, keyfile))
+    warn_kdf_profile(keyfile.kdf.profile)
     if json_out:
         emit_json({"id": keyfile.id, "kind": keyfile.kind})
     else:

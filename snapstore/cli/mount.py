@@ -52,7 +52,8 @@ def cmd_mount(
 
         runner.serve(repo_path, mp, wait=app.wait, endpoint=app.s3_endpoint, on_ready=ready)
         return
-    app.open("read").close()  # fail early, with the right exit code
+    with app.open("read") as early:  # fail early, with the right exit code
+        early.require_full_key("mount it")
     argv = [sys.executable, "-m", "snapstore", "--repo", repo_path, "--wait", str(app.wait),
             *(["--s3-endpoint", app.s3_endpoint] if app.s3_endpoint else []), "mount", "--foreground", mp]
     pid, logfile = runner.start_background(argv, mp)

@@ -28,11 +28,16 @@ def cmd_init(
     chunk_min: Annotated[int, typer.Option(help="FastCDC minimum chunk size (KiB).")] = 256,
     chunk_avg: Annotated[int, typer.Option(help="FastCDC average chunk size (KiB).")] = 1024,
     chunk_max: Annotated[int, typer.Option(help="FastCDC maximum chunk size (KiB).")] = 4096,
+    encryption: Annotated[str, typer.Option("--encryption", help="repokey: encrypted, keys in the repository "
+                                            "behind a password (default); none: plaintext.")] = "repokey",
+    kdf: Annotated[str | None, typer.Option("--kdf-profile", help="Argon2id parameters of the first key: default, "
+                                            "or test (test suites only). Else $SNAP_KDF_PROFILE.",
+                                            show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a new, empty repository."""
+    """Create a new, empty repository (encrypted unless --encryption none)."""
     from snapstore.format.chunker import ChunkerParams
-    from snapstore.repo.repository import Repository
+    from snapstore.repo.repository import ENCRYPTION_SCHEME, Repository
 
     app: AppContext = ctx.obj
     if not (64 <= chunk_min * 1024 <= chunk_avg * 1024 <= chunk_max * 1024 <= 16 * 1024 * 1024):
@@ -40,14 +45,31 @@ def cmd_init(
     if location:
         app.repo_arg = location
     path = app.repo_location()  # an absolute path, or the s3:// URL
+    if encryption not in ("repokey", "none"):
+        raise UsageError(f"unknown --encryption {encryption!r} (repokey or none)")
+    password = None
+    profile = "default"
+    if encryption == "repokey":
+        from snapstore.cli.keys import kdf_profile_choice
+        from snapstore.repo.passwords import PasswordOptions
+
+        profile = kdf_profile_choice(kdf)
+        password = PasswordOptions().new(f"password for the new repository {path}: ", fall_back_to_current=True)
     config = Repository.init(
         path, chunker=ChunkerParams(chunk_min * 1024, chunk_avg * 1024, chunk_max * 1024),
         compression_level=compression, endpoint=app.s3_endpoint,
+        encryption=ENCRYPTION_SCHEME if encryption == "repokey" else "none", password=password, kdf_profile=profile,
     )
+    if config.encrypted:
+        from snapstore.cli.keys import warn_kdf_profile
+
+        warn_kdf_profile(profile)
     if json_out:
-        emit_json({"repository": path, "id": config.id, "compression_level": compression})
+        emit_json({"repository": path, "id": config.id, "compression_level": compression,
+                   "encryption": "repokey" if config.encrypted else "none"})
     else:
-        echo(f"created repository {config.id[:8]} at {path}")
+        what = "encrypted repository" if config.encrypted else "repository (not encrypted)"
+        echo(f"created {what} {config.id[:8]} at {path}")
 
 
 def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:

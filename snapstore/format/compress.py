@@ -50,17 +50,18 @@ def compress(data: bytes, level: int) -> tuple[int, bytes]:
     return ZSTD, packed
 
 
-def decompress(code: int, payload: bytes, raw_length: int) -> bytes:
-    """Invert :func:`compress`; raises ``ValueError`` on bad input or a length mismatch."""
+def decompress(code: int, payload: bytes, raw_length: int, *, limit: int = 0) -> bytes:
+    """Invert :func:`compress`; raises ``ValueError`` on bad input or a length mismatch.
+    ``raw_length`` -1: not known (salvage of an encrypted pack), at most ``limit`` bytes."""
     if code == RAW:
         out = payload
     elif code == ZSTD:
         try:
-            out = _decompressor().decompress(payload, max_output_size=raw_length)
+            out = _decompressor().decompress(payload, max_output_size=raw_length if raw_length >= 0 else limit)
         except zstandard.ZstdError as exc:
             raise ValueError(f"zstd: {exc}") from None
     else:
         raise ValueError(f"unknown compression code {code}")
-    if len(out) != raw_length:
+    if raw_length >= 0 and len(out) != raw_length:
         raise ValueError(f"length {len(out)} != expected {raw_length}")
     return out

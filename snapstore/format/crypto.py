@@ -70,6 +70,7 @@ BLOB_BODY = struct.Struct("<BI")
 
 HKDF_INFO = b"snapstore v2 session key"
 _SNAPSHOT_ID_CONTEXT = "snapstore 2026-12 snapshot record ids"
+_HOST_CONTEXT = "snapstore 2026-12 lease host tokens"
 
 
 class DecryptError(RepositoryDamaged):
@@ -320,6 +321,24 @@ class SharedCipher:
             return self._aead.decrypt(nonce, frame[SHARED_HEADER.size :], header + context)
         except InvalidTag:
             raise DecryptError("encrypted object does not authenticate (tampered, damaged or another key)") from None
+
+
+class LeaseNotes:
+    """Lease notes under the table key, and host names in lease object names as a keyed token
+    (every key holder can read leases: write-only hosts take part in the gc protocol)."""
+
+    def __init__(self, crypto: RepoCrypto) -> None:
+        self._crypto = crypto
+        self._host_key = blake3.blake3(crypto.material.id_key, derive_key_context=_HOST_CONTEXT).digest()
+
+    def seal(self, name: str, body: bytes) -> bytes:
+        return self._crypto.seal_shared(KIND_LEASE, name.encode(), body)
+
+    def open(self, name: str, raw: bytes) -> bytes:
+        return self._crypto.open_shared(KIND_LEASE, name.encode(), raw)
+
+    def host_token(self, host: str) -> str:
+        return blake3.blake3(host.encode(), key=self._host_key).hexdigest()[:16]
 
 
 def sealed_overhead() -> int:

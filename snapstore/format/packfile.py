@@ -13,6 +13,12 @@ Layout (all integers little-endian; docs/format.md is the reference)::
 The table at the end makes reading an index cheap (one ranged read); the per-blob headers make
 a truncated pack salvageable by a forward scan. A blob id is the BLAKE3 of its raw bytes, so
 every blob can be checked on its own.
+
+An encrypted repository writes version 2 packs (header flags 1): each payload is a sealed frame
+(snapstore.format.crypto), a blob header shows only type, id and stored length (compression
+``ENCRYPTED``, raw length 0), and the table is one shared frame under the table key::
+
+    footer   u32 table frame length | u32 flags (1) | 32s BLAKE3 of the frame | 8s "SNAPEND2"
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ from snapstore.errors import FormatError
 
 MAGIC = b"SNAPPACK"
 END_MAGIC = b"SNAPEND1"
+END_MAGIC_SEALED = b"SNAPEND2"
 VERSION = 1
+VERSION_SEALED = 2
+#: Compression flag of a blob whose payload is a sealed frame (the real code is inside it).
+ENCRYPTED = 0x80
 HEADER = struct.Struct("<8sHHI")
 BLOB_HEADER = struct.Struct("<2sBBII32sI")
 BLOB_MAGIC = b"BL"
@@ -72,13 +82,18 @@ class PackWriter:
     kept so that the finished file can be re-read and checked (:meth:`verify_on_disk`).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, seal_table: Callable[[bytes], bytes] | None = None) -> None:
+        """``seal_table``: encrypt the table (an encrypted repository's pack, version 2)."""
         self.path = path
+        self._seal_table = seal_table
         self._file = open(path, "wb", buffering=1024 * 1024)  # noqa: SIM115 - closed in finish/abort
         self._hash = blake3.blake3()
         self.entries: list[BlobEntry] = []
         self.size = 0
-        self._write(HEADER.pack(MAGIC, VERSION, 0, 0))
+        if seal_table is None:
+            self._write(HEADER.pack(MAGIC, VERSION, 0, 0))
+        else:
+            self._write(HEADER.pack(MAGIC, VERSION_SEALED, 1, 0))
 
     def _write(self, data: bytes) -> None:
         faults.check_write(len(data))
@@ -89,7 +104,10 @@ class PackWriter:
     def add(self, blob_id: bytes, blob_type: int, compression: int, payload: bytes, raw_len: int) -> BlobEntry:
         offset = self.size + BLOB_HEADER.size
         entry = BlobEntry(blob_id, blob_type, compression, offset, len(payload), raw_len)
-        self._write(blob_header(entry))
+        if self._seal_table is None:
+            self._write(blob_header(entry))
+        else:  # the clear header must not tell the raw size; the table (encrypted) does
+            self._write(blob_header(BlobEntry(blob_id, blob_type, ENCRYPTED, offset, len(payload), 0)))
         self._write(payload)
         self.entries.append(entry)
         return entry
@@ -99,8 +117,13 @@ class PackWriter:
         table = b"".join(
             ENTRY.pack(e.id, e.type, e.compression, e.offset, e.stored_len, e.raw_len) for e in self.entries
         )
-        self._write(table)
-        self._write(FOOTER.pack(len(self.entries), 0, blake3.blake3(table).digest(), END_MAGIC))
+        if self._seal_table is None:
+            self._write(table)
+            self._write(FOOTER.pack(len(self.entries), 0, blake3.blake3(table).digest(), END_MAGIC))
+        else:
+            frame = self._seal_table(table)
+            self._write(frame)
+            self._write(FOOTER.pack(len(frame), 1, blake3.blake3(frame).digest(), END_MAGIC_SEALED))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -136,15 +159,20 @@ def remove_unfinished(tmp_dir: str) -> None:
                 pass
 
 
-def parse_table(tail: bytes, pack_size: int) -> list[BlobEntry]:
+def parse_table(tail: bytes, pack_size: int, *, open_table: Callable[[bytes], bytes] | None = None
+                ) -> list[BlobEntry]:
     """Parse the table and footer from the last bytes of a pack.
 
     ``tail`` must hold at least the footer; raises :class:`FormatError` when it does not parse,
-    and ``NeedMore(n)`` when the table needs ``n`` bytes of tail.
+    and ``NeedMore(n)`` when the table needs ``n`` bytes of tail. ``open_table`` decrypts the
+    table of a version 2 (encrypted) pack; it raises a FormatError subclass when it does not
+    authenticate.
     """
     if len(tail) < FOOTER.size:
         raise FormatError("pack too short for a footer")
     count, _reserved, digest, magic = FOOTER.unpack(tail[-FOOTER.size :])
+    if magic == END_MAGIC_SEALED:
+        return _parse_sealed_table(tail, pack_size, count, digest, open_table)
     if magic != END_MAGIC:
         raise FormatError("pack footer magic missing (truncated pack?)")
     if count > MAX_ENTRIES:
@@ -157,8 +185,29 @@ def parse_table(tail: bytes, pack_size: int) -> list[BlobEntry]:
     table = tail[len(tail) - need : len(tail) - FOOTER.size]
     if blake3.blake3(table).digest() != digest:
         raise FormatError("pack table checksum mismatch")
+    return _entries(table, count, pack_size - need)
+
+
+def _parse_sealed_table(tail: bytes, pack_size: int, frame_len: int, digest: bytes,
+                        open_table: Callable[[bytes], bytes] | None) -> list[BlobEntry]:
+    if open_table is None:
+        raise FormatError("encrypted pack in a repository opened without its key")
+    need = FOOTER.size + frame_len
+    if frame_len > MAX_ENTRIES * ENTRY.size + 1024 or need + HEADER.size > pack_size:
+        raise FormatError("pack table larger than the pack")
+    if len(tail) < need:
+        raise NeedMore(need)
+    frame = tail[len(tail) - need : len(tail) - FOOTER.size]
+    if blake3.blake3(frame).digest() != digest:
+        raise FormatError("pack table checksum mismatch")
+    table = open_table(frame)
+    if len(table) % ENTRY.size:
+        raise FormatError("encrypted pack table has a partial entry")
+    return _entries(table, len(table) // ENTRY.size, pack_size - need)
+
+
+def _entries(table: bytes, count: int, table_start: int) -> list[BlobEntry]:
     entries = []
-    table_start = pack_size - need
     for i in range(count):
         blob_id, btype, comp, offset, stored, raw = ENTRY.unpack_from(table, i * ENTRY.size)
         if offset + stored > table_start or stored > MAX_BLOB or raw > MAX_BLOB:
@@ -177,7 +226,7 @@ def check_header(head: bytes) -> None:
     magic, version, _flags, _res = HEADER.unpack_from(head)
     if magic != MAGIC:
         raise FormatError("not a snapstore pack (bad magic)")
-    if version != VERSION:
+    if version not in (VERSION, VERSION_SEALED):
         raise FormatError(f"unsupported pack version {version}")
 
 

@@ -9,6 +9,7 @@ live elsewhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,10 +92,11 @@ class Snapshot:
         data["id"] = self.id
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
-    def with_id(self) -> Snapshot:
-        """This record with its id computed from its body."""
+    def with_id(self, id_of: Callable[[bytes], str] | None = None) -> Snapshot:
+        """This record with its id computed from its body: BLAKE3, or ``id_of`` (an encrypted
+        repository's keyed id)."""
         canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":")).encode()
-        ident = blake3.blake3(canonical).hexdigest()
+        ident = id_of(canonical) if id_of is not None else blake3.blake3(canonical).hexdigest()
         return Snapshot(**{**self.__dict__, "id": ident})
 
     @classmethod

@@ -32,7 +32,7 @@ from datetime import datetime
 
 from snapstore import faults
 from snapstore.errors import Interrupted, SnapError, SourceNotFound
-from snapstore.format.chunker import Chunker, chunk_id
+from snapstore.format.chunker import Chunker
 from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, remove_unfinished
 from snapstore.format.snapshot import Snapshot, SnapshotStats
 from snapstore.format.tree import (
@@ -201,7 +201,7 @@ class Take:
         self.registry = BlobRegistry(repo)
         self.sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
                              verify=verify != "none", on_stored=self._indexed, on_discard=self._unindex,
-                             delete_on_abort=not repo.remote, what="writing pack")
+                             delete_on_abort=not repo.remote, what="writing pack", crypto=repo.crypto)
         self.packs: list[bytes] = []
         self.new_blobs: list[bytes] = []  # kept only for --verify full
         self.keep_new_blobs = verify == "full"
@@ -241,7 +241,8 @@ class Take:
         try:
             if self.failure is None:
                 faults.slow_store()
-                self.sink.add(blob_id, blob_type, encode_blob(blob_id, data, self.level))
+                self.sink.add(blob_id, blob_type, encode_blob(blob_id, data, self.level, blob_type=blob_type,
+                                                              crypto=self.repo.crypto))
                 if self.keep_new_blobs:
                     self.new_blobs.append(blob_id)
         except BaseException as exc:  # surfaced by the walking thread
@@ -290,7 +291,7 @@ class Take:
                 for piece in pieces:
                     if self.failure is not None:
                         raise TakeCancelled
-                    blob_id = chunk_id(piece)
+                    blob_id = self.repo.blob_id(piece)
                     refs.append(CHUNK_REF.pack(blob_id, len(piece)))
                     size += len(piece)
                     if self.registry.claim(blob_id):
@@ -437,7 +438,7 @@ class Take:
 
     def _store_tree(self, entries: list[Entry]) -> bytes:
         data = encode_tree(entries)
-        tree_id = chunk_id(data)
+        tree_id = self.repo.blob_id(data)
         if self.registry.claim(tree_id):
             self.new_trees[tree_id] = b"".join(tree_children(data))
             self._submit_blob(tree_id, TYPE_TREE, data)
@@ -616,7 +617,9 @@ def take_snapshot(
             raise SnapError("take cancelled") from None
         raise failure from None
     verified = f"{take.sink.packs_checked} new packs re-read and checksummed" if verify != "none" else "skipped"
-    if verify == "full":
+    if verify == "full" and not repo.can_read:
+        verified += "; new blobs not decrypted (a write-only key cannot read them back)"
+    elif verify == "full":
         for blob_id in take.new_blobs:
             repo.read_blob(blob_id)  # raises ChunkUnreadable on a mismatch
         verified += f"; {len(take.new_blobs)} new blobs decompressed and hash-checked"
@@ -632,7 +635,8 @@ def take_snapshot(
         hostname=host_name(),
         username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats, root_meta=take.root_meta,
-    ).with_id()
+    )
+    snapshot = repo.snapshot_with_id(snapshot)
     faults.crash_point("take-before-commit")
     try:
         with index_errors("committing snapshot", repo.index):

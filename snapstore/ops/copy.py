@@ -25,6 +25,13 @@ A copy that fails removes the packs it stored for the snapshot it was copying (s
 already committed stay); a copy killed half way leaves unreferenced packs in the target (gc
 removes them), never a snapshot with missing data. Copying again skips what is there: a second copy of the same
 snapshots sends nothing.
+
+Between repositories whose ids or encryption differ (plaintext into encrypted, or two encrypted
+repositories with different keys) a payload means nothing in the target, so the copy
+**re-encodes** instead (:class:`_Translator`): each blob is read and checked in the source,
+its id recomputed with the target's id key, compressed and sealed for the target; trees are
+rewritten bottom-up with the new ids, and so the record gets a new root and a new id. Steps 3
+and 4 are the same.
 """
 
 from __future__ import annotations
@@ -32,16 +39,14 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from snapstore.errors import ChunkUnreadable, RepositoryDamaged, SnapshotNotFound, UsageError
-from snapstore.format.chunker import chunk_id
-from snapstore.format.compress import decompress
-from snapstore.format.packfile import TYPE_TREE, BlobEntry
+from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, BlobEntry
 from snapstore.format.snapshot import Snapshot
-from snapstore.format.tree import tree_children
+from snapstore.format.tree import CHUNK_REF, encode_tree, tree_children
 from snapstore.repo.index import ChunkLocation, index_errors
-from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack
+from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository, pack_name
 
 MAX_GAP = 64 * 1024  # neighbouring blobs closer than this are fetched in one ranged read
@@ -111,7 +116,7 @@ class _TargetPacks:
         self.sink = PackSink(target.backend, pack_size=target.config.pack_size,
                              parallel=target.backend.parallel_puts, on_stored=self._stored,
                              on_discard=self._discard, delete_on_abort=not target.remote,
-                             what="writing target pack")
+                             what="writing target pack", crypto=target.crypto)
 
     def add(self, entry: BlobEntry, payload: bytes) -> None:
         # the payload is stored exactly as the source encoded it: the sink does not look inside
@@ -177,15 +182,86 @@ def _send(source: Repository, ids: Iterable[bytes], out: _TargetPacks, result: C
             for blob_id, loc in items[i : j + 1]:
                 payload = span[loc.offset - start : loc.offset - start + loc.stored_len]
                 try:
-                    ok = chunk_id(decompress(loc.compression, payload, loc.raw_len)) == blob_id
-                except ValueError:
-                    ok = False
-                if not ok:
+                    source.decode_payload(blob_id, loc.type, loc.compression, payload, loc.raw_len, pack.hex())
+                except ChunkUnreadable:
                     raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]} in source pack {pack.hex()} is corrupt; "
-                                          "nothing was committed ('snap verify' on the source)", blob_id, pack.hex())
+                                          "nothing was committed ('snap verify' on the source)", blob_id,
+                                          pack.hex()) from None
                 result.blobs_checked += 1
                 out.add(BlobEntry(blob_id, loc.type, loc.compression, 0, loc.stored_len, loc.raw_len), payload)
             i = j + 1
+
+
+def same_encoding(source: Repository, target: Repository) -> bool:
+    """Whether a payload of the source means the same in the target (ids and keys equal)."""
+    a, b = source.crypto, target.crypto
+    if a is None or b is None:
+        return a is None and b is None
+    return (a.material.id_key, a.material.table_key, a.material.seal_public) == \
+        (b.material.id_key, b.material.table_key, b.material.seal_public)
+
+
+class _Translator:
+    """Re-encodes snapshots for a target with other ids or keys (see the module docstring)."""
+
+    def __init__(self, source: Repository, target: Repository, out: _TargetPacks, result: CopyResult) -> None:
+        self.source = source
+        self.target = target
+        self.out = out
+        self.result = result
+        self.ids: dict[bytes, bytes] = {}  # source blob id -> target blob id
+        self.trees: dict[bytes, bytes] = {}  # source tree id -> target tree id
+        self.queued: set[bytes] = set()  # target ids written by this copy
+        self.children: dict[bytes, bytes] = {}  # new target tree -> its children (for the commit)
+        self.sent: list[bytes] = []  # target ids of the current snapshot that must arrive
+
+    def _put(self, new_id: bytes, blob_type: int, data: bytes) -> bool:
+        if new_id in self.queued or self.target.index.has_chunk(new_id):
+            return False
+        encoded = encode_blob(new_id, data, self.target.config.compression_level, blob_type=blob_type,
+                              crypto=self.target.crypto)
+        self.out.add(BlobEntry(new_id, blob_type, encoded.code, 0, len(encoded.payload), encoded.raw_len),
+                     encoded.payload)
+        self.queued.add(new_id)
+        self.sent.append(new_id)
+        return True
+
+    def chunk(self, src_id: bytes) -> bytes:
+        known = self.ids.get(src_id)
+        if known is not None:
+            return known
+        data = self.source.read_blob(src_id)  # decrypted and checked against its source id
+        self.result.blobs_checked += 1
+        new_id = self.target.blob_id(data)
+        self._put(new_id, TYPE_DATA, data)
+        self.ids[src_id] = new_id
+        return new_id
+
+    def tree(self, src_id: bytes) -> bytes:
+        known = self.trees.get(src_id)
+        if known is not None:
+            return known
+        entries = []
+        for entry in self.source.read_tree(src_id):
+            if entry.subtree:
+                entry = replace(entry, subtree=self.tree(entry.subtree))
+            elif entry.chunks:
+                entry = replace(entry, chunks=b"".join(CHUNK_REF.pack(self.chunk(cid), length)
+                                                       for cid, length in entry.chunk_refs()))
+            entries.append(entry)
+        data = encode_tree(entries)
+        self.result.blobs_checked += 1
+        new_id = self.target.blob_id(data)
+        if self._put(new_id, TYPE_TREE, data):
+            self.children[new_id] = b"".join(tree_children(data))
+        self.trees[src_id] = new_id
+        return new_id
+
+    def snapshot(self, snap: Snapshot) -> Snapshot:
+        """The record as the target stores it: its trees (and their blobs) written first."""
+        self.sent = []
+        root = self.tree(bytes.fromhex(snap.root))
+        return self.target.snapshot_with_id(replace(snap, root=root.hex(), id=""))
 
 
 def copy_snapshots(source: Repository, target: Repository, snapshots: list[Snapshot], *,
@@ -199,8 +275,26 @@ def copy_snapshots(source: Repository, target: Repository, snapshots: list[Snaps
     out = _TargetPacks(target, result)
     sending: set[bytes] = set()
     ok = False
+    translator = None if same_encoding(source, target) else _Translator(source, target, out, result)
     try:
         for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
+            if translator is not None:
+                snap = translator.snapshot(snap)
+                packs = out.flush()
+                if snap.id in present:
+                    result.skipped.append(snap.summary())
+                    continue
+                missing = [b for b in translator.sent if not target.index.has_chunk(b)]
+                if missing:
+                    raise RepositoryDamaged(f"{len(missing)} blob(s) of snapshot {snap.short_id} did not reach "
+                                            "the target; nothing was committed")
+                target.commit_snapshot(snap, packs=packs, new_trees=translator.children, files={})
+                out.committed()
+                present.add(snap.id)
+                result.copied.append(snap.summary())
+                if progress:
+                    progress({"files": len(result.copied), "bytes": result.bytes_sent, "path": snap.short_id})
+                continue
             if snap.id in present:
                 result.skipped.append(snap.summary())
                 continue

@@ -38,9 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from snapstore import faults
-from snapstore.errors import FormatError, SnapError
-from snapstore.format.chunker import chunk_id
-from snapstore.format.compress import decompress
+from snapstore.errors import ChunkUnreadable, FormatError, SnapError
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, remove_unfinished
 from snapstore.format.snapshot import Snapshot
 from snapstore.repo.index import ChunkLocation, TxnCounts, index_errors
@@ -295,7 +293,7 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult, announced: list[s
     each new pack is checked before the index refers to it), commit the move, then delete the
     old packs. Any failure removes the new packs and keeps the old ones and the index as they were."""
     sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
-                    what="rewriting pack")
+                    what="rewriting pack", crypto=repo.crypto)
     skip: set[bytes] = set()
     try:
         for pplan in plan.to_rewrite:
@@ -303,9 +301,8 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult, announced: list[s
             for entry in pplan.live:
                 payload = repo.backend.get_range(pack_name(pplan.pack), entry.offset, entry.stored_len)
                 try:
-                    if chunk_id(decompress(entry.compression, payload, entry.raw_len)) != entry.id:
-                        raise ValueError("hash mismatch")
-                except ValueError as exc:
+                    repo.decode_payload(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+                except ChunkUnreadable as exc:
                     result.problems.append(f"pack {pplan.pack.hex()}: blob {entry.id.hex()[:16]} is damaged "
                                            f"({exc}); pack kept, run 'snap verify'")
                     skip.add(pplan.pack)
@@ -371,6 +368,7 @@ def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ..
     """Forget ``forget`` (snapshot, reasons), then free what no remaining snapshot needs.
     The repository must be open in ``exclusive`` mode. ``safety_window_s`` None: the
     backend's default (0 local, an hour remote)."""
+    repo.require_full_key("forget or gc")
     started = time.monotonic()
     result = GcResult(dry_run=dry_run)
     result.forgotten = [{**snap.summary(), "reasons": list(reasons)} for snap, reasons in forget]

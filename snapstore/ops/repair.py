@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from snapstore.errors import FormatError
-from snapstore.format.chunker import chunk_id
-from snapstore.format.compress import decompress
 from snapstore.format.packfile import BlobEntry, scan_blobs
 from snapstore.repo.index import Index
 from snapstore.repo.indexsync import (
@@ -72,12 +70,10 @@ def _salvage(repo: Repository, pack: bytes, size: int, sink: PackSink) -> int:
     try:
         for entry in scan_blobs(read_at, size):
             payload = read_at(entry.offset, entry.stored_len)
-            try:
-                if chunk_id(decompress(entry.compression, payload, entry.raw_len)) != entry.id:
-                    continue
-            except ValueError:
+            found = repo.salvage_entry(entry, payload)  # decrypted, decompressed, id checked
+            if found is None:
                 continue
-            sink.add(entry.id, entry.type, EncodedBlob(entry.compression, payload, entry.raw_len))
+            sink.add(found.id, found.type, EncodedBlob(found.compression, payload, found.raw_len))
             count += 1
     except FormatError:
         pass
@@ -86,6 +82,7 @@ def _salvage(repo: Repository, pack: bytes, size: int, sink: PackSink) -> int:
 
 def repair_index(repo: Repository) -> RepairReport:
     """Rebuild ``repo``'s index (the repository must be open in ``exclusive`` mode)."""
+    repo.require_full_key("repair it")
     started = time.monotonic()
     report = RepairReport()
     build_dir = os.path.join(repo.cache_dir, f"index.rebuild-{os.getpid()}")
@@ -98,7 +95,7 @@ def repair_index(repo: Repository) -> RepairReport:
     # every new pack is checked and stored and the new index is built: a failure before that
     # deletes the new packs and the half-built index, and nothing has moved.
     sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
-                    what="writing salvaged pack")
+                    what="writing salvaged pack", crypto=repo.crypto)
     damaged: list[bytes] = []
     try:
         listed: list[tuple[bytes, int]] = []
@@ -125,6 +122,7 @@ def repair_index(repo: Repository) -> RepairReport:
         report.duplicate_blobs = sync.duplicate_blobs
         # A repository view over the new index, to read trees while counting.
         staged = Repository(repo.path, repo.backend, repo.config, new, cache_dir=repo.cache_dir)
+        staged.crypto = repo.crypto
         ids = []
         for name, _size in sorted(repo.backend.list("snapshots")):
             if not name.endswith(".json"):

@@ -48,7 +48,8 @@ class RestoreStats:
 class _ZeroIds:
     """Ids of all-zero chunks by length, so holes are found without looking at data."""
 
-    def __init__(self) -> None:
+    def __init__(self, id_of: Callable[[bytes], bytes] = chunk_id) -> None:
+        self._id_of = id_of  # the repository's blob id (keyed when encrypted)
         self._ids: dict[int, bytes] = {}
         self._lock = threading.Lock()
 
@@ -56,7 +57,7 @@ class _ZeroIds:
         with self._lock:
             known = self._ids.get(length)
             if known is None:
-                known = self._ids[length] = chunk_id(bytes(length))
+                known = self._ids[length] = self._id_of(bytes(length))
         return known == blob_id
 
 
@@ -76,7 +77,7 @@ class Restorer:
         self.partial = partial
         self.stats = RestoreStats()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="snap-restore")
-        self.zero = _ZeroIds()
+        self.zero = _ZeroIds(view.repo.blob_id)
         self.is_root = os.geteuid() == 0
         self.progress = progress
         self._lock = threading.Lock()

@@ -105,6 +105,7 @@ def _affected_paths(repo: Repository, snapshots: list[Snapshot], bad: set[bytes]
 def verify_repository(repo: Repository, *, read_data: bool = False, subset: float = 1.0,
                       progress: Callable[[dict[str, object]], None] | None = None,
                       seed: int | None = None) -> VerifyReport:
+    repo.require_full_key("verify what it holds")
     started = time.monotonic()
     report = VerifyReport()
     problems = report.problems

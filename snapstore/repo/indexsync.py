@@ -26,7 +26,6 @@ is finished by the next one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -224,7 +223,8 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
             if raw is None:
                 continue
             snap = Snapshot.from_bytes(bytes(raw))
-            drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
+            if repo.can_read:  # a write-only host keeps no reference counts (it never runs gc)
+                drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
             txn.delete(snap_id.encode(), db=index.snapshots)
             txn.delete(snap_id.encode(), db=index.pins)
         report.snapshots_dropped.append(snap_id)
@@ -234,18 +234,16 @@ def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> li
     """The records with these ids from the repository (unreadable ones noted and left out)."""
     from snapstore.repo.repository import snapshot_name
 
-    out = []
+    out: list[Snapshot] = []
+    if not repo.can_read:
+        return out  # a write-only key cannot read records; its host keeps only its own (take --due)
     for snap_id in sorted(ids):
         try:
-            snap = Snapshot.from_bytes(repo.backend.get(snapshot_name(snap_id)))
+            snap = repo.load_record(snap_id)
         except FileNotFoundError:
             continue  # forgotten while we listed
         except (FormatError, OSError) as exc:
             report.notes.append(f"{snapshot_name(snap_id)}: {exc}")
-            report.bad_records.append(snapshot_name(snap_id))
-            continue
-        if snap.id != snap_id:
-            report.notes.append(f"{snapshot_name(snap_id)}: record name does not match its id")
             report.bad_records.append(snapshot_name(snap_id))
             continue
         out.append(snap)
@@ -254,11 +252,8 @@ def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> li
 
 def sync_pins(repo: Repository, index: Index) -> None:
     """Make the index's pins those of ``pins.json`` (when the file exists)."""
-    try:
-        pins = {str(p) for p in json.loads(repo.backend.get("pins.json"))}
-    except FileNotFoundError:
-        return
-    except ValueError:
+    pins = repo.read_pins()
+    if pins is None:
         return
     with index.write() as txn:
         current = set(index.iter_keys(txn, index.pins))
@@ -286,9 +281,8 @@ def reconcile_snapshots(repo: Repository) -> list[str]:
     for raw in repo.index.snapshot_records():
         snap = Snapshot.from_bytes(raw)
         if snap.id in indexed - on_disk:
-            from snapstore.repo.repository import snapshot_name
 
-            repo.backend.put_bytes(snapshot_name(snap.id), raw)
+            repo.store_record(snap)
             done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
     return done
 

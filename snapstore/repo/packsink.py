@@ -42,6 +42,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -51,6 +52,9 @@ from snapstore.format.compress import compress
 from snapstore.format.packfile import BlobEntry, NeedMore, PackWriter, parse_table
 from snapstore.repo.repository import pack_name
 from snapstore.storage.backend import Backend, raise_os_error
+
+if TYPE_CHECKING:
+    from snapstore.format.crypto import RepoCrypto
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +66,19 @@ class EncodedBlob:
     raw_len: int
 
 
-def encode_blob(blob_id: bytes, data: bytes, level: int) -> EncodedBlob:
+def encode_blob(blob_id: bytes, data: bytes, level: int, *, blob_type: int = 0,
+                crypto: RepoCrypto | None = None) -> EncodedBlob:
     """The one encoding step: a blob's raw bytes -> the payload a pack stores.
 
-    Today zstd at ``level`` with a raw fallback. ``blob_id`` is not used yet; it is part of the
-    signature because an AEAD step added here binds each payload to its id (associated data).
+    zstd at ``level`` with a raw fallback; in an encrypted repository (``crypto``) the
+    compressed body is then sealed, padded, with the blob's id and type as associated data
+    (snapstore.format.crypto), and the code gets the ``ENCRYPTED`` flag.
     """
     code, payload = compress(data, level)
+    if crypto is not None:
+        from snapstore.format.packfile import ENCRYPTED
+
+        return EncodedBlob(ENCRYPTED | code, crypto.encode_blob(blob_id, blob_type, code, payload), len(data))
     return EncodedBlob(code, payload, len(data))
 
 
@@ -93,8 +103,11 @@ class PackSink:
     def __init__(self, backend: Backend, *, pack_size: int, parallel: int = 1, verify: bool = True,
                  on_stored: Callable[[StoredPack], None] | None = None,
                  on_discard: Callable[[list[StoredPack]], None] | None = None,
-                 delete_on_abort: bool = True, what: str = "writing pack") -> None:
+                 delete_on_abort: bool = True, what: str = "writing pack",
+                 crypto: RepoCrypto | None = None) -> None:
+        """``crypto``: an encrypted repository's keys (each pack's table is sealed)."""
         self.backend = backend
+        self.crypto = crypto
         self.pack_size = pack_size
         self.verify = verify
         self.on_stored = on_stored
@@ -115,6 +128,22 @@ class PackSink:
         self.packs_checked = 0
         self.packs_stored = 0
 
+    def _sealer(self, pack_id: bytes) -> Callable[[bytes], bytes] | None:
+        crypto = self.crypto
+        if crypto is None:
+            return None
+        from snapstore.format.crypto import KIND_TABLE
+
+        return lambda table: crypto.seal_shared(KIND_TABLE, pack_id, table)
+
+    def _opener(self, pack_id: bytes) -> Callable[[bytes], bytes] | None:
+        crypto = self.crypto
+        if crypto is None:
+            return None
+        from snapstore.format.crypto import KIND_TABLE
+
+        return lambda frame: crypto.open_shared(KIND_TABLE, pack_id, frame)
+
     # -- appending --------------------------------------------------------------------------
     def add(self, blob_id: bytes, blob_type: int, blob: EncodedBlob) -> BlobEntry:
         """Append one encoded blob to the open pack of ``blob_type``; hand a full pack to the
@@ -127,7 +156,7 @@ class PackSink:
                 pack_id = os.urandom(16)
                 path = os.path.join(self.tmp_dir, f"{pack_id.hex()}.pack.tmp")
                 try:
-                    current = self._writers[blob_type] = (pack_id, PackWriter(path))
+                    current = self._writers[blob_type] = (pack_id, PackWriter(path, seal_table=self._sealer(pack_id)))
                 except OSError as exc:
                     raise self._fail(raise_os_error(exc, f"{self.what} {pack_id.hex()}")) from None
             writer = current[1]
@@ -201,12 +230,13 @@ class PackSink:
         if hasher.hexdigest() != digest:
             raise RepositoryDamaged(bad)
         try:
+            opener = self._opener(pack_id)
             try:
-                table = parse_table(tail, size)
+                table = parse_table(tail, size, open_table=opener)
             except NeedMore as more:
                 with open(path, "rb") as handle:
                     handle.seek(size - int(more.args[0]))
-                    table = parse_table(handle.read(), size)
+                    table = parse_table(handle.read(), size, open_table=opener)
         except FormatError:
             raise RepositoryDamaged(bad) from None
         if table != entries:

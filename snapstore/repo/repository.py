@@ -28,7 +28,8 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from snapstore import faults
 from snapstore.errors import (
@@ -40,6 +41,8 @@ from snapstore.errors import (
     RepositoryExists,
     RepositoryNotFound,
     SnapshotNotFound,
+    UsageError,
+    WriteOnlyKey,
 )
 from snapstore.format.chunker import ChunkerParams, chunk_id
 from snapstore.format.compress import decompress
@@ -50,10 +53,16 @@ from snapstore.repo.index import ChunkLocation, Index, TxnCounts
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
 from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
-from snapstore.storage.lease import Lease, read_gc_lease
+from snapstore.storage.lease import Lease, LeaseCodec, read_gc_lease
 from snapstore.storage.locations import Location, open_backend, parse_location
 
+if TYPE_CHECKING:
+    from snapstore.format.crypto import RepoCrypto
+    from snapstore.repo.keystore import PasswordSource
+
 FORMAT_VERSION = 1
+FORMAT_VERSION_ENCRYPTED = 2
+ENCRYPTION_SCHEME = "sealed-sessions-v1"  # docs/security.md, docs/format.md
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 
 
@@ -66,18 +75,29 @@ class RepoConfig:
     compression_level: int = 3
     pack_size: int = DEFAULT_PACK_SIZE
     version: int = FORMAT_VERSION
-    encryption: str = "none"
+    encryption: str = "none"  # or ENCRYPTION_SCHEME
+    cipher: str = ""
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption != "none"
 
     def to_bytes(self) -> bytes:
+        chunker = self.chunker.to_json()
+        encryption: object = "none"
+        if self.encrypted:
+            chunker.pop("seed", None)  # a secret of the key material, never in clear
+            encryption = {"scheme": self.encryption, "cipher": self.cipher, "ids": "blake3-keyed",
+                          "padding": "128 buckets per power of two", "keys": "keys/"}
         return json.dumps(
             {
                 "format": "snapstore",
-                "version": self.version,
+                "version": FORMAT_VERSION_ENCRYPTED if self.encrypted else FORMAT_VERSION,
                 "id": self.id,
-                "chunker": self.chunker.to_json(),
+                "chunker": chunker,
                 "compression": {"algorithm": "zstd", "level": self.compression_level},
                 "pack_size": self.pack_size,
-                "encryption": self.encryption,
+                "encryption": encryption,
             },
             indent=2,
         ).encode() + b"\n"
@@ -88,16 +108,26 @@ class RepoConfig:
             data = json.loads(raw)
             if data.get("format") != "snapstore":
                 raise FormatError("config.json is not a snapstore repository config")
-            if int(data["version"]) != FORMAT_VERSION:
+            version = int(data["version"])
+            encryption = data.get("encryption", "none")
+            scheme, cipher = "none", ""
+            if version == FORMAT_VERSION_ENCRYPTED and isinstance(encryption, dict):
+                from snapstore.format.crypto import CIPHERS
+
+                scheme, cipher = str(encryption.get("scheme")), str(encryption.get("cipher"))
+                if scheme != ENCRYPTION_SCHEME or cipher not in CIPHERS:
+                    raise FormatError(f"unsupported encryption {scheme!r} / {cipher!r} (a newer snap?)")
+            elif version != FORMAT_VERSION:
                 raise FormatError(f"unsupported repository format version {data['version']}")
-            if data.get("encryption", "none") != "none":
-                raise FormatError(f"unsupported encryption {data['encryption']!r}")
+            elif encryption != "none":
+                raise FormatError(f"unsupported encryption {encryption!r}")
             return cls(
+                encryption=scheme, cipher=cipher,
                 id=str(data["id"]),
                 chunker=ChunkerParams.from_json(data["chunker"]),
                 compression_level=int(data["compression"]["level"]),
                 pack_size=int(data.get("pack_size", DEFAULT_PACK_SIZE)),
-                version=int(data["version"]),
+                version=version,
             )
         except FormatError:
             raise
@@ -129,6 +159,8 @@ class Repository:
         self._locks: list[locking.HeldLock] = []
         self._tree_cache: dict[bytes, list[Entry]] = {}
         self._tree_lock = threading.Lock()
+        self.crypto: RepoCrypto | None = None  # set by open for an encrypted repository
+        self.key_id = ""  # the key that unlocked it
 
     @property
     def remote(self) -> bool:
@@ -137,15 +169,31 @@ class Repository:
     # -- life cycle -----------------------------------------------------------------------
     @classmethod
     def init(cls, path: str, *, chunker: ChunkerParams | None = None, compression_level: int = 3,
-             pack_size: int = DEFAULT_PACK_SIZE, endpoint: str | None = None) -> RepoConfig:
-        """Create a repository at ``path`` (a directory or an ``s3://`` URL); returns its config."""
+             pack_size: int = DEFAULT_PACK_SIZE, endpoint: str | None = None, encryption: str = "none",
+             password: bytes | None = None, kdf_profile: str = "default") -> RepoConfig:
+        """Create a repository at ``path`` (a directory or an ``s3://`` URL); returns its config.
+        ``encryption``: "none" or :data:`ENCRYPTION_SCHEME` (then ``password`` protects its first
+        key; the key files are written before ``config.json``, whose existence makes a repository)."""
         location = parse_location(path)
         config = RepoConfig(
             id=secrets.token_hex(16), chunker=chunker or ChunkerParams(),
             compression_level=compression_level, pack_size=pack_size,
         )
+        keyfile = None
+        if encryption != "none":
+            from snapstore.format.crypto import DEFAULT_CIPHER, KeyMaterial
+            from snapstore.format.keyfile import wrap_key
+
+            if encryption != ENCRYPTION_SCHEME:
+                raise UsageError(f"unknown encryption {encryption!r} (known: {ENCRYPTION_SCHEME}, none)")
+            if not password:
+                raise UsageError("an encrypted repository needs a password")
+            material = KeyMaterial.generate(config.id, DEFAULT_CIPHER)
+            config = replace(config, encryption=ENCRYPTION_SCHEME, cipher=material.cipher,
+                             chunker=replace(config.chunker, seed=0), version=FORMAT_VERSION_ENCRYPTED)
+            keyfile = wrap_key(material, password, profile=kdf_profile)
         if location.remote:
-            cls._init_remote(location, config, endpoint)
+            cls._init_remote(location, config, endpoint, keyfile)
             return config
         path = location.path
         if os.path.exists(os.path.join(path, "config.json")):
@@ -157,13 +205,18 @@ class Repository:
         try:
             for sub in ("packs", "snapshots", "index", "locks", "tmp"):
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
+            if keyfile is not None:
+                from snapstore.repo.keystore import write_key
+
+                write_key(LocalBackend(path), keyfile)
             LocalBackend(path).put_bytes("config.json", config.to_bytes())
         except OSError as exc:
             raise raise_os_error(exc, f"creating repository at {path}") from None
         return config
 
     @classmethod
-    def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None) -> None:
+    def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None,
+                     keyfile: object = None) -> None:
         backend = open_backend(location, endpoint=endpoint)
         try:
             backend.check()
@@ -171,6 +224,12 @@ class Repository:
                 raise RepositoryExists(f"a repository already exists at {location.url}")
             if not backend.is_empty():
                 raise RepositoryExists(f"{location.url} is not empty; choose an empty or new prefix")
+            if keyfile is not None:
+                from snapstore.format.keyfile import KeyFile
+                from snapstore.repo.keystore import write_key
+
+                assert isinstance(keyfile, KeyFile)
+                write_key(backend, keyfile)
             if backend.create_exclusive("config.json", config.to_bytes()) is None:
                 raise RepositoryExists(f"a repository already exists at {location.url}")
         finally:
@@ -178,16 +237,19 @@ class Repository:
 
     @classmethod
     def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
-             check_index: bool = True, endpoint: str | None = None) -> Repository:
+             check_index: bool = True, endpoint: str | None = None,
+             password: PasswordSource | None = None) -> Repository:
         """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
         ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
         snapshot records the repository holds (lost or replaced by an older copy) is refused:
         gc on such an index would take newer packs for orphans. ``path`` may be an ``s3://``
-        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own)."""
+        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own). An
+        encrypted repository is unlocked with ``password`` (else the environment's sources,
+        else a prompt: :mod:`snapstore.repo.passwords`) or this user's unlocked-key cache."""
         location = parse_location(path)
         if location.remote:
             return cls._open_remote(location, mode=mode, wait=wait, command=command, check_index=check_index,
-                                    endpoint=endpoint)
+                                    endpoint=endpoint, password=password)
         path = location.path
         config_path = os.path.join(path, "config.json")
         if not os.path.isfile(config_path):
@@ -206,9 +268,10 @@ class Repository:
         repo = cls(path, LocalBackend(path), config, index)
         repo._locks = held
         try:
+            repo._unlock(password)
             if mode in ("write", "exclusive"):
                 repo.reconcile()
-            if check_index:
+            if check_index and repo.can_read:
                 stale = repo.unindexed_records()
                 if stale:
                     raise RepositoryDamaged(
@@ -221,7 +284,7 @@ class Repository:
 
     @classmethod
     def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
-                     endpoint: str | None) -> Repository:
+                     endpoint: str | None, password: PasswordSource | None = None) -> Repository:
         from snapstore.repo.indexsync import remote_cache_dir
 
         backend = open_backend(location, endpoint=endpoint)
@@ -251,8 +314,9 @@ class Repository:
         repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
         repo._locks = held
         try:
+            repo._unlock(password)
             kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
-            repo.lease = Lease(backend, kind, command)
+            repo.lease = Lease(backend, kind, command, codec=repo.lease_codec())
             try:
                 repo.lease.acquire(wait=wait)
             except RemoteAccessDenied:
@@ -260,7 +324,7 @@ class Repository:
                     raise
                 repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
             repo.sync(wait=wait, command=command)
-            if check_index:
+            if check_index and repo.can_read:
                 stale = repo.unindexed_records()
                 if stale:
                     raise RepositoryDamaged(
@@ -276,7 +340,7 @@ class Repository:
         from snapstore.repo.indexsync import pack_id_of, sync_index
 
         gone: set[bytes] = set()
-        gc_lease = read_gc_lease(self.backend)
+        gc_lease = read_gc_lease(self.backend, self.lease_codec())
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
             gone = {p for p in (pack_id_of(n) for n in gc_lease.deleting) if p is not None}
         lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
@@ -306,6 +370,171 @@ class Repository:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- encryption -----------------------------------------------------------------------
+    def _unlock(self, password: PasswordSource | None) -> None:
+        """Unlock an encrypted repository's keys (nothing to do for a plaintext one)."""
+        if not self.config.encrypted:
+            return
+        from snapstore.format.crypto import RepoCrypto
+        from snapstore.repo.indexsync import remote_cache_dir
+        from snapstore.repo.keystore import unlock
+        from snapstore.repo.passwords import PasswordOptions
+
+        explicit = password is not None
+        source = password if password is not None else PasswordOptions().current
+        unlocked = unlock(self.backend, self.config.id, source, cache_dir=remote_cache_dir(self.config.id),
+                          read_cache=not explicit and not PasswordOptions().given(), location=self.path)
+        material = unlocked.material
+        if material.cipher != self.config.cipher:
+            raise FormatError(f"key {unlocked.key.id} is for cipher {material.cipher}, the config says "
+                              f"{self.config.cipher}")
+        self.crypto = RepoCrypto(material)
+        # the real seed lives in the key material; config.json holds none
+        self.config = replace(self.config, chunker=replace(self.config.chunker, seed=material.chunker_seed))
+        self.key_id = unlocked.key.id
+
+    def lease_codec(self) -> LeaseCodec | None:
+        if self.crypto is None:
+            return None
+        from snapstore.format.crypto import LeaseNotes
+
+        return LeaseNotes(self.crypto)
+
+    @property
+    def can_read(self) -> bool:
+        """False with a write-only key: content (blobs, trees, records) cannot be decrypted."""
+        return self.crypto is None or self.crypto.full
+
+    def require_full_key(self, what: str) -> None:
+        """Refuse ``what`` (a command) with a write-only key, in one line (exit 18)."""
+        if not self.can_read:
+            raise WriteOnlyKey(f"this repository's key is write-only: it can take snapshots but not {what}")
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """The id of a blob's raw bytes: BLAKE3, keyed with the id key when encrypted."""
+        if self.crypto is None:
+            return chunk_id(data)
+        return self.crypto.ids.blob_id(data)
+
+    def snapshot_with_id(self, snapshot: Snapshot) -> Snapshot:
+        return snapshot.with_id(None if self.crypto is None else self.crypto.ids.snapshot_id)
+
+    def _table_opener(self, pack: bytes) -> Callable[[bytes], bytes] | None:
+        crypto = self.crypto
+        if crypto is None:
+            return None
+        from snapstore.format.crypto import KIND_TABLE
+
+        return lambda frame: crypto.open_shared(KIND_TABLE, pack, frame)
+
+    def decode_payload(self, blob_id: bytes, blob_type: int, compression: int, payload: bytes, raw_len: int,
+                       pack_hex: str = "") -> bytes:
+        """A blob's raw bytes from its pack payload: decrypted (encrypted repositories),
+        decompressed and checked against its id. ChunkUnreadable when any step fails: a blob
+        that does not authenticate or match is never returned."""
+        where = f" in pack {pack_hex}" if pack_hex else ""
+        code = compression
+        body = payload
+        if self.crypto is not None or compression & 0x80:
+            from snapstore.format.crypto import DecryptError, NeedsFullKey
+            from snapstore.format.packfile import ENCRYPTED
+
+            if self.crypto is None or not compression & ENCRYPTED:
+                raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]}{where} is not encrypted as this repository "
+                                      "says (tampered?)", blob_id, pack_hex)
+            try:
+                code, body = self.crypto.decode_blob(blob_id, blob_type, payload)
+            except NeedsFullKey:
+                raise WriteOnlyKey("this repository's key is write-only: it cannot read what the repository "
+                                   "holds") from None
+            except DecryptError as exc:
+                raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]}{where} is corrupt ({exc})", blob_id,
+                                      pack_hex) from None
+            if code != compression & ~ENCRYPTED:
+                raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]}{where} is corrupt (compression differs from "
+                                      "its table)", blob_id, pack_hex)
+        try:
+            data = decompress(code, body, raw_len)
+        except ValueError as exc:
+            raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]}{where} is corrupt ({exc})", blob_id, pack_hex
+                                  ) from None
+        if self.blob_id(data) != blob_id:
+            raise ChunkUnreadable(f"chunk {blob_id.hex()[:16]}{where} is corrupt (hash mismatch)", blob_id,
+                                  pack_hex)
+        return data
+
+    def salvage_entry(self, entry: BlobEntry, payload: bytes) -> BlobEntry | None:
+        """A blob found by scanning a pack whose table is lost, as its table entry would be, when
+        it checks out (decrypts, decompresses, matches its id); else None. An encrypted pack's
+        clear blob headers hide compression and raw length: they come from inside the frame."""
+        if not entry.compression & 0x80:
+            try:
+                self.decode_payload(entry.id, entry.type, entry.compression, payload, entry.raw_len)
+            except ChunkUnreadable:
+                return None
+            return entry
+        if self.crypto is None or not self.crypto.full:
+            return None
+        from snapstore.format.crypto import DecryptError
+        from snapstore.format.packfile import ENCRYPTED, MAX_BLOB
+
+        try:
+            code, body = self.crypto.decode_blob(entry.id, entry.type, payload)
+            data = decompress(code, body, -1, limit=MAX_BLOB)
+        except (DecryptError, ValueError):
+            return None
+        if self.blob_id(data) != entry.id:
+            return None
+        return BlobEntry(entry.id, entry.type, ENCRYPTED | code, entry.offset, entry.stored_len, len(data))
+
+    def record_bytes(self, snapshot: Snapshot) -> bytes:
+        """A snapshot record as the repository stores it (sealed when encrypted)."""
+        if self.crypto is None:
+            return snapshot.to_bytes()
+        return self.crypto.seal_record(snapshot.id, snapshot.to_bytes())
+
+    def store_record(self, snapshot: Snapshot) -> None:
+        self.backend.put_bytes(snapshot_name(snapshot.id), self.record_bytes(snapshot))
+
+    def load_record(self, snap_id: str) -> Snapshot:
+        """The record ``snapshots/<snap_id>.json`` (FileNotFoundError when gone; FormatError when it
+        does not parse, does not authenticate, or is not the record its name says)."""
+        raw = self.backend.get(snapshot_name(snap_id))
+        if self.crypto is not None:
+            from snapstore.format.crypto import NeedsFullKey
+
+            try:
+                raw = self.crypto.open_record(snap_id, raw)
+            except NeedsFullKey:
+                raise WriteOnlyKey("this repository's key is write-only: it cannot read snapshot records") from None
+        snap = Snapshot.from_bytes(raw)
+        if snap.id != snap_id:
+            raise FormatError(f"{snapshot_name(snap_id)}: record name does not match its id")
+        return snap
+
+    def read_pins(self) -> set[str] | None:
+        """The ids in ``pins.json`` (None when there is none or it does not parse)."""
+        try:
+            raw = self.backend.get("pins.json")
+        except FileNotFoundError:
+            return None
+        try:
+            if self.crypto is not None:
+                from snapstore.format.crypto import KIND_PINS
+
+                raw = self.crypto.open_shared(KIND_PINS, b"pins.json", raw)
+            return {str(p) for p in json.loads(raw)}
+        except (ValueError, TypeError, RepositoryDamaged):
+            return None
+
+    def write_pins(self, pins: set[str]) -> None:
+        raw = json.dumps(sorted(pins)).encode()
+        if self.crypto is not None:
+            from snapstore.format.crypto import KIND_PINS
+
+            raw = self.crypto.seal_shared(KIND_PINS, b"pins.json", raw)
+        self.backend.put_bytes("pins.json", raw)
+
     # -- blobs ----------------------------------------------------------------------------
     def read_blob(self, blob_id: bytes) -> bytes:
         """The raw bytes of a blob, checked against its id."""
@@ -331,21 +560,9 @@ class Repository:
             )
         return self._decode(blob_id, loc, payload)
 
-    @staticmethod
-    def _decode(blob_id: bytes, loc: ChunkLocation, payload: bytes) -> bytes:
-        """Decompress a blob's payload and check it against its id."""
-        try:
-            data = decompress(loc.compression, payload, loc.raw_len)
-        except ValueError as exc:
-            raise ChunkUnreadable(
-                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt ({exc})", blob_id, loc.pack.hex()
-            ) from None
-        if chunk_id(data) != blob_id:
-            raise ChunkUnreadable(
-                f"chunk {blob_id.hex()[:16]} in pack {loc.pack.hex()} is corrupt (hash mismatch)",
-                blob_id, loc.pack.hex(),
-            )
-        return data
+    def _decode(self, blob_id: bytes, loc: ChunkLocation, payload: bytes) -> bytes:
+        """Decrypt, decompress and check a blob's payload against its id."""
+        return self.decode_payload(blob_id, loc.type, loc.compression, payload, loc.raw_len, loc.pack.hex())
 
     def read_blobs(self, blob_ids: list[bytes], max_span: int = 8 * 1024 * 1024
                    ) -> Iterator[tuple[bytes, bytes | ChunkUnreadable]]:
@@ -442,11 +659,15 @@ class Repository:
         counts its references and clears its packs' pending marks."""
         if self.lease is not None:
             self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
-        self.backend.put_bytes(snapshot_name(snapshot.id), snapshot.to_bytes())
+        self.store_record(snapshot)
         children = self._children_with(new_trees)
         with self.index.write() as txn:
             # a sync by another process of this host may have rolled the record forward already
-            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
+            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None and not self.can_read:
+                # a write-only host cannot read the trees it dedups against, and never runs gc:
+                # it keeps its own records (take --due) without reference counts
+                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+            elif txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
                 counts = TxnCounts(self.index, txn)
                 add_reference(counts, bytes.fromhex(snapshot.root), children)
                 txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
@@ -471,6 +692,7 @@ class Repository:
         Returns how many blobs became unreferenced. (Killed in between, the next writer finds
         records the index lacks and adds them back: a forget may have to be repeated, but
         nothing is lost.)"""
+        self.require_full_key("forget snapshots")
         chosen = list(snapshots)
         freed = 0
         with self.index.write() as txn:
@@ -515,12 +737,11 @@ class Repository:
                 txn.delete(snap.id.encode(), db=self.index.pins)
         pins = set(self.index.pinned())
         if self.remote:  # other hosts pin too: change only this snapshot in the shared file
-            try:
-                pins = {str(p) for p in json.loads(self.backend.get("pins.json"))}
-            except (FileNotFoundError, ValueError):
-                pass
+            shared = self.read_pins()
+            if shared is not None:
+                pins = shared
             (pins.add if pinned else pins.discard)(snap.id)
-        self.backend.put_bytes("pins.json", json.dumps(sorted(pins)).encode())
+        self.write_pins(pins)
 
     def read_pack_table(self, pack: bytes, size: int | None = None) -> list[BlobEntry]:
         """The blob table of a pack, read from its end (FormatError when it does not parse).
@@ -532,11 +753,12 @@ class Repository:
             raise FileNotFoundError(name)
         want = min(size, (16 if self.remote else 64) * 1024)  # remote: most tables fit; else a second GET
         tail = self.backend.get_range(name, size - want, want)
+        opener = self._table_opener(pack)
         try:
-            return parse_table(tail, size)
+            return parse_table(tail, size, open_table=opener)
         except NeedMore as more:
             need = int(more.args[0])
-            return parse_table(self.backend.get_range(name, size - need, need), size)
+            return parse_table(self.backend.get_range(name, size - need, need), size, open_table=opener)
 
     def hold_deletions(self, names: list[str]) -> str:
         """Called by gc just before it deletes ``names``: why it must not delete them now

@@ -27,8 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from snapstore.errors import RemoteError, RepositoryLocked
+from snapstore.errors import RemoteError, RepositoryLocked, SnapError
 from snapstore.host import host_name
 from snapstore.storage.backend import Backend
 from snapstore.storage.locking import pid_alive
@@ -69,18 +70,31 @@ class LeaseInfo:
         return f"{self.command or 'snap ' + self.kind} (pid {self.pid} on {self.host})"
 
     @classmethod
-    def parse(cls, name: str, raw: bytes) -> LeaseInfo | None:
+    def parse(cls, name: str, raw: bytes, codec: LeaseCodec | None = None) -> LeaseInfo | None:
         try:
+            if codec is not None:
+                raw = codec.open(name, raw)
             data = json.loads(raw)
             return cls(name=name, kind=str(data["kind"]), owner=str(data["owner"]), host=str(data["host"]),
                        pid=int(data["pid"]), command=str(data.get("command", "")),
                        started=float(data["started"]), expires=float(data["expires"]),
                        deleting=tuple(str(d) for d in data.get("deleting", ())))
-        except (ValueError, KeyError, TypeError):
-            return None
+        except (ValueError, KeyError, TypeError, SnapError):
+            return None  # SnapError: an encrypted note that does not authenticate
 
 
-def read_leases(backend: Backend) -> list[LeaseInfo]:
+class LeaseCodec(Protocol):
+    """How an encrypted repository hides lease notes (host, pid, command) and the host name in
+    lease object names; provided by the repository layer (table key, id key)."""
+
+    def seal(self, name: str, body: bytes) -> bytes: ...
+
+    def open(self, name: str, raw: bytes) -> bytes: ...
+
+    def host_token(self, host: str) -> str: ...
+
+
+def read_leases(backend: Backend, codec: LeaseCodec | None = None) -> list[LeaseInfo]:
     """Every lease object in ``locks/`` that parses (dead ones included)."""
     found = []
     for name, _size in backend.list("locks"):
@@ -90,26 +104,27 @@ def read_leases(backend: Backend) -> list[LeaseInfo]:
             raw = backend.get(name)
         except FileNotFoundError:
             continue  # released while we listed
-        info = LeaseInfo.parse(name, raw)
+        info = LeaseInfo.parse(name, raw, codec)
         if info is not None:
             found.append(info)
     return found
 
 
-def read_gc_lease(backend: Backend) -> LeaseInfo | None:
+def read_gc_lease(backend: Backend, codec: LeaseCodec | None = None) -> LeaseInfo | None:
     try:
         raw = backend.get(GC_LEASE)
     except FileNotFoundError:
         return None
-    return LeaseInfo.parse(GC_LEASE, raw)
+    return LeaseInfo.parse(GC_LEASE, raw, codec)
 
 
 class Lease:
     """This process's lease on a remote repository: acquire, renew in the background, release."""
 
     def __init__(self, backend: Backend, kind: str, command: str = "", ttl: float | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
-        """``clock``: this host's wall clock (a test gives hosts skewed clocks)."""
+                 clock: Callable[[], float] = time.time, codec: LeaseCodec | None = None) -> None:
+        """``clock``: this host's wall clock (a test gives hosts skewed clocks); ``codec``: an
+        encrypted repository's lease notes."""
         if kind not in KINDS:
             raise ValueError(kind)
         self.backend = backend
@@ -121,7 +136,9 @@ class Lease:
         self.host = host_name()
         self.pid = os.getpid()
         self.started = clock()
-        self.name = GC_LEASE if kind == "gc" else f"locks/{kind}-{self._safe(self.host)}-{self.pid}.json"
+        self.codec = codec
+        host_part = self._safe(self.host) if codec is None else codec.host_token(self.host)
+        self.name = GC_LEASE if kind == "gc" else f"locks/{kind}-{host_part}-{self.pid}.json"
         self.deleting: tuple[str, ...] = ()
         self._etag = ""
         self._last_renewed = 0.0
@@ -134,12 +151,13 @@ class Lease:
     def _safe(text: str) -> str:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:64] or "host"
 
-    def _body(self) -> bytes:
-        return json.dumps({
+    def _body(self, name: str = "") -> bytes:
+        body = json.dumps({
             "kind": self.kind, "owner": self.owner, "host": self.host, "pid": self.pid,
             "command": self.command, "started": self.started, "expires": self.clock() + self.ttl,
             "deleting": list(self.deleting),
         }, sort_keys=True).encode()
+        return body if self.codec is None else self.codec.seal(name or self.name, body)
 
     # -- acquiring ----------------------------------------------------------------------
     def acquire(self, wait: float = 0.0) -> None:
@@ -172,7 +190,7 @@ class Lease:
             if current is None:
                 etag = self.backend.create_exclusive(GC_LEASE, self._body())
             else:
-                info = LeaseInfo.parse(GC_LEASE, current[0])
+                info = LeaseInfo.parse(GC_LEASE, current[0], self.codec)
                 if info is not None and info.owner == self.owner:
                     self._etag = current[1]  # our own write, whose answer was lost and retried
                     return None
@@ -182,12 +200,13 @@ class Lease:
             if etag is None:
                 continue  # someone else wrote it between our read and our write: look again
             check = self.backend.get_tagged(GC_LEASE)  # a server without conditional writes: read back
-            mine = check is not None and (LeaseInfo.parse(GC_LEASE, check[0]) or _NOBODY).owner == self.owner
+            read_back = LeaseInfo.parse(GC_LEASE, check[0], self.codec) if check is not None else None
+            mine = (read_back or _NOBODY).owner == self.owner
             if mine:
                 self._etag = check[1] if check else etag
                 return None
         current = self.backend.get_tagged(GC_LEASE)
-        info = LeaseInfo.parse(GC_LEASE, current[0]) if current else None
+        info = LeaseInfo.parse(GC_LEASE, current[0], self.codec) if current else None
         return info or LeaseInfo(GC_LEASE, "gc", "?", "?", 0, "another gc", 0.0, self.clock() + self.ttl)
 
     # -- keeping it ---------------------------------------------------------------------
@@ -227,7 +246,7 @@ class Lease:
     def others(self) -> list[LeaseInfo]:
         """Live leases of other processes."""
         now = self.clock()
-        return [info for info in read_leases(self.backend)
+        return [info for info in read_leases(self.backend, self.codec)
                 if info.owner != self.owner and info.alive(now)]
 
     def release(self) -> None:

@@ -77,6 +77,7 @@ class SnapshotView:
     """Read-only access to the trees and files of a repository's snapshots."""
 
     def __init__(self, repo: Repository, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        repo.require_full_key("read its snapshots (restore, cat, ls, diff, mount, export)")
         self.repo = repo
         self.cache = ChunkCache(cache_bytes)
         self._layouts: OrderedDict[bytes, FileLayout] = OrderedDict()

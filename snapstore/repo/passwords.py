@@ -1,11 +1,13 @@
 """Where a repository password comes from; never the command line.
 
-First match wins: ``--password-file FILE`` (its first line), ``--password-command CMD`` (its
-standard output's first line; run without a shell: split like a POSIX shell would), the
-environment (``SNAP_PASSWORD``, ``SNAP_PASSWORD_FILE``, ``SNAP_PASSWORD_COMMAND``), then a prompt
-on the terminal when there is one. A new password (``init``, ``key add``, ``key passwd``) comes
-from ``--new-password-file`` / ``--new-password-command`` / ``SNAP_NEW_PASSWORD`` or is asked
-twice on the terminal; ``init`` also takes the ordinary sources, since there is no old one.
+First match wins: a file (its first line), a command (its standard output's first line; run
+without a shell, split like a POSIX shell would), ``SNAP_PASSWORD``, ``SNAP_PASSWORD_FILE``,
+``SNAP_PASSWORD_COMMAND``, then a prompt on the terminal when there is one. The CLI's
+``--password-file`` / ``--password-command`` reach this through the environment, so that every
+open of a repository (and a background mount's child) sees them. A new password (``init``,
+``key add``, ``key passwd``) comes from ``--new-password-file`` / ``--new-password-command`` /
+``SNAP_NEW_PASSWORD`` or is asked twice on the terminal; ``init`` also takes the ordinary
+sources, since there is no old one.
 """
 
 from __future__ import annotations
