@@ -27,12 +27,21 @@ def cmd_copy(
     tier: Annotated[str | None, typer.Option("--tier", "-t", help="Copy the snapshots of this tier.",
                                              show_default=False)] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Only the latest snapshot (of --tier, if given).")] = False,
+    to_password_file: Annotated[str | None, typer.Option("--to-password-file", help="The target's password "
+                                                         "(else $SNAP_TO_PASSWORD..., else the source's).",
+                                                         show_default=False)] = None,
+    to_password_command: Annotated[str | None, typer.Option("--to-password-command", help="Run this command "
+                                                            "(no shell) for the target's password.",
+                                                            show_default=False)] = None,
+    to_encryption: Annotated[str, typer.Option("--to-encryption", help="With --init: repokey (default) or "
+                                               "none.")] = "repokey",
     json_out: JsonOpt = False,
 ) -> None:
     """Copy snapshots to another repository, sending only the data it lacks, and check what was sent."""
     from snapstore.errors import RepositoryNotFound, UsageError
     from snapstore.ops.copy import copy_snapshots, select_snapshots
-    from snapstore.repo.repository import Repository
+    from snapstore.repo.passwords import PasswordOptions
+    from snapstore.repo.repository import ENCRYPTION_SCHEME, Repository
     from snapstore.storage.locations import parse_location
 
     app: AppContext = ctx.obj
@@ -43,17 +52,30 @@ def cmd_copy(
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as source:
         chosen = select_snapshots(source, list(snapshots or []), tier=tier, latest=latest)
+        target_password = PasswordOptions.for_target(to_password_file, to_password_command)
         try:
             target = Repository.open(target_url, mode="write", wait=app.wait, command=app.command,
-                                     endpoint=target_endpoint)
+                                     endpoint=target_endpoint, password=target_password.current)
         except RepositoryNotFound:
             if not init:
                 raise
-            Repository.init(target_url, chunker=source.config.chunker,
+            if to_encryption not in ("repokey", "none"):
+                raise UsageError(f"unknown --to-encryption {to_encryption!r} (repokey or none)") from None
+            from snapstore.cli.keys import kdf_profile_choice
+
+            secret = target_password.current(f"password for the new repository {target_url}: ") \
+                if to_encryption == "repokey" else None
+            from dataclasses import replace
+
+            # an encrypted source's seed is a secret of its key material: never into a config
+            chunker = replace(source.config.chunker, seed=0) if source.config.encrypted else source.config.chunker
+            Repository.init(target_url, chunker=chunker,
                             compression_level=source.config.compression_level,
-                            pack_size=source.config.pack_size, endpoint=target_endpoint)
+                            pack_size=source.config.pack_size, endpoint=target_endpoint,
+                            encryption=ENCRYPTION_SCHEME if to_encryption == "repokey" else "none",
+                            password=secret, kdf_profile=kdf_profile_choice(None))
             target = Repository.open(target_url, mode="write", wait=app.wait, command=app.command,
-                                     endpoint=target_endpoint)
+                                     endpoint=target_endpoint, password=target_password.current)
         with target:
             result = copy_snapshots(source, target, chosen, progress=progress)
             sent_net = target.backend.stats().sent_bytes if target.remote else None

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from snapstore.errors import FormatError, RepositoryDamaged
+from snapstore.errors import FormatError
 
 #: AEADs a repository may use (the name is recorded in its key material and config).
 CIPHERS: dict[str, type[AESGCM] | type[ChaCha20Poly1305]] = {
@@ -73,7 +73,7 @@ _SNAPSHOT_ID_CONTEXT = "snapstore 2026-12 snapshot record ids"
 _HOST_CONTEXT = "snapstore 2026-12 lease host tokens"
 
 
-class DecryptError(RepositoryDamaged):
+class DecryptError(FormatError):
     """A frame does not authenticate: tampered, damaged, or not meant for this place or key."""
 
     kind = "decrypt"

@@ -174,6 +174,25 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
     for snap_id in sorted(records - indexed_ids):
         problems.append(Problem("snapshot_unindexed", f"snapshot {snap_id[:8]} has a record but is not in the "
                                 "index: run 'snap repair index'"))
+    for snap_id in sorted(records & indexed_ids):  # each record file reads back (and authenticates)
+        try:
+            repo.load_record(snap_id)
+        except FileNotFoundError:
+            continue
+        except (FormatError, OSError) as exc:
+            problems.append(Problem("snapshot_record_damaged", f"snapshot record {snap_id[:8]} is damaged ({exc})"))
+    if repo.backend.size("pins.json") is not None and repo.read_pins() is None:
+        problems.append(Problem("pins_damaged", "pins.json is damaged (it does not parse or authenticate); "
+                                "'snap pin' of any snapshot rewrites it from the index"))
+    if repo.crypto is not None:
+        from snapstore.repo.keystore import list_keys
+
+        for key in list_keys(repo.backend, repo.config.id):
+            for name in key.damaged:
+                problems.append(Problem("key_damaged", f"key file {name} is damaged"
+                                        + (" (its other copy is intact)" if key.file is not None else
+                                           " and so is its other copy: 'snap key import' an export"),
+                                        severity="warning" if key.file is not None else "error"))
     for snap_id in sorted(indexed_ids - records):
         problems.append(Problem("snapshot_record_missing", f"snapshot {snap_id[:8]} is in the index but its "
                                 "record file is missing (the next take or gc writes it back)", severity="warning"))

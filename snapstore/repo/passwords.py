@@ -83,14 +83,29 @@ class PasswordOptions:
     command: str | None = None
     new_file: str | None = None
     new_command: str | None = None
+    literal: bytes | None = None  # from a variable read by the constructor (for_target)
+
+    @classmethod
+    def for_target(cls, file: str | None = None, command: str | None = None) -> PasswordOptions:
+        """The password of a second repository (``copy --to``): its options, else
+        ``SNAP_TO_PASSWORD`` / ``SNAP_TO_PASSWORD_FILE`` / ``SNAP_TO_PASSWORD_COMMAND``, else the
+        ordinary sources (the same password)."""
+        if not file and not command:
+            if os.environ.get("SNAP_TO_PASSWORD"):
+                return cls(literal=os.environ["SNAP_TO_PASSWORD"].encode())
+            file = os.environ.get("SNAP_TO_PASSWORD_FILE") or None
+            command = os.environ.get("SNAP_TO_PASSWORD_COMMAND") or None
+        return cls(file=file, command=command)
 
     def given(self) -> bool:
         """Whether a password source is set (then it wins over the unlocked-key cache)."""
-        return bool(self.file or self.command or os.environ.get("SNAP_PASSWORD")
+        return bool(self.literal or self.file or self.command or os.environ.get("SNAP_PASSWORD")
                     or os.environ.get("SNAP_PASSWORD_FILE") or os.environ.get("SNAP_PASSWORD_COMMAND"))
 
     def current(self, prompt: str) -> bytes:
         """The repository password (a :data:`snapstore.repo.keystore.PasswordSource`)."""
+        if self.literal:
+            return self.literal
         if self.file:
             return _from_file(self.file)
         if self.command:

@@ -661,15 +661,21 @@ class Repository:
             self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
         self.store_record(snapshot)
         children = self._children_with(new_trees)
+        try:
+            self._commit_index(snapshot, packs, files, children, counted=True)
+        except WriteOnlyKey:
+            # a write-only host met a tree it cannot read (one that no record of its index keeps
+            # alive): it keeps its own record (take --due) without reference counts, which only
+            # gc needs, and gc needs a full key, whose index sync counts them
+            self._commit_index(snapshot, packs, files, children, counted=False)
+
+    def _commit_index(self, snapshot: Snapshot, packs: Iterable[bytes], files: dict[bytes, bytes],
+                      children: Callable[[bytes], list[bytes]], *, counted: bool) -> None:
         with self.index.write() as txn:
             # a sync by another process of this host may have rolled the record forward already
-            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None and not self.can_read:
-                # a write-only host cannot read the trees it dedups against, and never runs gc:
-                # it keeps its own records (take --due) without reference counts
-                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
-            elif txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
-                counts = TxnCounts(self.index, txn)
-                add_reference(counts, bytes.fromhex(snapshot.root), children)
+            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
+                if counted:
+                    add_reference(TxnCounts(self.index, txn), bytes.fromhex(snapshot.root), children)
                 txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
             for pack in packs:
                 txn.delete(pack, db=self.index.pending)
