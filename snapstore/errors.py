@@ -111,6 +111,13 @@ class SourceNotFound(NotFound):
     kind = "source_not_found"
 
 
+class IncompleteTake(SnapError):
+    """A required source was missing: the rest was taken and committed, marked incomplete."""
+
+    exit_code = ExitCode.PARTIAL
+    kind = "incomplete"
+
+
 class ConfigError(SnapError):
     exit_code = ExitCode.CONFIG
     kind = "config"

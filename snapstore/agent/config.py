@@ -19,6 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -130,24 +131,46 @@ class FromJsonSource(_Model):
 
     from_json: str = Field(min_length=1)
     key: str = Field(min_length=1)
+    optional: bool = False  # a missing path is a warning, not a failed take
+
+
+class PathSource(_Model):
+    """A path with settings: ``{"path": "logs/", "optional": true}`` (a missing optional source
+    is a warning; a missing required one makes the snapshot incomplete and the take fail)."""
+
+    path: str = Field(min_length=1)
+    optional: bool = False
 
 
 def _source_kind(value: Any) -> str | None:
     if isinstance(value, str):
         return "@path"
-    if isinstance(value, dict | FromJsonSource):
+    if isinstance(value, FromJsonSource) or (isinstance(value, dict) and "from_json" in value):
         return "@from_json"
+    if isinstance(value, dict | PathSource):
+        return "@path_object"
     return None
 
 
 Source = Annotated[
-    Annotated[str, Tag("@path"), Field(min_length=1)] | Annotated[FromJsonSource, Tag("@from_json")],
+    Annotated[str, Tag("@path"), Field(min_length=1)] | Annotated[FromJsonSource, Tag("@from_json")]
+    | Annotated[PathSource, Tag("@path_object")],
     Discriminator(
         _source_kind,
         custom_error_type="source_type",
-        custom_error_message='must be a path string or an object {"from_json": FILE, "key": KEY}',
+        custom_error_message=('must be a path string, {"path": PATH, "optional": BOOL} '
+                              'or {"from_json": FILE, "key": KEY}'),
     ),
 ]
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """A tier's sources on disk: the paths found, and a message per missing source."""
+
+    found: list[Path]
+    missing_optional: tuple[str, ...] = ()
+    missing_required: tuple[str, ...] = ()
 
 
 class TierConfig(_Model):
@@ -335,37 +358,51 @@ class Config(_Model):
     def resolve_sources(self, tier: str) -> list[Path]:
         """The absolute paths tier ``tier`` backs up, in the order listed, without duplicates.
 
-        Globs (``*``, ``?``, ``[``) expand to their sorted matches; a glob matching nothing or
-        a path that does not exist is a ``ConfigError`` naming the tier, source and path. With
-        ``include_config`` the config file and every ``from_json`` file used are added last.
+        Globs (``*``, ``?``, ``[``) expand to their sorted matches; a required glob matching
+        nothing or a required path that does not exist is a ``ConfigError`` naming the tier,
+        source and path (optional ones are left out). With ``include_config`` the config file
+        and every ``from_json`` file used are added last.
         """
+        scan = self.scan_sources(tier)
+        if scan.missing_required:
+            raise ConfigError(scan.missing_required[0])
+        return scan.found
+
+    def scan_sources(self, tier: str) -> SourceScan:
+        """What :meth:`resolve_sources` finds, with the missing sources described rather than
+        raised: a take takes what is there and then says what was not."""
         settings = self.tier(tier)
         found: dict[Path, None] = {}  # ordered set
         json_files: list[Path] = []
+        optional: list[str] = []
+        required: list[str] = []
         for index, source in enumerate(settings.sources):
             where = f"{self.path}: tiers.{tier}.sources[{index}]"
+            missing = optional if not isinstance(source, str) and source.optional else required
             if isinstance(source, FromJsonSource):
                 json_file, path = self._read_from_json(source, where)
                 json_files.append(json_file)
                 if not path.exists():
-                    raise ConfigError(
-                        f"{where}: path does not exist: {path} (from key {source.key!r} of {json_file})"
-                    )
+                    missing.append(f"{where}: path does not exist: {path} (from key {source.key!r} of {json_file})")
+                    continue
                 found[path] = None
-            elif _is_glob(source):
-                matches = _expand_glob(source, self.base_dir)
+                continue
+            pattern = source.path if isinstance(source, PathSource) else source
+            if _is_glob(pattern):
+                matches = _expand_glob(pattern, self.base_dir)
                 if not matches:
-                    raise ConfigError(f"{where}: pattern {source!r} matches nothing (in {self.base_dir})")
+                    missing.append(f"{where}: pattern {pattern!r} matches nothing (in {self.base_dir})")
                 found.update(dict.fromkeys(matches))
             else:
-                path = self._resolve(source)
+                path = self._resolve(pattern)
                 if not path.exists():
-                    raise ConfigError(f"{where}: path does not exist: {path}")
+                    missing.append(f"{where}: path does not exist: {path}")
+                    continue
                 found[path] = None
         if settings.include_config:
             found[self.path.absolute()] = None
             found.update(dict.fromkeys(json_files))
-        return list(found)
+        return SourceScan(list(found), tuple(optional), tuple(required))
 
     def agent(self, name: str) -> AgentConfig:
         """The agent called ``name``; ``NotFound`` naming the known agents if there is none."""
@@ -381,7 +418,7 @@ class Config(_Model):
         """One path named in the file (a string, or ``from_json``), absolute; it need not exist."""
         if isinstance(source, FromJsonSource):
             return self._read_from_json(source, where)[1]
-        return self._resolve(source)
+        return self._resolve(source.path if isinstance(source, PathSource) else source)
 
     def _read_from_json(self, source: FromJsonSource, where: str) -> tuple[Path, Path]:
         """(the JSON file, the path its ``key`` names, resolved against the JSON file's dir)."""

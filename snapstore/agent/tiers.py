@@ -47,6 +47,15 @@ class TakeOptions:
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:
             raise UsageError("--verify must be quick, full or none")
+        for tag in self.tags:
+            check_tag(tag)
+
+
+def check_tag(tag: str) -> str:
+    """A tag as config.md defines it: not empty, no whitespace, no comma (``UsageError`` else)."""
+    if not tag or any(c.isspace() or c == "," for c in tag):
+        raise UsageError(f"invalid tag {tag!r}: a tag is not empty and has no spaces or commas")
+    return tag
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class TierPlan:
     verify: str
     excludes: tuple[str, ...]
     if_changed: bool
+    missing_optional: tuple[str, ...] = ()  # what the config lists that is not there: warnings
+    missing_required: tuple[str, ...] = ()  # ... and what makes the snapshot incomplete
 
 
 def config_with_tiers(config: Config | None, what: str) -> Config:
@@ -79,6 +90,21 @@ def tier_sources(config: Config, tier: str) -> list[Source]:
     return [source_for(os.path.relpath(p, base), base) for p in config.resolve_sources(tier)]
 
 
+def check_tier_choice(tier: str, config: Config | None, paths: Sequence[str], *, ad_hoc: bool) -> None:
+    """Paths given with a tier: refused for a config tier (its sources are the config's), and
+    for a tier the config does not define unless ``ad_hoc`` (no retention rule would apply).
+    ``manual``, the default, is always ad hoc."""
+    if not paths or config is None or tier == "manual":
+        return
+    if tier in config.tiers:
+        raise UsageError(f"tier {tier!r} takes the sources in {config.path}: give no PATH, "
+                         "or take the paths under another tier with --ad-hoc")
+    if not ad_hoc and config.tiers:
+        known = ", ".join(config.tiers)
+        raise UsageError(f"unknown tier {tier!r} (config tiers: {known}); add --ad-hoc to take these paths "
+                         "under a tier without retention rules")
+
+
 def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cwd: str | None = None,
               options: TakeOptions = TakeOptions()) -> TierPlan:
     """Resolve a take of ``paths`` (relative to ``cwd``) or, with none, of the tier's sources.
@@ -87,6 +113,8 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
     applies unless the caller gave one."""
     tags = list(options.tags)
     level = options.compression
+    missing_optional: tuple[str, ...] = ()
+    missing_required: tuple[str, ...] = ()
     if paths:
         base = cwd or os.getcwd()
         sources = [source_for(p, base) for p in paths]
@@ -94,13 +122,23 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
     else:
         if config is None:
             raise UsageError("no paths given and no config file with tiers (give PATH... or --config)")
-        sources = tier_sources(config, tier)
+        config.tier(tier)  # unknown tier: ConfigError naming the known ones
+        scan = config.scan_sources(tier)
+        missing_optional, missing_required = scan.missing_optional, scan.missing_required
+        base = str(config.base_dir)
+        # config sources resolve to absolute paths; inside the config's directory they keep their
+        # relative form in the snapshot (agents/Z/...), like paths given on the command line.
+        sources = [source_for(os.path.relpath(p, base), base) for p in scan.found]
+        if not sources:
+            raise ConfigError(f"tier {tier!r}: none of its sources exist: "
+                              + "; ".join(missing_required + missing_optional))
         from_config = True
         settings = config.tier(tier)
         level = settings.compression_level if level is None else level
         tags += [t for t in settings.tags if t not in tags]
     return TierPlan(tier=tier, sources=tuple(sources), from_config=from_config, tags=tuple(tags), level=level,
-                    verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed)
+                    verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed,
+                    missing_optional=missing_optional, missing_required=missing_required)
 
 
 @dataclass(frozen=True)
@@ -112,6 +150,19 @@ class TierTake:
     unchanged_since: Snapshot | None = None
     change: str = ""  # with if_changed: the first difference found
     if_changed: bool = False
+    missing_optional: tuple[str, ...] = ()
+    missing_required: tuple[str, ...] = ()
+
+    def incomplete_error(self) -> SnapError | None:
+        """The error to end a take with when required sources were missing (after the commit)."""
+        if not self.missing_required:
+            return None
+        from snapstore.errors import IncompleteTake
+
+        snap = self.snapshot
+        kept = f"snapshot {snap.short_id} has the rest, marked incomplete" if snap else "nothing taken"
+        return IncompleteTake(f"tier {self.tier}: required source missing: {'; '.join(self.missing_required)} "
+                              f"({kept})")
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -142,8 +193,14 @@ class TierTake:
         if snap is None:
             return {}
         st = snap.stats
-        return {"snapshot": snap.id, "files": st.files, "bytes": st.bytes, "new_bytes": st.new_bytes,
-                "duration_s": round(st.duration_s, 3)}
+        out: dict[str, Any] = {"snapshot": snap.id, "files": st.files, "bytes": st.bytes,
+                               "new_bytes": st.new_bytes, "duration_s": round(st.duration_s, 3)}
+        if self.missing_optional:
+            out["warnings"] = [f"optional source missing: {m}" for m in self.missing_optional]
+        if self.missing_required:
+            out["incomplete"] = True
+            out["missing"] = list(self.missing_required)
+        return out
 
 
 def last_of_tier(repo: Repository, tier: str) -> Snapshot | None:
@@ -160,14 +217,17 @@ def take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None =
     sources = list(plan.sources)
     excludes = list(plan.excludes)
     options: dict[str, Any] = {"tier": plan.tier, "tags": plan.tags, "level": plan.level, "verify": plan.verify,
-                               "excludes": excludes, "progress": progress, "when": when}
+                               "excludes": excludes, "progress": progress, "when": when,
+                               "missing": plan.missing_required}
+    opt, req = plan.missing_optional, plan.missing_required
     if not plan.if_changed:
-        return TierTake(plan.tier, take_snapshot(repo, sources, **options))
+        return TierTake(plan.tier, take_snapshot(repo, sources, **options), missing_optional=opt, missing_required=req)
     last = last_of_tier(repo, plan.tier)
     change = find_change(repo, last, sources, excludes)
-    if change is None:
-        return TierTake(plan.tier, None, unchanged_since=last, if_changed=True)
-    return TierTake(plan.tier, take_snapshot(repo, sources, **options), change=change, if_changed=True)
+    if change is None and not req:
+        return TierTake(plan.tier, None, unchanged_since=last, if_changed=True, missing_optional=opt)
+    return TierTake(plan.tier, take_snapshot(repo, sources, **options), change=change or "required source missing",
+                    if_changed=True, missing_optional=opt, missing_required=req)
 
 
 # -- every due tier -------------------------------------------------------------------------
@@ -244,7 +304,9 @@ def take_due(repo: Repository, config: Config, *, now: datetime | None = None, o
         progress = on_start(status) if on_start is not None else None
         try:
             plan = plan_tier(status.tier, config=config, options=options)
-            result = DueTake(status, take=take_tier(repo, plan, progress=progress))
+            taken = take_tier(repo, plan, progress=progress)
+            problem = taken.incomplete_error()
+            result = DueTake(status, take=taken, error=problem)
         except Interrupted:
             raise
         except SnapError as exc:

@@ -26,6 +26,41 @@ app = typer.Typer(
 )
 
 
+def version_info() -> dict[str, object]:
+    """The package version and the on-disk format versions this build reads and writes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from snapstore.format.snapshot import RECORD_VERSION
+    from snapstore.repo.repository import FORMAT_VERSION
+
+    try:
+        package = version("snapstore")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        package = "unknown"
+    return {"snapstore": package, "repository_format": FORMAT_VERSION, "snapshot_record": RECORD_VERSION}
+
+
+def version_text() -> str:
+    info = version_info()
+    return (f"snapstore {info['snapstore']} (repository format {info['repository_format']}, "
+            f"snapshot record {info['snapshot_record']})")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(version_text() + "\n")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.command("version")
+def cmd_version(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Print the package version and the repository format version (also: snap --version)."""
+    if json_out:
+        sys.stdout.write(json.dumps(version_info(), indent=2) + "\n")
+    else:
+        sys.stdout.write(version_text() + "\n")
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -45,6 +80,8 @@ def main_options(
     password_command: Annotated[str | None, typer.Option("--password-command", help="Encrypted repositories: "
                                                          "run this command (no shell) for the password.",
                                                          show_default=False)] = None,
+    _version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                           callback=_print_version)] = False,
 ) -> None:
     obj = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()  # main() passes one in
     obj.repo_arg, obj.config_arg, obj.wait, obj.quiet = repo, config, wait, quiet
@@ -87,27 +124,38 @@ def _report(exc: SnapError) -> None:
         sys.stderr.write(f"snap: error: {exc.message}\n")
 
 
+#: Global options that take a value, and those accepted after the command name too.
+_VALUE_OPTIONS = ("--repo", "-r", "--config", "-c", "--wait", "--s3-endpoint", "--password-file", "--password-command")
+
+
 def _hoist_global_flags(args: list[str]) -> list[str]:
-    """Accept ``-q``/``--quiet``, ``--s3-endpoint URL`` and the password sources after the command name too
-    (``snap take . -q``, ``snap init s3://bucket/agents --s3-endpoint http://127.0.0.1:8333``)."""
+    """Global options work before or after the command: ``snap gc --wait 2`` is ``snap --wait 2 gc``
+    (so are ``-q``, ``--repo``, ``--config``, ``--s3-endpoint`` and the password sources), and
+    ``--json``, a per-command option, is moved after the command (``snap --json restore ...``)."""
     end = args.index("--") if "--" in args else len(args)
     hoisted: list[str] = []
     rest: list[str] = []
+    json_before = False
+    seen_command = False
     i = 0
     while i < end:
         arg = args[i]
         if arg in ("-q", "--quiet"):
             hoisted.append("--quiet")
-        elif arg in ("--s3-endpoint", "--password-file", "--password-command") and i + 1 < end:
+        elif arg in _VALUE_OPTIONS and i + 1 < end:
             hoisted += [arg, args[i + 1]]
             i += 1
-        elif arg.startswith(("--s3-endpoint=", "--password-file=", "--password-command=")):
+        elif arg.startswith(tuple(f"{o}=" for o in _VALUE_OPTIONS if o.startswith("--"))):
             hoisted.append(arg)
+        elif arg == "--json" and not seen_command:
+            json_before = True
         else:
+            if not arg.startswith("-"):
+                seen_command = True
             rest.append(arg)
         i += 1
-    if not hoisted:
-        return args
+    if json_before:
+        rest.append("--json")
     return hoisted + rest + args[end:]
 
 

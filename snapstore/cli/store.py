@@ -92,6 +92,8 @@ def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:
         echo(f"  new data stored {human_bytes(st.new_bytes)} (dedup+compression {ratio:.1f}x), "
              f"{st.duration_s:.2f} s")
         echo(f"  verified: {st.verified}")
+    for missing in take.missing_optional:
+        warn(f"snap: warning: optional source missing: {missing}")
     if st.unreadable:
         for err in st.errors:
             warn(f"snap: warning: unreadable: {err}")
@@ -133,16 +135,15 @@ def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
         nonlocal failures
         current["progress"].done()
         event = current.pop("event")
+        if result.take is not None:  # committed, even when incomplete (then with the error below)
+            record_take(app, event, result.take)
+            render_take(app, result.take, json_out=json_out)
         if result.error is not None:
             exc = result.error
             event.update(result="error", error=exc.message, exit_code=exc.exit_code)
             if failures:  # the first one is raised at the end
                 warn(f"snap: error: {result.status.tier}: {exc.message}")
             failures += 1
-            return
-        assert result.take is not None
-        record_take(app, event, result.take)
-        render_take(app, result.take, json_out=json_out)
 
     with app.open("write") as repo:
         try:
@@ -169,7 +170,10 @@ def cmd_take(
     paths: Annotated[list[str] | None, typer.Argument(help="Files and directories (default: the tier's sources).",
                                                       show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", "-t", help="Tier to file the snapshot under.")] = "manual",
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable; no spaces or commas).")] = None,
+    ad_hoc: Annotated[bool, typer.Option("--ad-hoc", help="Take PATH... under a --tier the config does not "
+                                         "define (it has no retention rule). PATH... with a tier the config "
+                                         "defines is refused: that tier takes its configured sources.")] = False,
     compression: Annotated[int | None, typer.Option("--compression", help="zstd level for this take.",
                                                     min=0, max=22)] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-e", help="Glob on names or paths "
@@ -183,7 +187,7 @@ def cmd_take(
     json_out: JsonOpt = False,
 ) -> int:
     """Take a snapshot of PATH... (or of the tier's sources in the config file)."""
-    from snapstore.agent.tiers import TakeOptions, plan_tier, take_tier
+    from snapstore.agent.tiers import TakeOptions, check_tier_choice, plan_tier, take_tier
 
     app: AppContext = ctx.obj
     options = TakeOptions(tags=tuple(tag or ()), compression=compression, verify=verify,
@@ -192,6 +196,7 @@ def cmd_take(
         if paths or tier != "manual":
             raise UsageError("--due takes the config's due tiers: give no PATH and no --tier")
         return _take_due(app, options, json_out=json_out)
+    check_tier_choice(tier, app.config(), paths or [], ad_hoc=ad_hoc)
     event = app.record(tier=tier)
     try:
         plan = plan_tier(tier, config=None if paths else app.config(), paths=paths or [], options=options)
@@ -206,6 +211,10 @@ def cmd_take(
     render_take(app, take, json_out=json_out)
     if json_out:
         emit_json(take.to_json())
+    problem = take.incomplete_error()
+    if problem is not None:  # the rest is committed; the take still fails (and alerts)
+        event.update(result="incomplete", error=problem.message, exit_code=problem.exit_code)
+        raise problem
     return take.exit_code
 
 
@@ -231,12 +240,15 @@ def cmd_list(
         return
     rows = [("ID", "TIME (UTC)", "TIER", "TAGS", "HOST", "FILES", "SIZE")]
     for s in snaps:
-        rows.append((s.short_id + ("*" if s.id in pinned else ""), f"{s.time:%Y-%m-%d %H:%M:%S}", s.tier,
+        mark = ("*" if s.id in pinned else "") + ("!" if s.incomplete else "")
+        rows.append((s.short_id + mark, f"{s.time:%Y-%m-%d %H:%M:%S}", s.tier,
                      ",".join(s.tags), s.hostname, str(s.stats.files), human_bytes(s.stats.bytes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         echo("  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
-    echo(f"{len(snaps)} snapshot(s)" + ("; * = pinned" if pinned & {s.id for s in snaps} else ""))
+    legend = ("; * = pinned" if pinned & {s.id for s in snaps} else "") + (
+        "; ! = incomplete (a required source was missing)" if any(s.incomplete for s in snaps) else "")
+    echo(f"{len(snaps)} snapshot(s)" + legend)
 
 
 def cmd_restore(

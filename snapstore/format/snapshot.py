@@ -65,7 +65,14 @@ class Snapshot:
     tags: tuple[str, ...] = ()
     stats: SnapshotStats = field(default_factory=SnapshotStats)
     root_meta: dict[str, int] = field(default_factory=dict)  # mode, uid, gid, mtime_ns of the root dir
+    #: required sources that did not exist at take time: the snapshot is incomplete (``latest``
+    #: and a tier's keep-N pass over it); written only when non-empty, so older ids stay valid
+    missing: tuple[str, ...] = ()
     id: str = ""
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.missing)
 
     @property
     def short_id(self) -> str:
@@ -85,6 +92,7 @@ class Snapshot:
             "root": self.root,
             "stats": self.stats.to_json(),
             **({"root_meta": dict(self.root_meta)} if self.root_meta else {}),
+            **({"missing": list(self.missing)} if self.missing else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -117,6 +125,7 @@ class Snapshot:
                 tags=tuple(data.get("tags", ())),
                 stats=SnapshotStats.from_json(data.get("stats", {})),
                 root_meta={str(k): int(v) for k, v in data.get("root_meta", {}).items()},
+                missing=tuple(str(m) for m in data.get("missing", ())),
                 id=str(data["id"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -137,4 +146,6 @@ class Snapshot:
             "new_bytes": self.stats.new_bytes,
             "duration_s": round(self.stats.duration_s, 3),
             "unreadable": self.stats.unreadable,
+            "incomplete": self.incomplete,
+            **({"missing": list(self.missing)} if self.missing else {}),
         }

@@ -586,9 +586,11 @@ def take_snapshot(
     workers: int | None = None,
     when: datetime | None = None,
     progress: Callable[[dict[str, object]], None] | None = None,
+    missing: tuple[str, ...] = (),
 ) -> TakeResult:
     """Take one snapshot of ``sources`` and commit it. ``verify``: none, quick (re-read and
-    checksum each new pack) or full (also decompress every new blob and check its id)."""
+    checksum each new pack) or full (also decompress every new blob and check its id).
+    ``missing``: required sources that were not there; the record names them (incomplete)."""
     from snapstore import clock
 
     for src in sources:
@@ -634,7 +636,7 @@ def take_snapshot(
         tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
         hostname=host_name(),
         username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
-        stats=stats, root_meta=take.root_meta,
+        stats=stats, root_meta=take.root_meta, missing=tuple(missing),
     )
     snapshot = repo.snapshot_with_id(snapshot)
     faults.crash_point("take-before-commit")

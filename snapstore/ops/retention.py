@@ -238,8 +238,15 @@ def _apply_tier_rules(
                 reasons[i].append(f"tier {tier}{host} has no retention rule")
             continue
         if rule.keep:
-            for rank, i in enumerate(members[: rule.keep], start=1):
+            # an incomplete snapshot (a required source was missing) does not count toward
+            # keep-N: it is kept while newer than the N-th complete one, and pushes none out
+            complete = [i for i in members if not getattr(ordered[i], "incomplete", False)]
+            for rank, i in enumerate(complete[: rule.keep], start=1):
                 reasons[i].append(f"tier {tier}{host}: #{rank} of newest {rule.keep}")
+            last = complete[rule.keep - 1] if len(complete) >= rule.keep else None
+            for i in members:
+                if getattr(ordered[i], "incomplete", False) and (last is None or i < last):
+                    reasons[i].append(f"tier {tier}{host}: incomplete, newer than #{rule.keep}")
         if rule.keep_within is not None:
             cutoff = now - rule.keep_within
             label = f"tier {tier}{host}: within {format_duration(rule.keep_within)}"

@@ -637,7 +637,8 @@ class Repository:
         snaps = self.snapshots()
         if spec == "latest" or spec.startswith("latest:"):
             tier = spec.partition(":")[2]
-            chosen = [s for s in snaps if not tier or s.tier == tier]
+            # an incomplete snapshot (a required source was missing) is never "latest": name its id
+            chosen = [s for s in snaps if (not tier or s.tier == tier) and not s.incomplete]
             if not chosen:
                 where = f" in tier {tier!r}" if tier else ""
                 raise SnapshotNotFound(f"no snapshot{where} in this repository")

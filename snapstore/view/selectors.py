@@ -92,7 +92,8 @@ def select_snapshots(view: SnapshotView, snaps: Iterable[Snapshot], selector: Se
     chosen = [s for s in snaps
               if (host is None or s.hostname == host) and (before is None or s.time < before)
               and (not selector.tiers or s.tier in selector.tiers)
-              and (selector.id_prefix is None or s.id.startswith(selector.id_prefix))]
+              and (selector.id_prefix is None or s.id.startswith(selector.id_prefix))
+              and (selector.id_prefix is not None or not s.incomplete)]  # "latest" passes over incomplete ones
     chosen.sort(key=lambda s: (s.time, s.id), reverse=True)
     if selector.containing is None:
         return chosen

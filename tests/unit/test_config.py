@@ -304,7 +304,7 @@ def test_empty_sources(workspace: Path) -> None:
 
 def test_bad_source_type(workspace: Path) -> None:
     message = config_error(workspace, edited(tiers__weekly__sources=["agents", 7]))
-    assert "tiers.weekly.sources[1]: must be a path string or an object" in message
+    assert "tiers.weekly.sources[1]: must be a path string, {\"path\": PATH, \"optional\": BOOL} or" in message
 
 
 def test_from_json_source_missing_key_field(workspace: Path) -> None:
@@ -529,3 +529,14 @@ def test_find_config_path_missing_named_files(tmp_path: Path, monkeypatch: pytes
         find_config_path(None)
     monkeypatch.setenv("SNAP_CONFIG", "")  # empty means unset
     assert find_config_path(None) == Path(DEFAULT_CONFIG_NAME)
+
+
+def test_optional_source_missing_is_listed_not_raised(workspace: Path) -> None:
+    data = edited(tiers__weekly__sources=["agents", {"path": "no-logs", "optional": True}, "gone"])
+    path = write(workspace, data)
+    scan = load_config(path).scan_sources("weekly")
+    assert [p.name for p in scan.found] == ["agents"]
+    assert len(scan.missing_optional) == 1 and "no-logs" in scan.missing_optional[0]
+    assert len(scan.missing_required) == 1 and "gone" in scan.missing_required[0]
+    with pytest.raises(ConfigError, match="gone"):
+        load_config(path).resolve_sources("weekly")

@@ -25,6 +25,7 @@ class Snap:
     time: datetime
     tier: str = "daily"
     hostname: str = "host"
+    incomplete: bool = False
 
 
 def at(text: str) -> datetime:
@@ -345,3 +346,15 @@ def test_tier_rule_rejects_negative_keep() -> None:
 )
 def test_format_duration(value: timedelta, text: str) -> None:
     assert format_duration(value) == text
+
+
+def test_an_incomplete_snapshot_does_not_count_toward_keep_n() -> None:
+    complete = snaps("2026-11-01T01:00:00", "2026-10-01T01:00:00", tier="monthly")
+    newer = Snap(id="inc", time=datetime(2026, 12, 1, 1, tzinfo=UTC), tier="monthly", incomplete=True)
+    older = Snap(id="old-inc", time=datetime(2026, 9, 1, 1, tzinfo=UTC), tier="monthly", incomplete=True)
+    policy = RetentionPolicy(tiers={"monthly": TierRule(keep=1)})
+    decisions = {d.snapshot.id: d for d in apply_policy([*complete, newer, older], policy,
+                                                        datetime(2026, 12, 2, tzinfo=UTC))}
+    assert decisions[complete[0].id].keep  # the newest complete one is still #1
+    assert decisions["inc"].keep and "incomplete" in decisions["inc"].reasons[0]
+    assert not decisions[complete[1].id].keep and not decisions["old-inc"].keep

@@ -1,0 +1,118 @@
+"""The seeds' everyday workflows without their sharp edges, through the real ``snap`` command:
+optional and missing sources (incomplete snapshots), unknown tiers and ``--ad-hoc``, global
+options on either side of the command, ``--version`` / ``snap version``, tag validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from snapstore.errors import ExitCode
+from tests.integration.test_workflows import build_workspace, history, ok, snap_in, snapshots
+
+
+def _set_tier(ws: Path, tier: str, settings: dict) -> None:
+    config = json.loads((ws / "backup_schedule.json").read_text())
+    config["tiers"][tier] = settings
+    (ws / "backup_schedule.json").write_text(json.dumps(config))
+
+
+def test_an_optional_source_missing_is_a_warning_and_the_rest_is_taken(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    _set_tier(ws, "monthly", {"schedule": "0 1 1 * *", "keep": 12,
+                              "sources": ["state", {"path": "logs", "optional": True}]})
+    ok(snap_in(ws, "init"))
+    shutil.rmtree(ws / "logs")
+    res = ok(snap_in(ws, "take", "--tier", "monthly"))
+    assert "snap: warning: optional source missing:" in res.err and "logs" in res.err
+    snap = snapshots(ws, "monthly")[-1]
+    assert snap["incomplete"] is False
+    names = {row["path"] for row in ok(snap_in(ws, "ls", "-R", snap["id"], "--json")).json()}  # type: ignore[union-attr]
+    assert "state/orchestrator_state.json" in names and not any(n.startswith("logs") for n in names)
+    event = history(ws)[-1]
+    assert event["result"] == "ok" and any("logs" in w for w in event["warnings"])
+
+
+def test_a_missing_required_source_fails_after_the_rest_is_committed(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    _set_tier(ws, "monthly", {"schedule": "0 1 1 * *", "keep": 1, "sources": ["state", "logs"]})
+    ok(snap_in(ws, "init"))
+    ok(snap_in(ws, "take", "--tier", "monthly", now="2026-11-01T01:00:00Z"))
+    complete = snapshots(ws, "monthly")[-1]
+    shutil.rmtree(ws / "logs")
+    (ws / "state" / "orchestrator_state.json").write_text('{"version": 2}')
+    res = snap_in(ws, "take", "--tier", "monthly", now="2026-12-01T01:00:00Z")
+    assert res.code == ExitCode.PARTIAL, res.err
+    assert "required source missing" in res.err and "logs" in res.err and "marked incomplete" in res.err
+    listed = snapshots(ws, "monthly")
+    assert len(listed) == 2
+    partial = listed[-1]
+    assert partial["incomplete"] is True and any("logs" in m for m in partial["missing"])
+    # the critical state file was backed up that day all the same
+    assert ok(snap_in(ws, "cat", partial["id"], "state/orchestrator_state.json")).out == '{"version": 2}'
+    # 'latest' passes over the incomplete snapshot; its id still names it
+    assert json.loads(ok(snap_in(ws, "cat", "latest:monthly", "state/orchestrator_state.json")).out) == {
+        "version": 1, "tasks": []}
+    event = history(ws)[-1]
+    assert event["result"] == "incomplete" and event["exit_code"] == ExitCode.PARTIAL
+    assert event["snapshot"] == partial["id"] and event["incomplete"] is True
+    assert json.loads((ws / "alert.json").read_text())["exit_code"] == ExitCode.PARTIAL  # alerted
+    # keep 1: the incomplete one does not push the complete one out
+    ok(snap_in(ws, "gc", now="2026-12-01T02:00:00Z"))
+    assert [s["id"] for s in snapshots(ws, "monthly")] == [complete["id"], partial["id"]]
+
+
+def test_unknown_tier_is_an_error_unless_ad_hoc_and_a_config_tier_refuses_paths(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    res = snap_in(ws, "take", "--tier", "hourly", "state")
+    assert res.code == ExitCode.USAGE and "unknown tier 'hourly'" in res.err and "--ad-hoc" in res.err
+    res = snap_in(ws, "take", "--tier", "on-change", "state")
+    assert res.code == ExitCode.USAGE and "takes the sources in" in res.err
+    assert snapshots(ws) == []  # nothing was taken or silently re-sourced
+    ok(snap_in(ws, "take", "--tier", "hourly", "--ad-hoc", "state"))
+    assert [s["tier"] for s in snapshots(ws)] == ["hourly"]
+    ok(snap_in(ws, "take", "state"))  # the default tier 'manual' takes paths as ever
+    assert "--ad-hoc" in ok(snap_in(ws, "take", "--help")).out
+
+
+def test_global_options_before_or_after_the_command(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    ok(snap_in(ws, "take", "--tier", "weekly"))
+    other = tmp_path / "other"
+    ok(snap_in(ws, "init", str(other)))
+    # --repo after the command: the other (empty) repository
+    assert ok(snap_in(ws, "list", "--json", "--repo", str(other))).json() == []
+    assert len(ok(snap_in(ws, "--json", "list")).json()) == 1  # type: ignore[arg-type]
+    ok(snap_in(ws, "gc", "--wait", "2", "--dry-run"))
+    target = tmp_path / "restored"
+    res = ok(snap_in(ws, "--json", "restore", "latest", "--target", str(target)))
+    assert res.json()["target"] == str(target)  # type: ignore[index]
+    assert (target / "agents" / "Z" / "SOUL.md").is_file()
+
+
+def test_version_and_the_snapstore_console_script(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    flag = ok(snap_in(ws, "--version")).out
+    assert flag.startswith("snapstore ") and "repository format 1" in flag
+    assert ok(snap_in(ws, "version")).out == flag
+    info = ok(snap_in(ws, "version", "--json")).json()
+    assert info["repository_format"] == 1 and info["snapstore"]  # type: ignore[index]
+    script = Path(sys.executable).parent / "snapstore"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout == flag
+
+
+def test_tags_are_validated_on_the_command_line(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    for bad in ("two words", "a,b", ""):
+        res = snap_in(ws, "take", "--tag", bad, "state")
+        assert res.code == ExitCode.USAGE and "invalid tag" in res.err and "Traceback" not in res.err
+    assert snapshots(ws) == []
+    ok(snap_in(ws, "take", "--tag", "pre-upgrade", "state"))
+    assert snapshots(ws)[-1]["tags"] == ["pre-upgrade"]
