@@ -183,6 +183,7 @@ class TierConfig(_Model):
     include_config: bool = False  # also back up the config file and from_json files
     compression_level: int | None = Field(default=None, ge=1, le=22)  # zstd level
     tags: list[Annotated[str, Field(pattern=r"^[^,\s]+$")]] = Field(default_factory=list)
+    require_approval: bool = False  # a take without --approved-by is marked unapproved and alerted
 
     @field_validator("schedule")
     @classmethod

@@ -43,6 +43,8 @@ class TakeOptions:
     verify: str = "quick"  # after-take check: quick, full or none
     excludes: tuple[str, ...] = ()
     if_changed: bool = False
+    approved_by: str = ""  # who approved this take (recorded in the snapshot and its history event)
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:
@@ -72,6 +74,9 @@ class TierPlan:
     if_changed: bool
     missing_optional: tuple[str, ...] = ()  # what the config lists that is not there: warnings
     missing_required: tuple[str, ...] = ()  # ... and what makes the snapshot incomplete
+    approved_by: str = ""
+    reason: str = ""
+    unapproved: bool = False  # the tier requires approval and none was given
 
 
 def config_with_tiers(config: Config | None, what: str) -> Config:
@@ -115,6 +120,7 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
     level = options.compression
     missing_optional: tuple[str, ...] = ()
     missing_required: tuple[str, ...] = ()
+    unapproved = False
     if paths:
         base = cwd or os.getcwd()
         sources = [source_for(p, base) for p in paths]
@@ -135,10 +141,12 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
         from_config = True
         settings = config.tier(tier)
         level = settings.compression_level if level is None else level
+        unapproved = settings.require_approval and not options.approved_by
         tags += [t for t in settings.tags if t not in tags]
     return TierPlan(tier=tier, sources=tuple(sources), from_config=from_config, tags=tuple(tags), level=level,
                     verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed,
-                    missing_optional=missing_optional, missing_required=missing_required)
+                    missing_optional=missing_optional, missing_required=missing_required,
+                    approved_by=options.approved_by, reason=options.reason, unapproved=unapproved)
 
 
 @dataclass(frozen=True)
@@ -195,11 +203,17 @@ class TierTake:
         st = snap.stats
         out: dict[str, Any] = {"snapshot": snap.id, "files": st.files, "bytes": st.bytes,
                                "new_bytes": st.new_bytes, "duration_s": round(st.duration_s, 3)}
+        out.update({k: v for k, v in (("approved_by", snap.approved_by), ("reason", snap.reason)) if v})
+        if snap.unapproved:
+            out["unapproved"] = True
         if self.missing_optional:
             out["warnings"] = [f"optional source missing: {m}" for m in self.missing_optional]
         if self.missing_required:
             out["incomplete"] = True
             out["missing"] = list(self.missing_required)
+        out.update({k: v for k, v in (("approved_by", snap.approved_by), ("reason", snap.reason)) if v})
+        if snap.unapproved:
+            out["unapproved"] = True
         return out
 
 
@@ -218,7 +232,8 @@ def take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None =
     excludes = list(plan.excludes)
     options: dict[str, Any] = {"tier": plan.tier, "tags": plan.tags, "level": plan.level, "verify": plan.verify,
                                "excludes": excludes, "progress": progress, "when": when,
-                               "missing": plan.missing_required}
+                               "missing": plan.missing_required, "approved_by": plan.approved_by,
+                               "reason": plan.reason, "unapproved": plan.unapproved}
     opt, req = plan.missing_optional, plan.missing_required
     if not plan.if_changed:
         return TierTake(plan.tier, take_snapshot(repo, sources, **options), missing_optional=opt, missing_required=req)

@@ -50,11 +50,14 @@ def _human(raw: bytes) -> str:
 def _snap_json(snap: Snapshot) -> dict[str, Any]:
     from snapstore.clock import format_time
 
-    return {"id": snap.id, "short_id": snap.short_id, "time": format_time(snap.time), "tier": snap.tier}
+    return {"id": snap.id, "short_id": snap.short_id, "time": format_time(snap.time), "tier": snap.tier,
+            **({"approved_by": snap.approved_by} if snap.approved_by else {}),
+            **({"unapproved": True} if snap.unapproved else {})}
 
 
 def _snap_line(snap: Snapshot) -> str:
-    return f"{snap.short_id}  {snap.time:%Y-%m-%d %H:%M:%S} UTC  {snap.tier}"
+    approval = f"  approved by {snap.approved_by}" if snap.approved_by else ("  UNAPPROVED" if snap.unapproved else "")
+    return f"{snap.short_id}  {snap.time:%Y-%m-%d %H:%M:%S} UTC  {snap.tier}{approval}"
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:

@@ -27,6 +27,10 @@ def cmd_forget(
     with app.open("exclusive" if prune else "write") as repo:
         run = forget_named(repo, snapshots, prune=prune, settings=settings)
     chosen, result = run.forgotten, run.gc
+    # the audit trail: which snapshots, why, and what it freed
+    app.record(forgotten=[{"id": s.id, "tier": s.tier, "time": f"{s.time:%Y-%m-%dT%H:%M:%SZ}",
+                           "reasons": ["named on the command line"]} for s in chosen],
+               bytes_freed=result.reclaimed if result else 0, pruned=prune)
     if json_out:
         emit_json(run.to_json())
         return
@@ -65,9 +69,15 @@ def cmd_gc(
     cfg = app.config()
     policy = retention_policy(cfg, overrides)
     settings = gc_settings(cfg)
-    with app.open("exclusive") as repo:
+    # a dry run changes nothing: a shared lock is enough, so it runs beside a mount or a take
+    with app.open("read" if dry_run else "exclusive") as repo:
         run = run_gc(repo, policy, settings, dry_run=dry_run)
     result, remaining = run.result, run.remaining
+    app.record(dry_run=dry_run,
+               forgotten=[{"id": item["id"], "tier": item["tier"], "time": item["time"], "reasons": item["reasons"]}
+                          for item in result.forgotten],
+               **({"would_free": result.reclaimed, "bytes_freed": 0} if dry_run else {"bytes_freed": result.reclaimed}),
+               packs_deleted=result.packs_deleted, packs_rewritten=result.packs_rewritten, remaining=remaining)
     if json_out:
         emit_json(run.to_json())
         return

@@ -92,6 +92,9 @@ def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:
         echo(f"  new data stored {human_bytes(st.new_bytes)} (dedup+compression {ratio:.1f}x), "
              f"{st.duration_s:.2f} s")
         echo(f"  verified: {st.verified}")
+    if snap.unapproved:
+        warn(f"snap: warning: tier {snap.tier} requires approval: snapshot {snap.short_id} taken without "
+             "--approved-by, marked unapproved")
     for missing in take.missing_optional:
         warn(f"snap: warning: optional source missing: {missing}")
     if st.unreadable:
@@ -111,6 +114,8 @@ def record_take(app: AppContext, event: dict[str, Any], take: TierTake) -> None:
     event.update(take.history_fields(), result="partial" if st.unreadable else "ok", exit_code=take.exit_code)
     if st.unreadable:
         event["error"] = f"{st.unreadable} file(s) could not be read: {'; '.join(st.errors[:3])}"
+    elif snap.unapproved:  # taken, but a person must hear of it (the alert) and see it (list, history)
+        event.update(result="unapproved", error=f"tier {snap.tier} requires approval: taken without --approved-by")
 
 
 def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
@@ -171,6 +176,10 @@ def cmd_take(
                                                       show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", "-t", help="Tier to file the snapshot under.")] = "manual",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable; no spaces or commas).")] = None,
+    approved_by: Annotated[str, typer.Option("--approved-by", metavar="NAME", help="Who approved this take "
+                                             "(recorded in the snapshot and the history; tiers with "
+                                             "require_approval alert without it).")] = "",
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (with --approved-by).")] = "",
     ad_hoc: Annotated[bool, typer.Option("--ad-hoc", help="Take PATH... under a --tier the config does not "
                                          "define (it has no retention rule). PATH... with a tier the config "
                                          "defines is refused: that tier takes its configured sources.")] = False,
@@ -191,7 +200,8 @@ def cmd_take(
 
     app: AppContext = ctx.obj
     options = TakeOptions(tags=tuple(tag or ()), compression=compression, verify=verify,
-                          excludes=tuple(exclude or ()), if_changed=if_changed)
+                          excludes=tuple(exclude or ()), if_changed=if_changed, approved_by=approved_by,
+                          reason=reason)
     if due:
         if paths or tier != "manual":
             raise UsageError("--due takes the config's due tiers: give no PATH and no --tier")
@@ -240,14 +250,15 @@ def cmd_list(
         return
     rows = [("ID", "TIME (UTC)", "TIER", "TAGS", "HOST", "FILES", "SIZE")]
     for s in snaps:
-        mark = ("*" if s.id in pinned else "") + ("!" if s.incomplete else "")
+        mark = ("*" if s.id in pinned else "") + ("!" if s.incomplete else "") + ("?" if s.unapproved else "")
         rows.append((s.short_id + mark, f"{s.time:%Y-%m-%d %H:%M:%S}", s.tier,
                      ",".join(s.tags), s.hostname, str(s.stats.files), human_bytes(s.stats.bytes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         echo("  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     legend = ("; * = pinned" if pinned & {s.id for s in snaps} else "") + (
-        "; ! = incomplete (a required source was missing)" if any(s.incomplete for s in snaps) else "")
+        "; ! = incomplete (a required source was missing)" if any(s.incomplete for s in snaps) else "") + (
+        "; ? = unapproved" if any(s.unapproved for s in snaps) else "")
     echo(f"{len(snaps)} snapshot(s)" + legend)
 
 
@@ -312,6 +323,7 @@ def cmd_restore(
     progress.done()
     app.record(snapshot=snap.id, tier=snap.tier, files=stats.files, bytes=stats.bytes,
                duration_s=round(stats.duration_s, 3), target=os.path.abspath(target),
+               paths=list(paths) if paths else ["(all)"], mode="mirror" if mirror else "restore",
                moved_aside=len(moved.moves) if moved else None, aside=moved.aside if moved and moved.moves else None)
     if json_out:
         emit_json({"snapshot": snap.id, "target": os.path.abspath(target), **stats.to_json(),
@@ -355,7 +367,8 @@ def _restore_latest_good(app: AppContext, path: str, target: str, checks: list[s
         snaps = [s for s in repo.snapshots() if tier is None or s.tier == tier]
         result = restore_latest_good(SnapshotView(repo), snaps, path, target, funcs, overwrite=overwrite)
     if result.used is not None:
-        event.update(snapshot=result.used.id, tier=result.used.tier, files=1, skipped=len(result.skipped))
+        event.update(snapshot=result.used.id, tier=result.used.tier, files=1, skipped=len(result.skipped),
+                     paths=[result.path], target=os.path.abspath(target), mode="latest-good")
     if json_out:
         emit_json(result.to_json())
     else:

@@ -238,6 +238,7 @@ def cmd_history(
     rows = [("TIME (UTC)", "COMMAND", "TIER/AGENT", "RESULT", "SNAPSHOT", "FILES", "SIZE", "NEW", "SECONDS")]
     for e in events:
         command = str(e.get("command", "")) + (f" {e['step']}" if e.get("step") else "")  # recover's steps
+        command += " (dry run)" if e.get("dry_run") else ""
         rows.append((str(e.get("time", "")), command, str(e.get("tier", "") or e.get("agent", "") or ""),
                      str(e.get("result", "")), str(e.get("snapshot", "") or "")[:8],
                      str(e.get("files", "")), human_bytes(e["bytes"]) if "bytes" in e else "",
@@ -246,8 +247,22 @@ def cmd_history(
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
         line = "  ".join(c.ljust(w) if j < 5 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True)))
-        error = events[i - 1].get("error") if i else None
-        echo(line.rstrip() + (f"  {error}" if error else ""))
+        note = (events[i - 1].get("error") or _audit_note(events[i - 1])) if i else None
+        echo(line.rstrip() + (f"  {note}" if note else ""))
+
+
+def _audit_note(event: dict[str, Any]) -> str:
+    """What a gc, forget or restore event says it did, in a few words for the history table."""
+    if "forgotten" in event:
+        ids = ", ".join(str(f.get("id", ""))[:8] for f in event["forgotten"][:5])
+        more = "..." if len(event["forgotten"]) > 5 else ""
+        dry = "dry" if event.get("dry_run") else ""
+        freed = event.get("would_free" if dry else "bytes_freed", 0) or 0
+        return (f"{'would forget' if dry else 'forgot'} {len(event['forgotten'])}{': ' + ids + more if ids else ''}; "
+                f"{'would free' if dry else 'freed'} {human_bytes(freed)}")
+    if event.get("command") in ("restore", "recover") and event.get("target"):
+        return f"{', '.join(map(str, event.get('paths', [])))} -> {event['target']}"
+    return ""
 
 
 # -- export / import ------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class Snapshot:
     #: required sources that did not exist at take time: the snapshot is incomplete (``latest``
     #: and a tier's keep-N pass over it); written only when non-empty, so older ids stay valid
     missing: tuple[str, ...] = ()
+    #: who approved this take and why (``--approved-by``, ``--reason``); ``unapproved``: its
+    #: tier has ``require_approval`` and nobody did (taken all the same: no holes in the trail)
+    approved_by: str = ""
+    reason: str = ""
+    unapproved: bool = False
     id: str = ""
 
     @property
@@ -93,6 +98,9 @@ class Snapshot:
             "stats": self.stats.to_json(),
             **({"root_meta": dict(self.root_meta)} if self.root_meta else {}),
             **({"missing": list(self.missing)} if self.missing else {}),
+            **({"approved_by": self.approved_by} if self.approved_by else {}),
+            **({"reason": self.reason} if self.reason else {}),
+            **({"unapproved": True} if self.unapproved else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -126,6 +134,9 @@ class Snapshot:
                 stats=SnapshotStats.from_json(data.get("stats", {})),
                 root_meta={str(k): int(v) for k, v in data.get("root_meta", {}).items()},
                 missing=tuple(str(m) for m in data.get("missing", ())),
+                approved_by=str(data.get("approved_by", "")),
+                reason=str(data.get("reason", "")),
+                unapproved=bool(data.get("unapproved", False)),
                 id=str(data["id"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -148,4 +159,7 @@ class Snapshot:
             "unreadable": self.stats.unreadable,
             "incomplete": self.incomplete,
             **({"missing": list(self.missing)} if self.missing else {}),
+            **({"approved_by": self.approved_by} if self.approved_by else {}),
+            **({"reason": self.reason} if self.reason else {}),
+            **({"unapproved": True} if self.unapproved else {}),
         }

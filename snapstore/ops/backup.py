@@ -587,6 +587,9 @@ def take_snapshot(
     when: datetime | None = None,
     progress: Callable[[dict[str, object]], None] | None = None,
     missing: tuple[str, ...] = (),
+    approved_by: str = "",
+    reason: str = "",
+    unapproved: bool = False,
 ) -> TakeResult:
     """Take one snapshot of ``sources`` and commit it. ``verify``: none, quick (re-read and
     checksum each new pack) or full (also decompress every new blob and check its id).
@@ -637,6 +640,7 @@ def take_snapshot(
         hostname=host_name(),
         username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats, root_meta=take.root_meta, missing=tuple(missing),
+        approved_by=approved_by, reason=reason, unapproved=unapproved,
     )
     snapshot = repo.snapshot_with_id(snapshot)
     faults.crash_point("take-before-commit")

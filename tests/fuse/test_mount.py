@@ -501,3 +501,20 @@ def test_adapter_answers_erofs_to_every_change() -> None:
         with pytest.raises(pyfuse3.FUSEError) as exc:
             trio.run(call)
         assert exc.value.errno == errno.EROFS
+
+
+def test_gc_dry_run_runs_while_a_mount_is_active(tmp_path: Path, snap_cli: SnapCli, mounts: Mounts) -> None:
+    require_dev_fuse()
+    repo, src = tmp_path / "repo", tmp_path / "ws"
+    src.mkdir()
+    (src / "state.json").write_text("{}")
+    assert snap_cli("init", str(repo)).code == 0
+    old = _take(snap_cli, repo, src, "daily", "2026-11-01T07:00:00Z")
+    (src / "state.json").write_text('{"v": 2}')
+    _take(snap_cli, repo, src, "daily", "2026-11-02T07:00:00Z")
+    _mount(snap_cli, mounts, repo, tmp_path / "mnt")
+    res = snap_cli("gc", "--dry-run", "--keep", "daily=1", "--json", repo=repo)
+    assert res.code == 0, res.err
+    assert [f["id"] for f in res.json()["forgotten"]] == [old["id"]]  # type: ignore[index]
+    assert snap_cli("gc", "--keep", "daily=1", repo=repo).code == ExitCode.LOCKED  # the real one still waits
+    assert len(snap_cli("list", "--json", repo=repo).json()) == 2  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ options on either side of the command, ``--version`` / ``snap version``, tag val
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,70 @@ def test_tags_are_validated_on_the_command_line(tmp_path: Path) -> None:
     assert snapshots(ws) == []
     ok(snap_in(ws, "take", "--tag", "pre-upgrade", "state"))
     assert snapshots(ws)[-1]["tags"] == ["pre-upgrade"]
+
+
+def test_history_audits_gc_forget_and_restore(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    pad = ws / "agents" / "Z" / "memory" / "pad.bin"
+    ids = []
+    for day in (1, 2, 3):
+        pad.write_bytes(os.urandom(20000))
+        ids.append(ok(snap_in(ws, "take", "--tier", "daily", "--json",
+                              now=f"2026-11-0{day}T07:00:00Z")).json()["id"])  # type: ignore[index]
+    res = ok(snap_in(ws, "gc", "--dry-run", "--keep", "daily=1", now="2026-11-04T00:00:00Z"))
+    dry = history(ws)[-1]
+    assert dry["command"] == "gc" and dry["dry_run"] is True and dry["bytes_freed"] == 0 and dry["would_free"] > 0
+    assert sorted(f["id"] for f in dry["forgotten"]) == sorted(ids[:2])
+    assert all("forget" in " ".join(f["reasons"]) or f["reasons"] for f in dry["forgotten"])
+    assert len(snapshots(ws)) == 3  # nothing changed
+    ok(snap_in(ws, "gc", "--keep", "daily=1", now="2026-11-04T00:00:00Z"))
+    real = history(ws)[-1]
+    assert real["dry_run"] is False and sorted(f["id"] for f in real["forgotten"]) == sorted(ids[:2])
+    assert real["bytes_freed"] > 0 and "would_free" not in real
+    table = ok(snap_in(ws, "history")).out
+    assert "gc (dry run)" in table and "forgot 2: " in table and ids[0][:8] in table
+    ok(snap_in(ws, "forget", ids[2][:8]))
+    forgot = history(ws)[-1]
+    assert forgot["command"] == "forget" and forgot["forgotten"][0]["id"] == ids[2]
+    assert forgot["forgotten"][0]["reasons"] == ["named on the command line"]
+    assert "dry run" not in res.out
+
+
+def test_restore_events_carry_paths_and_targets(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    ok(snap_in(ws, "take", "--tier", "weekly"))
+    target = tmp_path / "out"
+    ok(snap_in(ws, "restore", "latest", "agents/Z/SOUL.md", "--target", str(target)))
+    event = history(ws)[-1]
+    assert event["command"] == "restore" and event["paths"] == ["agents/Z/SOUL.md"]
+    assert event["target"] == str(target) and (target / "agents" / "Z" / "SOUL.md").is_file()
+    assert f"agents/Z/SOUL.md -> {target}" in ok(snap_in(ws, "history")).out
+
+
+def test_approval_is_recorded_and_its_absence_marked_and_alerted(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    config = json.loads((ws / "backup_schedule.json").read_text())
+    config["tiers"]["on-change"]["require_approval"] = True
+    (ws / "backup_schedule.json").write_text(json.dumps(config))
+    ok(snap_in(ws, "init"))
+    ok(snap_in(ws, "take", "--tier", "on-change", "--approved-by", "alice", "--reason", "new weights for Z"))
+    approved = snapshots(ws)[-1]
+    assert approved["approved_by"] == "alice" and approved["reason"] == "new weights for Z"
+    assert "unapproved" not in approved
+    event = history(ws)[-1]
+    assert event["approved_by"] == "alice" and event["reason"] == "new weights for Z" and event["result"] == "ok"
+    assert not (ws / "alert.json").exists()
+    (ws / "agents" / "Z" / "priority_weights.json").write_text('{"z": 9}')
+    res = ok(snap_in(ws, "take", "--tier", "on-change"))  # taken all the same: the trail has no holes
+    assert "requires approval" in res.err
+    unapproved = snapshots(ws)[-1]
+    assert unapproved["unapproved"] is True and unapproved["id"] != approved["id"]
+    event = history(ws)[-1]
+    assert event["result"] == "unapproved" and event["unapproved"] is True
+    assert json.loads((ws / "alert.json").read_text())["result"] == "unapproved"  # alerted
+    listing = ok(snap_in(ws, "list")).out
+    assert f"{unapproved['short_id']}?" in listing and "? = unapproved" in listing
+    diff = ok(snap_in(ws, "diff", approved["id"], unapproved["id"])).out
+    assert "approved by alice" in diff and "UNAPPROVED" in diff
