@@ -104,7 +104,8 @@ def _register() -> None:
     from snapstore.cli import store
 
     store.register(app)
-    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui", "recover"):
+    for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui", "recover",
+                 "du"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -184,3 +184,20 @@ def test_approval_is_recorded_and_its_absence_marked_and_alerted(tmp_path: Path)
     assert f"{unapproved['short_id']}?" in listing and "? = unapproved" in listing
     diff = ok(snap_in(ws, "diff", approved["id"], unapproved["id"])).out
     assert "approved by alice" in diff and "UNAPPROVED" in diff
+
+
+def test_du_shows_sizes_by_directory_the_way_stats_by_path_does(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    (ws / "agents" / "Z" / "memory" / "big.bin").write_bytes(os.urandom(300_000))
+    ok(snap_in(ws, "take", "--tier", "weekly"))
+    du = ok(snap_in(ws, "du", "latest", "agents", "--json")).json()
+    stats = ok(snap_in(ws, "stats", "--by", "path", "--path", "agents", "--json", "latest")).json()
+    by_path = {row["path"]: row for row in du["paths"]}  # type: ignore[index]
+    assert by_path["agents/Z"]["logical_bytes"] > 300_000 > by_path["agents/Jay"]["logical_bytes"]
+    assert {r["path"]: r["stored_bytes"] for r in stats["paths"]} == {  # type: ignore[index]
+        p: r["stored_bytes"] for p, r in by_path.items()}  # one computation
+    assert du["unique_bytes"] > 300_000  # type: ignore[index]  # the only snapshot: all of it is its own
+    text = ok(snap_in(ws, "du", "latest", "agents")).out
+    assert "agents/Z/" in text and "forgetting it would free" in text
+    assert snap_in(ws, "du", "latest", "no/such").code == ExitCode.NOT_FOUND

@@ -215,12 +215,13 @@ def test_bad_tier_and_missing_source(snap, tmp_path: Path, workspace: Path) -> N
     res = run_snap("--config", str(config), "take", "--tier", "weekly")
     assert res.code == ExitCode.CONFIG and "weekly" in _one_line(res) and "daily" in res.err
     res = run_snap("--config", str(config), "take", "--tier", "daily")
-    assert res.code == ExitCode.CONFIG and "missing-dir" in _one_line(res)
+    # the rest is taken and committed, marked incomplete; the take fails naming what is missing
+    assert res.code == ExitCode.PARTIAL and "missing-dir" in res.err.splitlines()[-1]
     res = run_snap("--config", str(config), "gc", "--keep", "weekly=2")
     assert res.code == ExitCode.CONFIG and "weekly" in _one_line(res)
     res = snap("gc", "--keep", "daily=-2")
     assert res.code == ExitCode.USAGE and ">= 0" in _one_line(res)
-    assert snap("list", "--json").json() == []
+    assert [s["incomplete"] for s in snap("list", "--json").json()] == [True]
     # the tier's sources come from the config, relative to its directory, from any cwd
     config.write_text(json.dumps({"repository": str(snap.repo),
                                   "tiers": {"weekly": {"sources": ["agents"], "keep": 2}}}))
