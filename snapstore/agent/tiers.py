@@ -53,6 +53,17 @@ class TakeOptions:
             check_tag(tag)
 
 
+def read_exclude_file(path: str) -> tuple[str, ...]:
+    """The patterns of an exclude file (``--exclude-file``, as restic's): one glob a line, blank
+    lines and ``#`` comments skipped. An unreadable file is a ``UsageError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--exclude-file {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
 def check_tag(tag: str) -> str:
     """A tag as config.md defines it: not empty, no whitespace, no comma (``UsageError`` else)."""
     if not tag or any(c.isspace() or c == "," for c in tag):

@@ -187,6 +187,9 @@ def cmd_take(
                                                     min=0, max=22)] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-e", help="Glob on names or paths "
                                                       "(repeatable).")] = None,
+    exclude_file: Annotated[list[str] | None, typer.Option("--exclude-file", metavar="FILE", help="Read "
+                                                           "--exclude globs from FILE, one a line (# comments)."
+                                                           )] = None,
     verify: Annotated[str, typer.Option("--verify", help="After-take check: quick (re-read new packs), full "
                                         "(also decompress and hash every new chunk) or none.")] = "quick",
     due: Annotated[bool, typer.Option("--due", help="Take every config tier whose schedule is due "
@@ -196,11 +199,12 @@ def cmd_take(
     json_out: JsonOpt = False,
 ) -> int:
     """Take a snapshot of PATH... (or of the tier's sources in the config file)."""
-    from snapstore.agent.tiers import TakeOptions, check_tier_choice, plan_tier, take_tier
+    from snapstore.agent.tiers import TakeOptions, check_tier_choice, plan_tier, read_exclude_file, take_tier
 
     app: AppContext = ctx.obj
+    excludes = tuple(exclude or ()) + tuple(p for f in exclude_file or () for p in read_exclude_file(f))
     options = TakeOptions(tags=tuple(tag or ()), compression=compression, verify=verify,
-                          excludes=tuple(exclude or ()), if_changed=if_changed, approved_by=approved_by,
+                          excludes=excludes, if_changed=if_changed, approved_by=approved_by,
                           reason=reason)
     if due:
         if paths or tier != "manual":

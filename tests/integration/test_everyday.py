@@ -201,3 +201,15 @@ def test_du_shows_sizes_by_directory_the_way_stats_by_path_does(tmp_path: Path) 
     text = ok(snap_in(ws, "du", "latest", "agents")).out
     assert "agents/Z/" in text and "forgetting it would free" in text
     assert snap_in(ws, "du", "latest", "no/such").code == ExitCode.NOT_FOUND
+
+
+def test_exclude_file_leaves_out_what_it_lists(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    ok(snap_in(ws, "init"))
+    (ws / "agents" / "Z" / "memory" / "scratch.tmp").write_text("tmp")
+    (ws / "excludes.txt").write_text("# scratch files\n*.tmp\n\nSOUL.md\n")
+    ok(snap_in(ws, "take", "--exclude-file", "excludes.txt", "--json", "agents"))
+    names = {row["path"] for row in ok(snap_in(ws, "ls", "-R", "latest", "--json")).json()}  # type: ignore[union-attr]
+    assert "agents/Z/memory" in names and not any(n.endswith((".tmp", "SOUL.md")) for n in names)
+    res = snap_in(ws, "take", "--exclude-file", "nope.txt", "agents")
+    assert res.code == ExitCode.USAGE and "nope.txt" in res.err and len(snapshots(ws)) == 1
