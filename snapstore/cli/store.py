@@ -283,7 +283,8 @@ def cmd_restore(
     latest_good: Annotated[str | None, typer.Option("--latest-good", metavar="PATH", help="Restore the newest "
                                                     "copy of the file PATH that passes the checks to "
                                                     "TARGET/PATH, keeping the live file as "
-                                                    "PATH.corrupt-<time>.", show_default=False)] = None,
+                                                    "PATH.corrupt-<time>. An absolute PATH goes back to its "
+                                                    "live path with --target /.", show_default=False)] = None,
     check: Annotated[list[str] | None, typer.Option("--check", help="With --latest-good: 'json' (the copy "
                                                     "must parse as JSON).", show_default=False)] = None,
     check_cmd: Annotated[str | None, typer.Option("--check-cmd", help="With --latest-good: shell command run "
@@ -303,6 +304,11 @@ def cmd_restore(
     if latest_good is not None:
         if snapshot is not None or paths:
             raise UsageError("--latest-good searches every snapshot for one file: give no SNAPSHOT or PATH")
+        if os.path.isabs(latest_good) and os.path.abspath(target) != "/":
+            # the snapshot holds an absolute source under its path without the leading slash:
+            # only --target / puts it back at the live path (the damaged one moved aside)
+            warn(f"snap: warning: {latest_good} is absolute: the good copy goes under {target}, not to the live "
+                 "file; use --target / to restore it in place")
         return _restore_latest_good(app, latest_good, target, check or [], check_cmd, tier, overwrite, json_out)
     if check or check_cmd or tier:
         raise UsageError("--check, --check-cmd and --tier go with --latest-good")

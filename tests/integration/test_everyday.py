@@ -213,3 +213,25 @@ def test_exclude_file_leaves_out_what_it_lists(tmp_path: Path) -> None:
     assert "agents/Z/memory" in names and not any(n.endswith((".tmp", "SOUL.md")) for n in names)
     res = snap_in(ws, "take", "--exclude-file", "nope.txt", "agents")
     assert res.code == ExitCode.USAGE and "nope.txt" in res.err and len(snapshots(ws)) == 1
+
+
+def test_latest_good_of_an_absolute_state_file_goes_back_in_place(tmp_path: Path) -> None:
+    ws = build_workspace(tmp_path)
+    live = tmp_path / "var" / "state.json"
+    live.parent.mkdir()
+    live.write_text('{"tasks": [1]}')
+    cfg = json.loads((ws / "orchestrator_config.json").read_text())
+    cfg["stateFile"] = str(live)
+    (ws / "orchestrator_config.json").write_text(json.dumps(cfg))
+    ok(snap_in(ws, "init"))
+    ok(snap_in(ws, "take", "--tier", "monthly"))
+    live.write_text("{corrupt")
+    res = ok(snap_in(ws, "restore", "--latest-good", str(live), "--check", "json", "--target", "."))
+    assert "use --target / to restore it in place" in res.err  # the old trap is named
+    assert live.read_text() == "{corrupt"
+    ok(snap_in(ws, "restore", "--latest-good", str(live), "--check", "json", "--target", "/"))
+    assert json.loads(live.read_text()) == {"tasks": [1]}
+    aside = [p for p in live.parent.iterdir() if p.name.startswith("state.json.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_text() == "{corrupt"
+    event = history(ws)[-1]
+    assert event["paths"] == [str(live).lstrip("/")] and event["target"] == "/" and event["mode"] == "latest-good"
