@@ -22,20 +22,20 @@ This module owns two things:
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import select
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
 from snapstore.errors import PathNotFound
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, FILE, SYMLINK, Entry
-from snapstore.ops.backup import ASIDE_DIR_NAME, Source, normalize_sources
+from snapstore.ops.backup import Source, normalize_sources
+from snapstore.ops.excludes import Excludes, member_path
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
 
@@ -62,14 +62,9 @@ class _Compare:
     def __init__(self, repo: Repository, view: SnapshotView, excludes: list[str], txn: Any) -> None:
         self.repo = repo
         self.view = view
-        self.excludes = [os.fsencode(p) for p in excludes]
+        self.excludes = Excludes(excludes)
         self.txn = txn
         self.repo_dir = os.fsencode(os.path.realpath(repo.cache_dir))
-
-    def excluded(self, member: bytes, name: bytes) -> bool:
-        if name == ASIDE_DIR_NAME:
-            return True
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(member, p) for p in self.excludes)
 
     def entry(self, path: bytes, member: bytes, st: os.stat_result, entry: Entry) -> str | None:
         """The first difference between the item at ``path`` and ``entry``, or None."""
@@ -105,7 +100,7 @@ class _Compare:
             names: dict[bytes, os.DirEntry[bytes]] = {}
             for name, item in on_disk.items():
                 child_member = dir_member + b"/" + name if dir_member else name
-                if self.excluded(child_member, name):
+                if self.excludes.match(child_member, name):
                     continue
                 if item.is_dir(follow_symlinks=False) and os.path.realpath(item.path) == self.repo_dir:
                     continue
@@ -226,9 +221,10 @@ def _flags() -> Any:
 
 
 class Watcher:
-    """inotify watches over a tier's source paths, yielding one burst of changes at a time."""
+    """inotify watches over a tier's sources, yielding one burst of changes at a time.
+    ``excludes`` mean what they mean to a take: globs on names and snapshot paths."""
 
-    def __init__(self, paths: list[bytes], excludes: list[str] | None = None, repo_dir: str = "",
+    def __init__(self, sources: Sequence[Source], excludes: Sequence[str] | None = None, repo_dir: str = "",
                  ignore: set[bytes] | None = None) -> None:
         from inotify_simple import INotify
 
@@ -237,13 +233,14 @@ class Watcher:
         self.mask = (flags.CREATE | flags.DELETE | flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_FROM
                      | flags.MOVED_TO | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF)
         self.inotify = INotify(nonblocking=True)
-        self.excludes = [os.fsencode(p) for p in excludes or []]
+        self.excludes = Excludes(excludes or ())
+        self.sources = list(sources)
         self.repo_dir = os.fsencode(os.path.realpath(repo_dir)) if repo_dir else b""
         self.ignore = ignore or set()  # e.g. the history log, which each take appends to
         self.dirs: dict[int, bytes] = {}  # watch descriptor -> directory
         self.only: dict[bytes, set[bytes]] = {}  # directory watched for some of its names only
         self.recursive: set[bytes] = set()  # directories whose whole subtree is watched
-        for path in paths:
+        for path in (s.path for s in self.sources):
             if os.path.isdir(path) and not os.path.islink(path):
                 self._add_tree(path)
             else:
@@ -267,10 +264,12 @@ class Watcher:
         self.dirs[wd] = path
 
     def _excluded(self, path: bytes) -> bool:
-        name = os.path.basename(path)
-        if name == ASIDE_DIR_NAME:
-            return True
-        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p) for p in self.excludes)
+        """Whether ``path`` on disk is excluded: by its path in the snapshot, as a take decides."""
+        for src in self.sources:
+            member = member_path(path, src.path, src.member)
+            if member is not None:
+                return self.excludes.match(member, os.path.basename(path))
+        return self.excludes.match_name(os.path.basename(path))
 
     def _add_tree(self, root: bytes) -> None:
         for dirpath, dirnames, _files in os.walk(root):
@@ -335,16 +334,16 @@ class Watcher:
         self.inotify.close()
 
 
-def watch_sources(paths: list[bytes], *, debounce: float, action: Callable[[int], None],
-                  on_ready: Callable[[Watcher], None] | None = None, excludes: list[str] | None = None,
+def watch_sources(sources: Sequence[Source], *, debounce: float, action: Callable[[int], None],
+                  on_ready: Callable[[Watcher], None] | None = None, excludes: Sequence[str] | None = None,
                   repo_dir: str = "", ignore: set[bytes] | None = None, max_delay: float | None = None) -> str:
-    """Watch ``paths`` and call ``action(events)`` once per settled burst, until SIGTERM/SIGINT.
+    """Watch ``sources`` and call ``action(events)`` once per settled burst, until SIGTERM/SIGINT.
 
     Returns the name of the signal that stopped it. ``action`` runs with the stop handling in
     its "busy" state: a first signal lets it finish, a second raises KeyboardInterrupt in it."""
     limit = max_delay if max_delay is not None else max(10 * debounce, 60.0)
     with StopSignals() as stop:
-        watcher = Watcher(paths, excludes, repo_dir, ignore)
+        watcher = Watcher(sources, excludes, repo_dir, ignore)
         try:
             if on_ready is not None:
                 stop.busy = True

@@ -188,7 +188,7 @@ def cmd_watch(
         sys.stdout.flush()
 
     app.record_nothing()  # each take is logged as it happens
-    stopped = watch_sources([s.path for s in sources], debounce=debounce, action=action, on_ready=ready,
+    stopped = watch_sources(sources, excludes=plan.excludes, debounce=debounce, action=action, on_ready=ready,
                             repo_dir=repo_path, ignore=ignore, max_delay=max_delay)
     if not app.quiet:
         echo(f"stopped ({stopped})")

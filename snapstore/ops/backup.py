@@ -17,7 +17,6 @@ at any moment leaves earlier snapshots untouched; what it wrote is unreferenced 
 
 from __future__ import annotations
 
-import fnmatch
 import grp
 import os
 import pwd
@@ -49,6 +48,8 @@ from snapstore.format.tree import (
     tree_children,
 )
 from snapstore.host import host_name
+from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
+from snapstore.ops.excludes import Excludes
 from snapstore.repo.index import index_errors
 from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
@@ -60,8 +61,6 @@ FILES_CACHE_BATCH = 4096
 INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
 INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
 MAX_ERRORS_KEPT = 50
-#: Recovery keeps pre-recovery copies in directories of this name; a take never backs them up.
-ASIDE_DIR_NAME = b".snap-aside"
 
 
 # -- sources: where each given path appears inside the snapshot ---------------------------
@@ -196,7 +195,7 @@ class Take:
         self.repo = repo
         self.level = level
         self.verify = verify
-        self.excludes = [os.fsencode(p) for p in excludes]
+        self.excludes = Excludes(excludes)
         self.progress = progress
         self.registry = BlobRegistry(repo)
         self.sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
@@ -314,11 +313,6 @@ class Take:
         return newest % 1000 == 0 and newest >= self.started_ns - 2_000_000_000
 
     # -- walking (calling thread) -------------------------------------------------------
-    def _excluded(self, member: bytes, name: bytes) -> bool:
-        if not self.excludes:
-            return False
-        return any(fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(member, pat) for pat in self.excludes)
-
     def _walk_dir(self, path: bytes, member: bytes) -> Iterator[_Walked]:
         try:
             with os.scandir(path) as it:
@@ -328,7 +322,7 @@ class Take:
             return
         for item in items:
             child_member = member + b"/" + item.name if member else item.name
-            if item.name == ASIDE_DIR_NAME or self._excluded(child_member, item.name):
+            if self.excludes.match(child_member, item.name):  # also the recovery's aside dirs
                 continue
             try:
                 st = item.stat(follow_symlinks=False)

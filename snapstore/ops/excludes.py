@@ -1,0 +1,51 @@
+"""Exclude patterns: what ``--exclude`` means, for a take and for the watcher alike.
+
+A pattern is a shell glob (:func:`fnmatch.fnmatchcase` on bytes: case-sensitive, ``*``
+crosses ``/``) matched against an item's name and against its path in the snapshot (its
+member path, ``agents/Z/cache``), never against its absolute path on disk: the same pattern
+excludes the same items wherever the sources are. A directory that matches is left out with
+everything below it. Directories named :data:`ASIDE_DIR_NAME` (where recovery keeps the copies
+it moved aside) are always left out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable
+
+#: Recovery keeps pre-recovery copies in directories of this name; a take never backs them up.
+ASIDE_DIR_NAME = b".snap-aside"
+
+
+class Excludes:
+    """A set of exclude patterns, ready to match."""
+
+    def __init__(self, patterns: Iterable[str | bytes] = ()) -> None:
+        self.patterns = [os.fsencode(p) for p in patterns]
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def match(self, member: bytes, name: bytes | None = None) -> bool:
+        """Whether the item at snapshot path ``member`` (its last component: ``name``) is excluded."""
+        leaf = os.path.basename(member) if name is None else name
+        if leaf == ASIDE_DIR_NAME:
+            return True
+        return any(fnmatch.fnmatchcase(leaf, p) or fnmatch.fnmatchcase(member, p) for p in self.patterns)
+
+    def match_name(self, name: bytes) -> bool:
+        """Whether an item called ``name`` outside every source would be excluded (by name only)."""
+        return name == ASIDE_DIR_NAME or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+
+def member_path(path: bytes, source_path: bytes, source_member: bytes) -> bytes | None:
+    """The snapshot path of ``path`` on disk, found under the source taken from ``source_path``
+    to ``source_member``; None when ``path`` is not at or below ``source_path``."""
+    if path == source_path:
+        return source_member
+    prefix = source_path.rstrip(b"/") + b"/"
+    if not path.startswith(prefix):
+        return None
+    rest = path[len(prefix):]
+    return source_member + b"/" + rest if source_member else rest
