@@ -6,14 +6,16 @@ on stderr (a JSON object with ``--json``) and exits with its code; nothing print
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from snapstore.cli.context import AppContext
+from snapstore.cli.output import Output
 from snapstore.errors import ExitCode, SnapError, UsageError
 
 app = typer.Typer(
@@ -85,6 +87,7 @@ def main_options(
 ) -> None:
     obj = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()  # main() passes one in
     obj.repo_arg, obj.config_arg, obj.wait, obj.quiet = repo, config, wait, quiet
+    obj.output = Output.of(json_out=False, quiet=quiet)
     obj.subcommand = ctx.invoked_subcommand or ""
     if password_file or password_command:
         # through the environment, like the endpoint: every open (and a background mount's child)
@@ -118,11 +121,40 @@ def _register() -> None:
 _register()
 
 
-def _report(exc: SnapError) -> None:
-    if "--json" in sys.argv:
-        sys.stderr.write(json.dumps({"error": exc.kind, "message": exc.message, "exit_code": exc.exit_code}) + "\n")
-    else:
-        sys.stderr.write(f"snap: error: {exc.message}\n")
+def _with_output(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` run with the output mode of its parsed options (``json_out``) set first."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")
+        obj = ctx.obj if ctx is not None else None
+        if isinstance(obj, AppContext):
+            obj.output = Output.of(json_out=bool(kwargs.get("json_out")), quiet=obj.quiet)
+            obj.running = True
+        return callback(*args, **kwargs)
+
+    return run
+
+
+def _wrap_commands(group: typer.Typer) -> None:
+    for info in group.registered_commands:
+        if info.callback is not None:
+            info.callback = _with_output(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _wrap_commands(sub.typer_instance)
+
+
+_wrap_commands(app)
+
+
+def _output_of_words(obj: AppContext, args: list[str]) -> Output:
+    """The output mode of a run whose command line did not parse (no command ran, so no
+    option was read): JSON when ``--json`` is among the words given."""
+    if obj.running:
+        return obj.output
+    words = args[: args.index("--")] if "--" in args else args
+    return Output.of(json_out="--json" in words, quiet=obj.quiet)
 
 
 #: Global options that take a value, and those accepted after the command name too.
@@ -197,8 +229,13 @@ def main() -> None:
     code = ExitCode.OK
     error = ""
     obj = AppContext()
+    args = _hoist_global_flags(sys.argv[1:])
+
+    def _report(exc: SnapError) -> None:
+        _output_of_words(obj, args).error(exc)
+
     try:
-        result = app(args=_hoist_global_flags(sys.argv[1:]), prog_name="snap", standalone_mode=False, obj=obj)
+        result = app(args=args, prog_name="snap", standalone_mode=False, obj=obj)
         code = result if isinstance(result, int) else ExitCode.OK
     except SnapError as exc:
         _report(exc)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snapstore.cli.output import Output
+
 if TYPE_CHECKING:
     from snapstore.repo.repository import Repository
 
@@ -34,6 +36,9 @@ class AppContext:
     quiet: bool = False
     subcommand: str = ""
     s3_endpoint: str | None = None
+    output: Output = field(default_factory=Output)
+    #: True once a command's options are parsed (its ``--json`` is then known)
+    running: bool = False
     _config: Any = field(default=None, repr=False)
     _config_loaded: bool = False
     #: History events of this run; None: the command said nothing (one event records the

@@ -10,7 +10,41 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snapstore.errors import SnapError
+
+
+class OutputMode(StrEnum):
+    HUMAN = "human"
+    JSON = "json"  # one JSON document on stdout; errors as JSON objects on stderr
+    QUIET = "quiet"  # -q: no progress, fewer words
+
+
+@dataclass(frozen=True)
+class Output:
+    """How this run speaks. Decided from the parsed options: ``-q`` in the global options, then
+    a command's ``--json`` (:mod:`snapstore.cli.app` sets it before the command runs)."""
+
+    mode: OutputMode = OutputMode.HUMAN
+
+    @property
+    def json(self) -> bool:
+        return self.mode is OutputMode.JSON
+
+    @classmethod
+    def of(cls, *, json_out: bool, quiet: bool) -> Output:
+        return cls(OutputMode.JSON if json_out else OutputMode.QUIET if quiet else OutputMode.HUMAN)
+
+    def error(self, exc: SnapError) -> None:
+        """The one line an error gets on stderr: a JSON object in JSON mode."""
+        if self.json:
+            sys.stderr.write(json.dumps({"error": exc.kind, "message": exc.message, "exit_code": exc.exit_code}) + "\n")
+        else:
+            sys.stderr.write(f"snap: error: {exc.message}\n")
 
 
 def human_bytes(n: float) -> str:
