@@ -7,6 +7,7 @@ on stderr (a JSON object with ``--json``) and exits with its code; nothing print
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
