@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
 from snapstore import clock
-from snapstore.errors import UsageError
+from snapstore.errors import SnapshotNotFound, UsageError
 from snapstore.ops.gc import GcResult, collect_garbage
 from snapstore.ops.retention import Decision, RetentionPolicy, TierRule, apply_policy
 
@@ -117,7 +117,15 @@ def forget_named(repo: Repository, specs: Iterable[str], *, prune: bool = False,
     ``repo`` must be open ``write`` (``exclusive`` with ``prune``, which runs gc at once)."""
     from snapstore.view.selectors import resolve_snapshot
 
-    chosen = {s.id: s for s in (resolve_snapshot(repo, spec) for spec in specs)}
+    chosen = {}
+    for spec in specs:
+        try:
+            snap = resolve_snapshot(repo, spec)
+        except SnapshotNotFound:
+            if any(done.startswith(spec) for done in repo.finished_forgets):
+                continue  # a killed forget of it was just finished by this open: running it again works
+            raise
+        chosen[snap.id] = snap
     pinned = repo.index.pinned()
     held = [s.short_id for s in chosen.values() if s.id in pinned]
     if held:

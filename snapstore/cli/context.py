@@ -169,7 +169,11 @@ class AppContext:
         """The repository, opened with this run's location, lock wait and S3 endpoint: the one
         open path of every command (``check_index=False``: verify and repair, which must open
         an index that lost track of snapshot records)."""
+        from snapstore.cli.output import warn
         from snapstore.repo.repository import Repository
 
-        return Repository.open(self.repo_path(), mode=mode, wait=self.wait, command=self.command,
+        repo = Repository.open(self.repo_path(), mode=mode, wait=self.wait, command=self.command,
                                check_index=check_index, endpoint=self.s3_endpoint)
+        for done in repo.healed:  # repaired by itself after a crash: said, never silent
+            warn(f"snap: note: {done}")
+        return repo

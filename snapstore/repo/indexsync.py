@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from snapstore.errors import ChunkUnreadable, FormatError
@@ -214,9 +214,19 @@ def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], rep
                                 "'snap verify' lists the paths")
 
 
-def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report: SyncReport) -> None:
-    """Remove snapshots from the index, releasing their references."""
-    children = tolerant_children(repo)
+def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report: SyncReport) -> bool:
+    """Remove snapshots from the index, releasing their references. Returns whether some tree
+    could not be read (its children were not released: counts stay too high until a
+    :func:`recount`)."""
+    unreadable: list[bytes] = []
+
+    def children(tree_id: bytes) -> list[bytes]:
+        try:
+            return repo.tree_children(tree_id)
+        except (ChunkUnreadable, FormatError, FileNotFoundError):
+            unreadable.append(tree_id)
+            return []
+
     for snap_id in snap_ids:
         with index.write() as txn:
             raw = txn.get(snap_id.encode(), db=index.snapshots)
@@ -228,6 +238,42 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
             txn.delete(snap_id.encode(), db=index.snapshots)
             txn.delete(snap_id.encode(), db=index.pins)
         report.snapshots_dropped.append(snap_id)
+    return bool(unreadable)
+
+
+def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation]) -> None:
+    """Set every refcount to what the snapshots in the index reference (walking their trees
+    once each), for blobs in the index and for the ``lost`` ones (whose pack vanished)."""
+    from snapstore.format.packfile import TYPE_TREE
+
+    values: dict[bytes, int] = {}
+    children = tolerant_children(repo)
+
+    class Counts:
+        def count(self, blob_id: bytes) -> int:
+            return values.get(blob_id, 0)
+
+        def set_count(self, blob_id: bytes, value: int) -> None:
+            values[blob_id] = value
+
+        def is_tree(self, blob_id: bytes) -> bool:
+            loc = index.get_chunk(blob_id) or lost.get(blob_id)
+            return loc is not None and loc.type == TYPE_TREE
+
+    store = Counts()
+    for raw in index.snapshot_records():
+        add_reference(store, bytes.fromhex(Snapshot.from_bytes(raw).root), children)
+    with index.write() as txn:
+        for blob_id, loc in list(index.iter_chunks(txn)):
+            value = values.get(blob_id, 0)
+            if value != loc.refcount:
+                txn.put(blob_id, replace(loc, refcount=value).pack_value(), db=index.chunks)
+                if value == 0:
+                    txn.put(blob_id, b"", db=index.dead)
+                elif loc.refcount == 0:
+                    txn.delete(blob_id, db=index.dead)
+    for blob_id, loc in list(lost.items()):
+        lost[blob_id] = replace(loc, refcount=values.get(blob_id, 0))
 
 
 def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> list[Snapshot]:
@@ -270,6 +316,26 @@ def indexed_snapshot_ids(index: Index) -> set[str]:
         return {k.decode() for k in index.iter_keys(txn, index.snapshots)}
 
 
+def roll_forward_records(repo: Repository) -> list[str]:
+    """Step 5 alone, for readers: add the records of takes whose index commit was interrupted.
+    A reader holds no write lock, so a forget may run meanwhile: records it has dropped from
+    the index are named in its intent (stored before its index commit), which is read after
+    the records, and a record that vanished while it was added is taken out again."""
+    from snapstore.repo.repository import snapshot_name
+
+    missing = repo.record_ids() - indexed_snapshot_ids(repo.index)
+    if not missing:
+        return []
+    records = read_records(repo, missing, SyncReport())
+    forgetting = set().union(*repo.forget_intents().values())
+    report = SyncReport()
+    add_records(repo, repo.index, [r for r in records if r.id not in forgetting], report)
+    gone = [sid for sid in report.snapshots_added if repo.backend.size(snapshot_name(sid)) is None]
+    drop_records(repo, repo.index, gone, SyncReport())
+    return [f"added snapshot {sid[:8]} whose commit was interrupted" for sid in report.snapshots_added
+            if sid not in gone]
+
+
 def reconcile_snapshots(repo: Repository) -> list[str]:
     """The local writer's check: roll forward records whose commit was interrupted, and write
     back records missing from ``snapshots/`` (a snapshot is never dropped implicitly)."""
@@ -295,8 +361,10 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
     index = repo.index
     gone = gone or set()
     # records first: a take uploads its packs before its record, so every record listed here
-    # finds its packs in the listing that follows
+    # finds its packs in the listing that follows; records a forget has declared it drops
+    # count as gone (the forgetting host, or the next writer, deletes them)
     records = repo.record_ids()
+    records -= set().union(*repo.forget_intents().values())
     listed: dict[bytes, tuple[int, float]] = {}
     for name, size, mtime in repo.backend.list_stat("packs"):
         pack = pack_id_of(name)
@@ -307,7 +375,7 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
     indexed = indexed_snapshot_ids(index)
 
     # 1. snapshots forgotten elsewhere
-    drop_records(repo, index, sorted(indexed - records), report)
+    unreleased = drop_records(repo, index, sorted(indexed - records), report)
     # 2. packs deleted elsewhere
     vanished = {p for p in known if p not in listed}
     lost = drop_packs(index, vanished)
@@ -315,6 +383,10 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
     # 3. packs this index has not seen
     new = sorted((p, listed[p][0]) for p in listed if p not in known)
     added = add_pack_tables(index, _readable(read_tables(repo, new), report), report, remembered=lost)
+    if unreleased:
+        # a forgotten snapshot's trees were already deleted by a gc elsewhere: what they held
+        # was never released, so count again from the snapshots that remain
+        recount(repo, index, lost)
     # 4. referenced blobs whose pack vanished and that no new pack holds
     live_lost = {b: loc for b, loc in lost.items() if loc.refcount > 0}
     if live_lost:

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import lmdb
+
 from snapstore import faults
 from snapstore.errors import (
     AmbiguousSnapshot,
@@ -140,6 +142,9 @@ def pack_name(pack: bytes) -> str:
     return f"packs/{hexid[:2]}/{hexid}.pack"
 
 
+INTENTS = "intents"  # forget intents: see Repository.forget
+
+
 def snapshot_name(snap_id: str) -> str:
     return f"snapshots/{snap_id}.json"
 
@@ -156,6 +161,8 @@ class Repository:
         self.cache_dir = cache_dir or path  # index/, locks/, tmp/
         self.lease: Lease | None = None
         self.sync_report: object = None  # the last sync_index report (remote repositories)
+        self.finished_forgets: set[str] = set()  # snapshots whose killed forget this open finished
+        self.healed: list[str] = []  # what this open repaired by itself (after a crash), for the log
         self._locks: list[locking.HeldLock] = []
         self._tree_cache: dict[bytes, list[Entry]] = {}
         self._tree_lock = threading.Lock()
@@ -270,7 +277,9 @@ class Repository:
         try:
             repo._unlock(password)
             if mode in ("write", "exclusive"):
-                repo.reconcile()
+                repo.healed.extend(repo.reconcile())
+            elif repo.can_read:
+                repo.healed.extend(repo.roll_forward())
             if check_index and repo.can_read:
                 stale = repo.unindexed_records()
                 if stale:
@@ -324,6 +333,8 @@ class Repository:
                     raise
                 repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
             repo.sync(wait=wait, command=command)
+            if mode != "read":
+                repo.healed.extend(repo.finish_forgets())
             if check_index and repo.can_read:
                 stale = repo.unindexed_records()
                 if stale:
@@ -661,6 +672,7 @@ class Repository:
         if self.lease is not None:
             self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
         self.store_record(snapshot)
+        faults.crash_point("take-after-record")
         children = self._children_with(new_trees)
         try:
             self._commit_index(snapshot, packs, files, children, counted=True)
@@ -695,24 +707,67 @@ class Repository:
         return children
 
     def forget(self, snapshots: Iterable[Snapshot]) -> int:
-        """Drop snapshots: the index in one transaction, then the record files.
-        Returns how many blobs became unreferenced. (Killed in between, the next writer finds
-        records the index lacks and adds them back: a forget may have to be repeated, but
-        nothing is lost.)"""
+        """Drop snapshots: first an intent (``intents/forget-*.json``, the ids), then the index
+        in one transaction, then the record files, then the intent. Killed anywhere after the
+        intent is stored, the next command finishes the forget (:func:`finish_forgets`) instead
+        of adding the records back. Returns how many blobs became unreferenced. A snapshot
+        whose blobs are missing (damage) is forgotten too: what cannot be counted is skipped."""
+        from snapstore.repo.indexsync import TolerantCounts, tolerant_children
+
         self.require_full_key("forget snapshots")
         chosen = list(snapshots)
+        if not chosen:
+            return 0
+        intent = f"{INTENTS}/forget-{secrets.token_hex(8)}.json"
+        self.backend.put_bytes(intent, json.dumps({"forget": sorted(s.id for s in chosen)}).encode())
+        faults.crash_point("forget-after-intent")
         freed = 0
+        children = tolerant_children(self)
         with self.index.write() as txn:
-            counts = TxnCounts(self.index, txn)
+            counts = TolerantCounts(self.index, txn)
             for snap in chosen:
                 if txn.get(snap.id.encode(), db=self.index.snapshots) is None:
                     continue
-                freed += len(drop_reference(counts, bytes.fromhex(snap.root), self.tree_children))
+                freed += len(drop_reference(counts, bytes.fromhex(snap.root), children))
                 txn.delete(snap.id.encode(), db=self.index.snapshots)
                 txn.delete(snap.id.encode(), db=self.index.pins)
-        for snap in chosen:
+        for n, snap in enumerate(chosen):
+            if n == 1:
+                faults.crash_point("forget-mid-delete")
             self.backend.delete(snapshot_name(snap.id))
+        self.backend.delete(intent)
         return freed
+
+    def forget_intents(self) -> dict[str, set[str]]:
+        """The stored intents of forgets not finished yet: name -> snapshot ids."""
+        out: dict[str, set[str]] = {}
+        for name, _size in self.backend.list(INTENTS):
+            if not name.rsplit("/", 1)[-1].startswith("forget-"):
+                continue
+            try:
+                ids = json.loads(self.backend.get(name))["forget"]
+                out[name] = {str(i) for i in ids}
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            except (ValueError, KeyError, TypeError):
+                out[name] = set()  # torn while written: the forget had not begun, nothing to finish
+        return out
+
+    def finish_forgets(self) -> list[str]:
+        """Finish forgets killed after storing their intent (see :meth:`forget`)."""
+        from snapstore.repo.indexsync import SyncReport, drop_records
+
+        done = []
+        for name, ids in sorted(self.forget_intents().items()):
+            drop_records(self, self.index, sorted(ids), SyncReport())
+            for snap_id in sorted(ids):
+                self.backend.delete(snapshot_name(snap_id))
+            self.backend.delete(name)
+            self.finished_forgets |= ids
+            if ids:
+                done.append(f"finished an interrupted forget of {len(ids)} snapshot(s): "
+                            + ", ".join(sorted(i[:8] for i in ids)))
+        return done
 
     def record_ids(self) -> set[str]:
         """Ids of the snapshot records in ``snapshots/`` (the truth)."""
@@ -725,6 +780,18 @@ class Repository:
             indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
         return sorted(self.record_ids() - indexed)
 
+    def roll_forward(self) -> list[str]:
+        """A reader's part of :meth:`reconcile`: add the records of takes killed between writing
+        their record and committing the index (their data was indexed before the record was
+        written), so reads never ask for a repair after such a crash. On an index this process
+        cannot write (a read-only repository) nothing is done: the snapshot stays unlisted."""
+        from snapstore.repo.indexsync import roll_forward_records
+
+        try:
+            return self.finish_forgets() + roll_forward_records(self)
+        except (OSError, lmdb.Error):
+            return []
+
     def reconcile(self) -> list[str]:
         """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
 
@@ -734,7 +801,7 @@ class Repository:
         Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
         from snapstore.repo.indexsync import reconcile_snapshots
 
-        return reconcile_snapshots(self)
+        return self.finish_forgets() + reconcile_snapshots(self)
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:

@@ -130,8 +130,6 @@ def test_index_sync_follows_what_other_hosts_add_forget_and_move(shared, tmp_pat
     assert not alpha.sync_report().changed  # nothing happened since
 
 
-@pytest.mark.xfail(strict=True, reason="known defect in repo/indexsync: a snapshot forgotten elsewhere whose trees "
-                   "gc deleted cannot release its children, so their refcounts stay too high")
 def test_index_sync_releases_what_a_snapshot_forgotten_elsewhere_referenced(shared, tmp_path: Path) -> None:
     _store, host = shared
     alpha, beta = host("alpha"), host("beta")
