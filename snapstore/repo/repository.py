@@ -23,6 +23,7 @@ knows the layout.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -38,6 +39,7 @@ from snapstore.errors import (
     AmbiguousSnapshot,
     ChunkUnreadable,
     FormatError,
+    NoSpace,
     RemoteAccessDenied,
     RepositoryDamaged,
     RepositoryExists,
@@ -718,8 +720,16 @@ class Repository:
         chosen = list(snapshots)
         if not chosen:
             return 0
-        intent = f"{INTENTS}/forget-{secrets.token_hex(8)}.json"
-        self.backend.put_bytes(intent, json.dumps({"forget": sorted(s.id for s in chosen)}).encode())
+        name = f"{INTENTS}/forget-{secrets.token_hex(8)}.json"
+        intent: str | None = name
+        try:
+            self.backend.put_bytes(name, json.dumps({"forget": sorted(s.id for s in chosen)}).encode())
+        except (OSError, NoSpace) as exc:
+            if not isinstance(exc, NoSpace) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # a full disk (gc --keep frees space there): forget as before intents, where a kill
+            # in the window below brings the snapshots back instead (nothing is lost)
+            intent = None
         faults.crash_point("forget-after-intent")
         freed = 0
         children = tolerant_children(self)
@@ -735,7 +745,8 @@ class Repository:
             if n == 1:
                 faults.crash_point("forget-mid-delete")
             self.backend.delete(snapshot_name(snap.id))
-        self.backend.delete(intent)
+        if intent is not None:
+            self.backend.delete(intent)
         return freed
 
     def forget_intents(self) -> dict[str, set[str]]:
