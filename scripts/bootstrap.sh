@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything snap needs on a fresh Debian machine (run as root):
-# the FUSE 3 system packages, a virtualenv in .venv and the package with its extras.
+# the FUSE 3 system packages, the tools the fidelity tests judge with (rsync, setfacl, setfattr),
+# a virtualenv in .venv and the package with its extras.
 # --with-browser also installs Debian's chromium and its version-matched chromedriver, which the
 # browser tests of the web dashboard (tests/web) drive; scripts/test.sh passes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(fuse3 libfuse3-dev pkg-config)
+packages=(fuse3 libfuse3-dev pkg-config rsync acl attr)
 if [ "${1:-}" = "--with-browser" ]; then
   packages+=(chromium chromium-driver)
 fi

@@ -40,7 +40,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
-from typing import IO, Any
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import IO, TYPE_CHECKING, Any
 
 from snapstore.agent.schedule import local_zone
 from snapstore.errors import SnapError, SourceNotFound
@@ -50,6 +51,9 @@ from snapstore.ops.backup import TakeResult, source_for, take_snapshot
 from snapstore.ops.restore import select
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 IMPORT_TAG = "imported-from:"
 WORK_DIR = "import"
@@ -106,15 +110,28 @@ class ExportStats:
         return dict(self.__dict__)
 
 
-def _mtime(entry: Entry) -> float | int:
-    whole, frac = divmod(entry.mtime_ns, 1_000_000_000)
-    return whole if frac == 0 else entry.mtime_ns / 1e9
+def pax_time(ns: int) -> str:
+    """A time in integer nanoseconds as a pax decimal (``1796155305.527300538``), exactly: a float
+    has 53 bits, too few for nanoseconds since 1970, and tar --compare sees every lost digit."""
+    sign = "-" if ns < 0 else ""
+    whole, frac = divmod(abs(ns), 1_000_000_000)
+    return f"{sign}{whole}.{frac:09d}".rstrip("0") if frac else f"{sign}{whole}"
+
+
+def pax_time_ns(text: str) -> int:
+    """Integer nanoseconds of a pax decimal time (the inverse of :func:`pax_time`)."""
+    value = Decimal(text.strip())
+    return int((value * 1_000_000_000).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def _tarinfo(name: str, entry: Entry) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(entry.mode)
-    info.mtime = _mtime(entry)  # type: ignore[assignment]
+    # the ustar field holds whole seconds; the exact time goes in the pax header as a decimal
+    # string (tarfile would format a float, which cannot hold nanoseconds)
+    info.mtime = entry.mtime_ns // 1_000_000_000
+    if entry.mtime_ns % 1_000_000_000 or entry.mtime_ns < 0:
+        info.pax_headers = {"mtime": pax_time(entry.mtime_ns)}
     info.uid, info.gid = entry.uid, entry.gid
     info.uname, info.gname = entry.user, entry.group
     return info
@@ -268,13 +285,41 @@ class _Filter:
         return member
 
 
+def member_mtime_ns(member: tarfile.TarInfo) -> int:
+    """A member's mtime in integer nanoseconds: from the pax header's decimal string when there
+    is one (tarfile turns it into a float, losing the last digits), else the whole seconds."""
+    text = member.pax_headers.get("mtime")
+    if text:
+        try:
+            return pax_time_ns(text)
+        except (InvalidOperation, ValueError):
+            pass
+    return int(member.mtime * 1_000_000_000) if isinstance(member.mtime, float) else int(member.mtime) * 1_000_000_000
+
+
+class _ExactTarFile(tarfile.TarFile):
+    """Extraction that keeps times exactly as the archive has them, symlinks included."""
+
+    def utime(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
+        ns = member_mtime_ns(tarinfo)
+        try:
+            os.utime(targetpath, ns=(ns, ns), follow_symlinks=False)
+        except OSError as exc:
+            raise tarfile.ExtractError("could not change modification time") from exc
+
+    def makelink(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
+        super().makelink(tarinfo, targetpath)
+        if tarinfo.issym():  # tarfile leaves a symlink's own time at "now"; tar -x sets it
+            self.utime(tarinfo, targetpath)
+
+
 def _extract(archive: str, work: str) -> tuple[str, str, _Filter]:
     """Extract into ``work/x``; returns (root to take, stripped top directory, filter)."""
     unpack = os.path.join(work, "x")
     os.makedirs(unpack)
     check = _Filter()
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with _ExactTarFile.open(archive, "r:*") as tar:
             tar.extractall(unpack, numeric_owner=True, filter=check)
     except FileNotFoundError:
         raise SourceNotFound(f"archive not found: {archive}") from None

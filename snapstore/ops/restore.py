@@ -3,7 +3,7 @@
 Files keep their path inside the snapshot under the target (``agents/Z/SOUL.md`` lands in
 ``TARGET/agents/Z/SOUL.md``). Each file is written under a temporary name in its directory
 and renamed when complete, so a failed restore never leaves half a file under a real name.
-All-zero chunks become holes (sparse files stay sparse). Contents are written by a thread pool
+Zero blocks become holes wherever they fall (sparse files stay sparse). Contents are written by a thread pool
 (zstd and file writes release the GIL); metadata (owner when root, mode, mtime) is applied
 after the contents, directories last and deepest first.
 """
@@ -29,6 +29,8 @@ from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 TMP_MARK = b".snap-restore-"
 MAX_QUEUED = 256
 INLINE_FILE = 64 * 1024
+HOLE_BLOCK = 4096  # the block size of the filesystems restores go to: the smallest hole they keep
+_ZERO_BLOCK = bytes(HOLE_BLOCK)
 
 
 @dataclass
@@ -59,6 +61,40 @@ class _ZeroIds:
             if known is None:
                 known = self._ids[length] = self._id_of(bytes(length))
         return known == blob_id
+
+
+def write_sparse(fd: int, data: bytes, at: int) -> None:
+    """Write ``data`` at offset ``at`` of a new file, leaving every filesystem block that would
+    be all zeros unwritten (a hole), wherever it falls inside the chunk.
+
+    Chunk boundaries are content-defined, so a mostly empty file has its few bytes inside large
+    chunks that are nearly all zeros; skipping only whole zero chunks would allocate all of them.
+    A chunk without HOLE_BLOCK zeros in a row has no such block and is written in one call.
+    """
+    zero = _ZERO_BLOCK
+    size = len(data)
+    if data.find(zero) < 0:
+        os.pwrite(fd, data, at)
+        return
+    view = memoryview(data)
+    written = 0  # data[:written] is on disk or a hole
+    search = 0
+    while True:
+        found = data.find(zero, search)
+        if found < 0:
+            break
+        block = found + (-(at + found)) % HOLE_BLOCK  # the first block boundary of the file at or after it
+        end = block
+        while end + HOLE_BLOCK <= size and data.startswith(zero, end):
+            end += HOLE_BLOCK
+        if end == block:
+            search = block + 1  # no aligned zero block here; the next one starts after ``block``
+            continue
+        if block > written:
+            os.pwrite(fd, view[written:block], at + written)
+        written = search = end
+    if written < size:
+        os.pwrite(fd, view[written:], at + written)
 
 
 def check_target(target: str, overwrite: bool) -> None:
@@ -121,7 +157,7 @@ class Restorer:
                         self.stats.holes.append(
                             f"{show_path(rel)}: bytes {at}-{at + length} zero-filled ({data.message})")
                     continue
-                os.pwrite(fd, data, at)
+                write_sparse(fd, data, at)
             os.ftruncate(fd, entry.size)
         except BaseException:
             os.close(fd)
