@@ -27,11 +27,23 @@ def parse_time(text: str) -> datetime:
 
 
 def now() -> datetime:
-    """The current UTC time, or ``SNAP_NOW`` when it is set."""
+    """The current UTC time, or ``SNAP_NOW`` when it is set (a bad value: :class:`UsageError`)."""
     override = os.environ.get("SNAP_NOW")
     if override:
-        return parse_time(override)
+        try:
+            return parse_time(override)
+        except UsageError as exc:
+            raise UsageError(f"SNAP_NOW: {exc.message}") from None
     return datetime.now(UTC)
+
+
+def now_for_log() -> datetime:
+    """:func:`now`, or the real time when ``SNAP_NOW`` does not parse: the history must still
+    record the command that failed because of it, not fail a second time."""
+    try:
+        return now()
+    except UsageError:
+        return datetime.now(UTC)
 
 
 def format_time(moment: datetime) -> str:

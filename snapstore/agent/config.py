@@ -42,6 +42,7 @@ from pydantic import (
 
 from snapstore.agent.configpath import DEFAULT_CONFIG_NAME
 from snapstore.agent.depgraph import find_cycle
+from snapstore.agent.schedule import fires_ever
 from snapstore.errors import ConfigError
 from snapstore.ops.retention import RetentionPolicy, TierRule
 
@@ -61,6 +62,9 @@ DURATION_UNITS: dict[str, timedelta] = {
     "s": timedelta(seconds=1),
 }
 _DURATION_PART = re.compile(r"(\d+)(min|y|m|w|d|h|s)")
+#: The longest duration accepted: ``now - D`` must stay a date (year 1 is datetime's floor),
+#: and a retention or ``--since`` longer than this cannot mean anything else than "forever".
+MAX_DURATION = timedelta(days=365 * 1000)
 _DURATION_HELP = "a duration like 30d, 12h, 2w or 1y6m (units y=365d, m=30d, w, d, h, min, s)"
 
 
@@ -69,7 +73,7 @@ def parse_duration(text: str) -> timedelta:
 
     One or more ``<integer><unit>`` parts, no spaces, each unit at most once. Units:
     ``y`` = 365 days, ``m`` = 30 days, ``w`` = 7 days, ``d``, ``h``, ``min``, ``s``.
-    Raises ``ValueError`` for anything else.
+    Raises ``ValueError`` for anything else, :class:`DurationTooLong` beyond 1000 years.
     """
     value = text.strip()
     parts = list(_DURATION_PART.finditer(value))
@@ -78,7 +82,15 @@ def parse_duration(text: str) -> timedelta:
     units = [p.group(2) for p in parts]
     if len(set(units)) != len(units):
         raise ValueError(f"repeated unit in duration {text!r}")
-    return sum((int(p.group(1)) * DURATION_UNITS[p.group(2)] for p in parts), timedelta(0))
+    second = timedelta(seconds=1)
+    total = sum(int(p.group(1)) * (DURATION_UNITS[p.group(2)] // second) for p in parts)  # ints: no overflow
+    if total > MAX_DURATION // second:
+        raise DurationTooLong(f"duration {text!r} is longer than the 1000y snapstore accepts")
+    return timedelta(seconds=total)
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration beyond :data:`MAX_DURATION` (``99999999999999d``)."""
 
 
 def _duration_field(positive: bool) -> Callable[[Any], timedelta]:
@@ -197,6 +209,8 @@ class TierConfig(_Model):
             raise ValueError(
                 f"not a valid cron expression (minute hour day-of-month month day-of-week): {value!r}"
             )
+        if not fires_ever(text):
+            raise ValueError(f"cron expression {value!r} never fires (no such date, e.g. 31 February)")
         return text
 
     def rule(self) -> TierRule:

@@ -61,7 +61,7 @@ def complete_event(event: dict[str, Any], *, command: str, exit_code: int, error
     """``event`` with the common fields filled in where the command did not set them, in a
     stable key order. An event that already has a ``result`` keeps it (and its error)."""
     out = dict(event)
-    out.setdefault("time", clock.format_time(clock.now()))
+    out.setdefault("time", clock.format_time(clock.now_for_log()))
     out.setdefault("command", command)
     if "result" not in out:
         out["result"] = result_for(exit_code)

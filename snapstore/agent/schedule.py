@@ -29,9 +29,10 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from snapstore.clock import format_time
+from snapstore.errors import ConfigError
 
 #: ``missed`` is counted up to this many slots (a tier scheduled every minute and a machine off
 #: for a year must not make ``snap due`` iterate half a million times).
@@ -105,16 +106,36 @@ def _start(moment: datetime, tz: tzinfo) -> datetime:
     return moment.astimezone(tz)
 
 
+def fires_ever(schedule: str) -> bool:
+    """Whether a (syntactically valid) expression names a time that exists: ``0 0 31 2 *``
+    passes cron's syntax check but has no date, and croniter gives up searching for one."""
+    try:
+        croniter(schedule, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterError:
+        return False
+    return True
+
+
+def _never(schedule: str) -> ConfigError:
+    return ConfigError(f"schedule {schedule!r} never fires (no such date, e.g. 31 February)")
+
+
 def last_slot(schedule: str, now: datetime, tz: tzinfo = UTC) -> datetime:
     """The last time ``schedule`` fires at or before ``now`` (cron has minute resolution)."""
     floor = _start(now, tz).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    found: datetime = croniter(schedule, floor).get_prev(datetime)  # strictly before floor
+    try:
+        found: datetime = croniter(schedule, floor).get_prev(datetime)  # strictly before floor
+    except CroniterError:
+        raise _never(schedule) from None
     return found.astimezone(UTC)
 
 
 def next_slot(schedule: str, now: datetime, tz: tzinfo = UTC) -> datetime:
     """The first time ``schedule`` fires strictly after ``now``."""
-    found: datetime = croniter(schedule, _start(now, tz)).get_next(datetime)
+    try:
+        found: datetime = croniter(schedule, _start(now, tz)).get_next(datetime)
+    except CroniterError:
+        raise _never(schedule) from None
     return found.astimezone(UTC)
 
 
@@ -123,7 +144,10 @@ def count_slots(schedule: str, after: datetime, until: datetime, tz: tzinfo = UT
     it = croniter(schedule, _start(after, tz))
     count = 0
     while count < cap:
-        moment: datetime = it.get_next(datetime)
+        try:
+            moment: datetime = it.get_next(datetime)
+        except CroniterError:
+            raise _never(schedule) from None
         if moment > until:
             break
         count += 1

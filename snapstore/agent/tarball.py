@@ -319,14 +319,21 @@ def _extract(archive: str, work: str) -> tuple[str, str, _Filter]:
     os.makedirs(unpack)
     check = _Filter()
     try:
-        with _ExactTarFile.open(archive, "r:*") as tar:
-            tar.extractall(unpack, numeric_owner=True, filter=check)
+        tar = _ExactTarFile.open(archive, "r:*")
     except FileNotFoundError:
         raise SourceNotFound(f"archive not found: {archive}") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError):
+        # tarfile lists every decompressor it tried, one per line: the user needs one line
+        raise SnapError(f"{archive}: not a readable tar archive (not tar, nor tar compressed with gzip, "
+                        "bzip2 or xz)") from None
+    try:
+        with tar:
+            tar.extractall(unpack, numeric_owner=True, filter=check)
     except tarfile.FilterError as exc:
         raise SnapError(f"{archive}: unsafe member refused: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
-        raise SnapError(f"{archive}: not a readable tar archive ({exc or type(exc).__name__})") from None
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise SnapError(f"{archive}: not a readable tar archive ({why})") from None
     names = os.listdir(unpack)
     root = os.path.join(work, "root")
     stripped = ""

@@ -199,10 +199,12 @@ def cmd_watch(
 
 
 def _parse_since(text: str) -> datetime:
-    from snapstore.agent.config import parse_duration
+    from snapstore.agent.config import DurationTooLong, parse_duration
 
     try:
         return clock.now() - parse_duration(text)
+    except DurationTooLong as exc:
+        raise UsageError(f"--since: {exc}") from None
     except ValueError:
         return clock.parse_time(text)
 

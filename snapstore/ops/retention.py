@@ -203,7 +203,7 @@ def apply_policy(
         _apply_tier_rules(group, ordered, times, policy, now, reasons, host)
 
     if policy.keep_within is not None:
-        cutoff = now - policy.keep_within
+        cutoff = _cutoff(now, policy.keep_within)
         label = f"within {format_duration(policy.keep_within)}"
         for i in everything:
             if times[i] > cutoff:
@@ -216,6 +216,15 @@ def apply_policy(
         Decision(snapshot=s, keep=bool(why), reasons=tuple(why) if why else (FORGET_REASON,))
         for s, why in zip(ordered, reasons, strict=True)
     ]
+
+
+def _cutoff(now: datetime, within: timedelta) -> datetime:
+    """``now - within``, or the earliest representable time when that is before year 1 (a
+    simulated "now" near the start of the calendar): everything is within."""
+    try:
+        return now - within
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _apply_tier_rules(
@@ -248,7 +257,7 @@ def _apply_tier_rules(
                 if getattr(ordered[i], "incomplete", False) and (last is None or i < last):
                     reasons[i].append(f"tier {tier}{host}: incomplete, newer than #{rule.keep}")
         if rule.keep_within is not None:
-            cutoff = now - rule.keep_within
+            cutoff = _cutoff(now, rule.keep_within)
             label = f"tier {tier}{host}: within {format_duration(rule.keep_within)}"
             for i in members:
                 if times[i] > cutoff:
