@@ -18,7 +18,7 @@ class ExitCode:
     DAMAGED = 4  # verify found damage in the repository
     NOT_FOUND = 5  # snapshot, path or tier that does not exist; ambiguous id prefix
     CONFIG = 6  # bad config file
-    TARGET = 7  # restore target not empty, mountpoint not usable
+    TARGET = 7  # restore target not empty or inside a repository, mountpoint not usable
     RECOVERY = 8  # recover: an agent did not come back healthy (escalated) or was not started
     NO_REPO = 10  # repository missing or not a snapshot repository
     LOCKED = 11  # repository locked by another process
@@ -133,6 +133,13 @@ class RecoveryFailed(SnapError):
 
     exit_code = ExitCode.RECOVERY
     kind = "recovery_failed"
+
+
+class TargetProtected(SnapError):
+    """A restore target inside a repository or a snapstore cache: nothing is written there."""
+
+    exit_code = ExitCode.TARGET
+    kind = "target_protected"
 
 
 class MountError(SnapError):

@@ -96,7 +96,8 @@ def run_gc(repo: Repository, policy: RetentionPolicy | None, settings: GcSetting
         forget = [(cast("Snapshot", d.snapshot), d.reasons) for d in decisions if not d.keep]
     result, _plan = collect_garbage(repo, forget, dry_run=dry_run, threshold=settings.threshold,
                                     safety_window_s=settings.safety_window_s)
-    remaining = len(repo.snapshots()) if not dry_run else len(decisions) - len(forget)
+    # a dry run forgets nothing; without a policy there are no decisions, and every snapshot stays
+    remaining = len(repo.snapshots()) - (len(forget) if dry_run else 0)
     return GcRun(result, policy, tuple(decisions), remaining)
 
 

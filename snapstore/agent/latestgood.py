@@ -32,6 +32,7 @@ from snapstore import clock
 from snapstore.errors import ChunkUnreadable, PathNotFound, TargetNotEmpty
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import FILE, Entry
+from snapstore.ops.restore import check_not_protected
 from snapstore.storage.backend import fsync_dir
 from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
@@ -174,6 +175,7 @@ def restore_latest_good(view: SnapshotView, snapshots: Iterable[Snapshot], path:
         raise PathNotFound("--latest-good wants a file path inside the snapshots")
     dest = os.path.join(os.path.abspath(target), os.fsdecode(rel))
     result = LatestGood(path=show_path(rel), destination=dest)
+    check_not_protected(dest, view.repo)
     if os.path.isdir(dest) and not os.path.islink(dest):
         raise TargetNotEmpty(f"{dest} is a directory; --latest-good restores one file")
     directory = os.path.dirname(dest)

@@ -85,7 +85,7 @@ def cmd_gc(
     for item in result.forgotten:
         echo(f"{verb} {item['short_id']}  {item['tier']:<10} {item['time']}  ({'; '.join(item['reasons'])})")  # type: ignore[arg-type]
     if policy is None:
-        echo("no retention policy (no config file and no --keep): no snapshot forgotten")
+        echo("no retention policy (no config file and no --keep): every snapshot is kept")
     what = "would reclaim" if dry_run else "reclaimed"
     echo(f"{verb} {len(result.forgotten)} snapshot(s), {remaining} remain; {what} "
          f"{human_bytes(result.reclaimed)} ({result.packs_deleted} packs deleted, {result.packs_rewritten} "

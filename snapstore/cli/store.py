@@ -349,6 +349,10 @@ def cmd_restore(
                  f"{snap.short_id} into {os.path.abspath(target)} ({stats.duration_s:.2f} s, {rate:.0f} MB/s)")
         for hole in stats.holes:
             warn(f"snap: zero-filled: {hole}")
+        for skipped in stats.skipped:
+            warn(f"snap: skipped: {skipped}")
+        if stats.leftovers_removed:
+            warn(f"snap: removed {stats.leftovers_removed} temporary file(s) left by an interrupted restore")
     for err in stats.errors:
         warn(f"snap: error: {err}")
     if stats.errors:

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from snapstore.errors import ChunkUnreadable, SnapError, TargetNotEmpty
+from snapstore.errors import ChunkUnreadable, SnapError, TargetNotEmpty, TargetProtected
 from snapstore.format.chunker import chunk_id
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Entry
+from snapstore.ops.protected import RepositoryLike, is_inside, protected_dirs, repository_holding
 from snapstore.storage.backend import raise_os_error
 from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 
@@ -42,6 +43,8 @@ class RestoreStats:
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     holes: list[str] = field(default_factory=list)  # with --partial: what was zero-filled
+    skipped: list[str] = field(default_factory=list)  # sockets, protected places: not written, said why
+    leftovers_removed: int = 0  # temporary files of an interrupted restore, removed with --overwrite
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -97,6 +100,20 @@ def write_sparse(fd: int, data: bytes, at: int) -> None:
         os.pwrite(fd, view[written:], at + written)
 
 
+def check_not_protected(target: str | bytes, repo: RepositoryLike) -> None:
+    """Refuse a target inside a repository or a snapstore cache (``--overwrite`` there would
+    replace the repository's own files): one line, nothing written."""
+    real = os.path.realpath(os.fsencode(target))
+    for place, what in protected_dirs(repo):
+        if is_inside(real, place):
+            raise TargetProtected(f"restore target {os.fsdecode(target)} is inside {what} "
+                                  f"({os.fsdecode(place)}); nothing was written")
+    other = repository_holding(real)
+    if other is not None:
+        raise TargetProtected(f"restore target {os.fsdecode(target)} is inside the repository "
+                              f"{os.fsdecode(other)}; nothing was written")
+
+
 def check_target(target: str, overwrite: bool) -> None:
     if os.path.exists(target) and not os.path.isdir(target):
         raise TargetNotEmpty(f"restore target exists and is not a directory: {target}")
@@ -118,6 +135,31 @@ class Restorer:
         self.progress = progress
         self._lock = threading.Lock()
         self._last = 0.0
+        # paths inside the target (relative) that hold a repository or a cache: never written
+        real_target = os.path.realpath(self.target)
+        self.protected: list[tuple[bytes, str]] = []
+        for place, what in protected_dirs(view.repo):
+            if is_inside(place, real_target) and place != real_target:
+                self.protected.append((os.path.relpath(place, real_target), what))
+
+    def _protected(self, rel: bytes) -> str:
+        for place, what in self.protected:
+            if rel == place or rel.startswith(place + b"/"):
+                return what
+        return ""
+
+    def _remove_leftovers(self, directory: bytes) -> None:
+        """Remove the temporary files a killed restore left in ``directory`` (--overwrite)."""
+        try:
+            names = [n for n in os.listdir(directory) if n.startswith(TMP_MARK)]
+        except OSError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(directory, name))
+                self.stats.leftovers_removed += 1
+            except OSError:
+                pass
 
     def _dest(self, rel: bytes) -> bytes:
         return os.path.join(self.target, rel) if rel else self.target
@@ -207,7 +249,9 @@ class Restorer:
                 raise PermissionError(1, "creating device files needs root", dest)
             os.mknod(dest, entry.mode, entry.rdev)
         elif entry.kind == SOCKET:
-            return  # a socket cannot be restored; its name is listed by ls
+            # a socket belongs to the process that listens on it; its name is listed by ls
+            self.stats.skipped.append(f"{show_path(rel)}: a socket cannot be restored (skipped)")
+            return
         self._apply_meta(dest, entry)
 
     def _collect(self, rel: bytes, fut: Future[None]) -> None:
@@ -227,9 +271,16 @@ class Restorer:
         # The snapshot root's own metadata goes to the target only if the target is ours.
         fresh_target = not os.path.exists(self.target) or not os.listdir(self.target)
         os.makedirs(self.target, exist_ok=True)
+        if self.overwrite and not fresh_target:
+            self._remove_leftovers(self.target)
         try:
             for rel, entry in items:
                 dest = self._dest(rel)
+                protected = self._protected(rel) if self.protected else ""
+                if protected:
+                    if rel in {p for p, _ in self.protected}:
+                        self.stats.skipped.append(f"{show_path(rel)}: not restored over {protected}")
+                    continue
                 try:
                     if entry.kind == DIR:
                         if rel:
@@ -237,6 +288,8 @@ class Restorer:
                                 if not self.overwrite:
                                     raise FileExistsError(17, "exists", dest)
                                 os.unlink(dest)
+                            elif self.overwrite and os.path.isdir(dest):
+                                self._remove_leftovers(dest)
                             os.makedirs(dest, exist_ok=True)
                             dirs.append((rel, entry))
                         elif fresh_target:
@@ -326,6 +379,7 @@ def restore_snapshot(view: SnapshotView, snap: Snapshot, paths: list[str], targe
                      overwrite: bool = False, partial: bool = False, workers: int | None = None,
                      progress: Callable[[dict[str, object]], None] | None = None) -> RestoreStats:
     """Restore ``paths`` of ``snap`` (everything when empty) under ``target``."""
+    check_not_protected(target, view.repo)
     check_target(target, overwrite)
     items = select(view, snap, paths)
     restorer = Restorer(view, target, overwrite=overwrite, partial=partial,

@@ -438,8 +438,13 @@ def _relocate(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation], 
                     report.blobs_relocated += 1
 
 
+def cache_root() -> str:
+    """``$XDG_CACHE_HOME/snapstore`` (``~/.cache/snapstore``): the local caches of every remote repository."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "snapstore")
+
+
 def remote_cache_dir(repo_id: str) -> str:
     """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "snapstore", repo_id)
+    return os.path.join(cache_root(), repo_id)
 
