@@ -7,6 +7,10 @@
 ``SNAP_TEST_FLIP_PACK=N``        the Nth pack this process finishes (1 = the first) gets one byte
                                  flipped on disk after it is written and fsynced, before it is read
                                  back: a bad write, as a failing disk or controller makes one.
+``SNAP_TEST_PAUSE_READ=GLOB`` with ``SNAP_TEST_PAUSE_DIR=DIR``: a take reading a source file
+                                 whose name matches stops after its first chunk, creates
+                                 ``DIR/paused-N`` (N: the how-manieth read of that file) and waits
+                                 for ``DIR/resume-N``, so a test can change the file mid-read.
 """
 
 from __future__ import annotations
@@ -77,3 +81,18 @@ def flip_pack_byte(path: str) -> None:
             byte = handle.read(1)
             handle.seek(-1, os.SEEK_CUR)
             handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def pause_read(path: bytes, attempt: int) -> None:
+    """The mid-read pause of ``SNAP_TEST_PAUSE_READ`` (see the module docstring); waits at most
+    two minutes for the test to say resume, so a broken test cannot hang a take for ever."""
+    pattern = os.environ.get("SNAP_TEST_PAUSE_READ")
+    where = os.environ.get("SNAP_TEST_PAUSE_DIR")
+    if not pattern or not where or not fnmatch.fnmatchcase(os.path.basename(os.fsdecode(path)), pattern):
+        return
+    with open(os.path.join(where, f"paused-{attempt}"), "w"):
+        pass
+    resume = os.path.join(where, f"resume-{attempt}")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(resume) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -189,9 +189,11 @@ class TierTake:
 
     @property
     def exit_code(self) -> int:
-        """PARTIAL when some files could not be read (the snapshot lacks them), else OK."""
+        """PARTIAL when some files could not be read (the snapshot lacks them) or were still
+        changing when read again (stored as last read), else OK."""
         snap = self.snapshot
-        return ExitCode.PARTIAL if snap is not None and snap.stats.unreadable else ExitCode.OK
+        partial = snap is not None and (snap.stats.unreadable or snap.stats.changed)
+        return ExitCode.PARTIAL if partial else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -201,7 +203,8 @@ class TierTake:
         st = snap.stats
         out = snap.summary()
         out.update({"dirs": st.dirs, "read_bytes": st.read_bytes, "new_chunks": st.new_chunks,
-                    "verified": st.verified, "errors": list(st.errors)})
+                    "verified": st.verified, "errors": list(st.errors), "warnings": list(st.warnings),
+                    "changed": st.changed, "excluded": list(self.taken.excluded if self.taken else ())})
         if self.if_changed:
             out.update({"taken": True, "change": self.change})
         return out
@@ -217,8 +220,11 @@ class TierTake:
         out.update({k: v for k, v in (("approved_by", snap.approved_by), ("reason", snap.reason)) if v})
         if snap.unapproved:
             out["unapproved"] = True
-        if self.missing_optional:
-            out["warnings"] = [f"optional source missing: {m}" for m in self.missing_optional]
+        warnings = [f"optional source missing: {m}" for m in self.missing_optional] + list(st.warnings)
+        if warnings:
+            out["warnings"] = warnings
+        if self.taken is not None and self.taken.excluded:
+            out["excluded"] = list(self.taken.excluded)
         if self.missing_required:
             out["incomplete"] = True
             out["missing"] = list(self.missing_required)

@@ -92,6 +92,12 @@ def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:
         echo(f"  new data stored {human_bytes(st.new_bytes)} (dedup+compression {ratio:.1f}x), "
              f"{st.duration_s:.2f} s")
         echo(f"  verified: {st.verified}")
+        for place in take.taken.excluded if take.taken is not None else ():
+            echo(f"  excluded: {place}")
+    for message in st.warnings:
+        warn(f"snap: warning: {message}")
+    if st.changed:
+        warn(f"snap: {st.changed} file(s) changed while they were read; stored as last read (exit {ExitCode.PARTIAL})")
     if snap.unapproved:
         warn(f"snap: warning: tier {snap.tier} requires approval: snapshot {snap.short_id} taken without "
              "--approved-by, marked unapproved")
@@ -111,11 +117,13 @@ def record_take(app: AppContext, event: dict[str, Any], take: TierTake) -> None:
         app.events[:] = [e for e in app.events if e is not event]
         return
     st = snap.stats
-    event.update(take.history_fields(), result="partial" if st.unreadable else "ok", exit_code=take.exit_code)
+    event.update(take.history_fields(), result="partial" if take.exit_code else "ok", exit_code=take.exit_code)
     if st.unreadable:
         event["error"] = f"{st.unreadable} file(s) could not be read: {'; '.join(st.errors[:3])}"
     elif snap.unapproved:  # taken, but a person must hear of it (the alert) and see it (list, history)
         event.update(result="unapproved", error=f"tier {snap.tier} requires approval: taken without --approved-by")
+    elif st.changed:
+        event["error"] = f"{st.changed} file(s) changed while they were read: {'; '.join(st.warnings[:3])}"
 
 
 def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:

@@ -39,16 +39,25 @@ class SnapshotStats:
     unreadable: int = 0
     errors: tuple[str, ...] = ()
     verified: str = ""  # result of the after-take check
+    changed: int = 0  # files still changing when re-read: stored as last read, maybe inconsistent
+    warnings: tuple[str, ...] = ()  # what a person should know (changing files, a time in the past)
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["errors"] = list(self.errors)
+        # newer fields only when set, so records without them keep their bytes and ids
+        for name in ("changed", "warnings"):
+            if not out[name]:
+                del out[name]
+        if "warnings" in out:
+            out["warnings"] = list(self.warnings)
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnapshotStats:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["errors"] = tuple(known.get("errors", ()))
+        known["warnings"] = tuple(known.get("warnings", ()))
         return cls(**known)
 
 

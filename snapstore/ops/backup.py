@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from snapstore import faults
-from snapstore.errors import Interrupted, SnapError, SourceNotFound
+from snapstore.errors import Interrupted, SnapError, SourceNotFound, UsageError
 from snapstore.format.chunker import Chunker
 from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, remove_unfinished
 from snapstore.format.snapshot import Snapshot, SnapshotStats
@@ -50,6 +50,7 @@ from snapstore.format.tree import (
 from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
 from snapstore.ops.excludes import Excludes
+from snapstore.ops.protected import is_inside, protected_dirs
 from snapstore.repo.index import index_errors
 from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
@@ -70,6 +71,7 @@ class Source:
 
     path: bytes
     member: bytes
+    follow: bool = False  # a symlink given with a trailing slash: the directory it points to is taken
 
 
 def source_for(given: str, base: str) -> Source:
@@ -78,17 +80,24 @@ def source_for(given: str, base: str) -> Source:
     A relative path keeps its form relative to ``base`` (``agents/Z`` stays ``agents/Z``;
     ``.`` is the snapshot root). An absolute path, or a relative one that climbs above
     ``base``, is stored absolute without its leading slash (``/var/log`` -> ``var/log``).
+    A symlink to a directory given with a trailing slash (``link/``) is followed, as tar and
+    restic do: its directory is stored under the link's name.
     """
     raw = os.fsencode(given)
     bbase = os.fsencode(os.path.abspath(base))
     absolute = os.path.normpath(os.path.join(bbase, raw))
+    follow = raw.endswith(b"/") and os.path.islink(absolute) and os.path.isdir(absolute)
     if not os.path.isabs(raw):
         rel = os.path.relpath(absolute, bbase)
         if rel == b".":
-            return Source(absolute, b"")
+            return Source(absolute, b"", follow)
         if not rel.startswith(b".."):
-            return Source(absolute, rel)
-    return Source(absolute, absolute.lstrip(b"/"))
+            return Source(absolute, rel, follow)
+    return Source(absolute, absolute.lstrip(b"/"), follow)
+
+
+def _source_stat(src: Source) -> os.stat_result:
+    return os.stat(src.path) if src.follow else os.lstat(src.path)
 
 
 def normalize_sources(sources: list[Source]) -> list[Source]:
@@ -145,6 +154,9 @@ class _FileResult:
     read_bytes: int = 0
     error: str = ""
     cache_value: bytes = b""
+    st: os.stat_result | None = None  # the file as its content was read (its metadata goes in the entry)
+    st_before: os.stat_result | None = None  # as it was opened
+    warning: str = ""  # still changing when read again
 
 
 @dataclass
@@ -217,10 +229,20 @@ class Take:
         self.files_cache: dict[bytes, bytes] = {}
         self.hardlinks: dict[tuple[int, int], Future[_FileResult] | _FileResult] = {}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.changed = 0
         self.stat_files = self.stat_dirs = self.stat_links = 0
         self.stat_bytes = self.stat_read = self.stat_chunks = self.unreadable = 0
-        # never back up the repository (or, when remote, its local cache) into itself
-        self.repo_dir = os.fsencode(os.path.realpath(getattr(repo, "cache_dir", repo.path)))
+        # never back up the repository, its local cache or the snapstore cache: by identity
+        # (device, inode), so a bind mount or a symlinked path to them is excluded too
+        self.protected: dict[tuple[int, int], str] = {}
+        for place, what in protected_dirs(repo):
+            try:
+                pst = os.stat(place)
+            except OSError:
+                continue
+            self.protected.setdefault((pst.st_dev, pst.st_ino), what)
+        self.excluded: list[str] = []
         self.started_ns = time.time_ns()
         self.root_meta: dict[str, int] = {}
         self._last_progress = 0.0
@@ -269,6 +291,31 @@ class Take:
         return chunker
 
     def _read_file(self, path: bytes, st: os.stat_result) -> _FileResult:
+        """Read and chunk a file; one that changed while it was read is read again, and one
+        still changing the second time is kept as last read, with a warning (as restic does):
+        without this, a file overwritten in place mid-read is stored as a mix of old and new
+        blocks, one truncated mid-read at a length neither version had."""
+        first = self._read_once(path, st, 1)
+        if first.error or first.st is None or not self._changed(first):
+            return first
+        second = self._read_once(path, first.st, 2)
+        if second.error or not self._changed(second):
+            second.read_bytes += first.read_bytes
+            return second
+        second.read_bytes += first.read_bytes
+        second.cache_value = b""  # the next take reads it again
+        second.warning = (f"{os.fsdecode(path)}: changed while it was read, twice; stored as read the second "
+                          "time, which may mix old and new content")
+        return second
+
+    @staticmethod
+    def _changed(result: _FileResult) -> bool:
+        before, after = result.st_before, result.st
+        assert before is not None and after is not None
+        moved = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        return moved or result.size != after.st_size
+
+    def _read_once(self, path: bytes, st: os.stat_result, attempt: int) -> _FileResult:
         refs: list[bytes] = []
         size = 0
         try:
@@ -279,10 +326,12 @@ class Take:
             except PermissionError:
                 fd = os.open(path, flags)
             with os.fdopen(fd, "rb", buffering=0) as handle:
+                # the file as opened (it may have changed since the walk saw it), and as left
+                before = os.fstat(fd)
                 min_size = self.repo.config.chunker.min_size
                 pieces: Iterator[memoryview | bytes]
-                head = handle.read(min_size + 1) if st.st_size < min_size else b""
-                if st.st_size < min_size and len(head) <= min_size:
+                head = handle.read(min_size + 1) if before.st_size < min_size else b""
+                if before.st_size < min_size and len(head) <= min_size:
                     pieces = iter([head] if head else [])  # small file: one chunk, no chunker
                 else:
                     handle.seek(0)
@@ -295,14 +344,18 @@ class Take:
                     size += len(piece)
                     if self.registry.claim(blob_id):
                         self._submit_blob(blob_id, TYPE_DATA, bytes(piece))
+                    if len(refs) == 1:
+                        faults.pause_read(path, attempt)
+                after = os.fstat(fd)
         except TakeCancelled:
             raise
         except OSError as exc:
             return _FileResult(error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
         chunks = b"".join(refs)
-        cache = self.repo.index.encode_file(size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, chunks) \
-            if size == st.st_size and not self._racy(st) else b""
-        return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache)
+        steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+        cache = self.repo.index.encode_file(size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino, chunks) \
+            if steady and size == after.st_size and not self._racy(after) else b""
+        return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache, st=after, st_before=before)
 
     def _racy(self, st: os.stat_result) -> bool:
         """A file changed within the timestamp tick of this take cannot be trusted to the files
@@ -333,8 +386,11 @@ class Take:
 
     def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result) -> Iterator[_Walked]:
         if stat.S_ISDIR(st.st_mode):
-            if os.path.realpath(path) == self.repo_dir:
-                return  # never back up the repository into itself
+            what = self.protected.get((st.st_dev, st.st_ino))
+            if what is not None:
+                # never back up the repository into itself, nor the caches (as borg does)
+                self.excluded.append(f"{os.fsdecode(path)} ({what})")
+                return
             yield _Walked("enter", name, st, path)
             yield from self._walk_dir(path, member)
             yield _Walked("leave")
@@ -349,7 +405,7 @@ class Take:
         """
         root_source = next((s for s in sources if not s.member), None)
         if root_source is not None:  # "." was given: the source directory is the root
-            st = os.lstat(root_source.path)
+            st = _source_stat(root_source)
             yield _Walked("enter", b"", st, root_source.path)
             yield from self._walk_dir(root_source.path, b"")
             yield _Walked("leave")
@@ -379,7 +435,7 @@ class Take:
                 child_member = member + b"/" + name if member else name
                 if isinstance(child, Source):
                     try:
-                        st = os.lstat(child.path)
+                        st = _source_stat(child)
                     except OSError as exc:
                         yield _Walked("error", error=f"{os.fsdecode(child.path)}: {exc.strerror or exc}")
                         continue
@@ -469,9 +525,14 @@ class Take:
                 self.unreadable += 1
                 self._error(result.error)
                 return None
-            entry = _entry_from_stat(item.name, st, FILE)
+            # the metadata that goes with the content read (the walk's stat may be older)
+            entry = _entry_from_stat(item.name, result.st if result.st is not None and not item.shared else st, FILE)
             entry.size = result.size
             entry.chunks = result.chunks
+            if result.warning and not item.shared:
+                self.changed += 1
+                if len(self.warnings) < MAX_ERRORS_KEPT:
+                    self.warnings.append(result.warning)
             if st.st_nlink > 1:
                 entry.hardlink = hash((st.st_dev, st.st_ino)) & 0x7FFFFFFFFFFFFFFF or 1
                 self.hardlinks[(st.st_dev, st.st_ino)] = _FileResult(chunks=result.chunks, size=result.size)
@@ -566,6 +627,7 @@ class Take:
 class TakeResult:
     snapshot: Snapshot
     packs: int
+    excluded: tuple[str, ...] = ()  # directories left out because they are a repository or a cache
 
 
 def take_snapshot(
@@ -593,10 +655,23 @@ def take_snapshot(
     for src in sources:
         if not os.path.lexists(src.path):
             raise SourceNotFound(f"source path does not exist: {os.fsdecode(src.path)}")
+        real = os.path.realpath(src.path)
+        for place, what in protected_dirs(repo):
+            if is_inside(real, place):
+                raise UsageError(f"{os.fsdecode(src.path)} is inside {what} ({os.fsdecode(place)}), which a take "
+                                 "never stores (use 'snap copy' for a second copy of a repository)")
     sources = normalize_sources(sources)
     remove_unfinished(repo.backend.local_tmp_dir())
     started = time.monotonic()
     moment = when or clock.now()
+    warnings: list[str] = []
+    if when is None:
+        newest = max(repo.snapshots(), key=lambda snap: snap.time, default=None)
+        if newest is not None and moment < newest.time:
+            # SNAP_NOW in the past (or a clock set back): 'latest' goes by time and would never show it
+            warnings.append(f"this snapshot's time {clock.format_time(moment)} is before that of the newest "
+                            f"snapshot {newest.short_id} ({clock.format_time(newest.time)}): 'latest' will not "
+                            "name it (is SNAP_NOW or the clock set in the past?)")
     ncpu = os.cpu_count() or 2
     take = Take(repo, level=repo.config.compression_level if level is None else level,
                 workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress)
@@ -626,7 +701,8 @@ def take_snapshot(
         files=take.stat_files, dirs=take.stat_dirs, symlinks=take.stat_links, bytes=take.stat_bytes,
         new_bytes=take.sink.bytes_written, new_chunks=take.sink.blobs_written, chunks=take.stat_chunks,
         read_bytes=take.stat_read, duration_s=time.monotonic() - started, unreadable=take.unreadable,
-        errors=tuple(take.errors), verified=verified,
+        errors=tuple(take.errors), verified=verified, changed=take.changed,
+        warnings=tuple(take.warnings + warnings),
     )
     snapshot = Snapshot(
         time=moment,
@@ -645,4 +721,4 @@ def take_snapshot(
         raise raise_os_error(exc, "committing snapshot") from None
     if take.progress:
         take._report(b"", force=True)
-    return TakeResult(snapshot, len(take.packs))
+    return TakeResult(snapshot, len(take.packs), excluded=tuple(take.excluded))
