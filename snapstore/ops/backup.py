@@ -656,6 +656,8 @@ def take_snapshot(
         if not os.path.lexists(src.path):
             raise SourceNotFound(f"source path does not exist: {os.fsdecode(src.path)}")
         real = os.path.realpath(src.path)
+        if is_inside(real, os.path.realpath(os.fsencode(repo.backend.local_tmp_dir()))):
+            continue  # scratch space, not the repository: an import extracts its archive there
         for place, what in protected_dirs(repo):
             if is_inside(real, place):
                 raise UsageError(f"{os.fsdecode(src.path)} is inside {what} ({os.fsdecode(place)}), which a take "
