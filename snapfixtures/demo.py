@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -59,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(path)
     env = dict(os.environ, SNAP_REPO=str(repo))
     env.pop("SNAP_CONFIG", None)
+    if not env.get("SNAP_PASSWORD"):
+        # the repository is encrypted (the default): a throwaway password for this demo only,
+        # kept in a 0600 file beside it, given to snap through the environment (never argv)
+        secret = work / "demo-password"
+        secret.write_text(secrets.token_urlsafe(18) + "\n")
+        secret.chmod(0o600)
+        env["SNAP_PASSWORD"] = env["SNAP_NEW_PASSWORD"] = secret.read_text().strip()
+        print(f"demo: the repository is encrypted; its throwaway password is in {secret}", flush=True)
     print(f"demo: generating an agent workspace of {args.size} in {ws}", flush=True)
     info = generate_workspace(ws, parse_size(args.size), seed=7)
     print(f"demo: {info.files} files, {info.total_bytes / 1e6:.0f} MB")
