@@ -36,12 +36,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from snapstore import faults
 from snapstore.errors import ChunkUnreadable, FormatError, SnapError
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, remove_unfinished
 from snapstore.format.snapshot import Snapshot
-from snapstore.repo.index import ChunkLocation, TxnCounts, index_errors
+from snapstore.repo.index import ChunkLocation, Index, TxnCounts, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink
 from snapstore.repo.refcount import drop_reference
 from snapstore.repo.repository import Repository, pack_name
@@ -258,6 +259,21 @@ def _delete_files(repo: Repository, names: list[str], result: GcResult, announce
     return True
 
 
+def _drop_pack(index: Index, txn: Any, pplan: PackPlan) -> int:
+    """Remove a pack being deleted from the index, with its dead blobs (only where the index
+    still locates them in this pack); returns how many blobs went."""
+    removed = 0
+    for entry in pplan.dead:
+        loc = index.get_chunk(entry.id, txn)
+        if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
+            txn.delete(entry.id, db=index.chunks)
+            txn.delete(entry.id, db=index.dead)
+            removed += 1
+    txn.delete(pplan.pack, db=index.packs)
+    txn.delete(pplan.pack, db=index.pending)
+    return removed
+
+
 def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult, announced: list[str]) -> None:
     """Step one: forget and delete the wholly dead packs and the orphans. It needs no new byte
     on disk (only an index commit), so it runs before any rewrite: on a full disk gc still frees
@@ -265,14 +281,7 @@ def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult, announced
     index = repo.index
     with index_errors("dropping dead packs from the index", index), index.write() as txn:
         for pplan in plan.to_delete:
-            for entry in pplan.dead:
-                loc = index.get_chunk(entry.id, txn)
-                if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
-                    txn.delete(entry.id, db=index.chunks)
-                    txn.delete(entry.id, db=index.dead)
-                    result.blobs_removed += 1
-            txn.delete(pplan.pack, db=index.packs)
-            txn.delete(pplan.pack, db=index.pending)
+            result.blobs_removed += _drop_pack(index, txn, pplan)
         # pending packs that are kept whole are no longer "pending": their take is over
         for pplan in plan.packs:
             if pplan.action == "keep":
@@ -326,14 +335,7 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult, announced: list[s
                                         entry.compression, old.refcount)
                     txn.put(entry.id, new.pack_value(), db=index.chunks)
             for pplan in rewritten:
-                for entry in pplan.dead:
-                    loc = index.get_chunk(entry.id, txn)
-                    if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
-                        txn.delete(entry.id, db=index.chunks)
-                        txn.delete(entry.id, db=index.dead)
-                        result.blobs_removed += 1
-                txn.delete(pplan.pack, db=index.packs)
-                txn.delete(pplan.pack, db=index.pending)
+                result.blobs_removed += _drop_pack(index, txn, pplan)
         sink.mark_committed()
     except BaseException:
         sink.abort()
