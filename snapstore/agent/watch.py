@@ -83,12 +83,14 @@ class _Compare:
         if kind == FILE:
             if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
                 return f"{_show(member)}: modified"
-            cached = self.repo.index.get_file(self.txn, path)
-            if cached is not None:
-                size, mtime_ns, ctime_ns, inode, chunks = cached
-                if (size, mtime_ns, ctime_ns, inode) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) \
-                        or bytes(chunks) != entry.chunks:
-                    return f"{_show(member)}: modified (same size and mtime)"
+            # the files cache, by the rule take uses to skip reading: an entry that no longer
+            # proves the content (or proves other content) means a change; no entry at all
+            # (a hard link's second name, a file too new to cache) leaves size and mtime to decide
+            chunks = self.repo.index.unchanged_chunks(self.txn, path, st)
+            if chunks is None and self.repo.index.get_file(self.txn, path) is None:
+                return None
+            if chunks != entry.chunks:
+                return f"{_show(member)}: modified (same size and mtime)"
             return None
         return None
 

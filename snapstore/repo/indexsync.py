@@ -27,22 +27,34 @@ is finished by the next one.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from snapstore.errors import ChunkUnreadable, FormatError
+from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BlobEntry
 from snapstore.format.snapshot import Snapshot
-from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.repo.index import ChunkLocation, Index, Txn, TxnCounts
 from snapstore.repo.refcount import add_reference, drop_reference
-
-if TYPE_CHECKING:
-    from snapstore.repo.repository import Repository
+from snapstore.storage.backend import Backend
 
 TABLE_READERS = 8
+
+
+class Repository(Protocol):
+    """What these steps need of a repository (the facade in :mod:`snapstore.repo.repository`
+    is one; it imports this module, never the other way round)."""
+
+    backend: Backend
+    index: Index
+
+    def tree_children(self, tree_id: bytes) -> list[bytes]: ...
+
+    def read_pack_table(self, pack: bytes, size: int | None = None) -> list[BlobEntry]: ...
+
+    def record_ids(self) -> set[str]: ...
 
 
 @dataclass
@@ -76,8 +88,8 @@ class SyncReport:
 class TolerantCounts(TxnCounts):
     """Counts that skip blobs the index does not have (and remember them)."""
 
-    def __init__(self, index: Index, txn: object) -> None:
-        super().__init__(index, txn)  # type: ignore[arg-type]
+    def __init__(self, index: Index, txn: Txn) -> None:
+        super().__init__(index, txn)
         self.missing: set[bytes] = set()
 
     def count(self, blob_id: bytes) -> int:
@@ -93,18 +105,6 @@ class TolerantCounts(TxnCounts):
 
     def is_tree(self, blob_id: bytes) -> bool:
         return blob_id not in self.missing and super().is_tree(blob_id)
-
-
-def pack_id_of(name: str) -> bytes | None:
-    """The pack id of a ``packs/xx/<hex>.pack`` name, or None for anything else."""
-    stem = name.rsplit("/", 1)[-1]
-    if not stem.endswith(".pack"):
-        return None
-    try:
-        pack = bytes.fromhex(stem[: -len(".pack")])
-    except ValueError:
-        return None
-    return pack if len(pack) == 16 else None
 
 
 def tolerant_children(repo: Repository) -> Callable[[bytes], list[bytes]]:
@@ -144,17 +144,17 @@ def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEn
     added: set[bytes] = set()
     for pack, size, entries in tables:
         with index.write() as txn:
-            if txn.get(pack, db=index.packs) is not None:
+            if index.has_pack(txn, pack):
                 continue
-            txn.put(pack, index.pack_value(size, len(entries)), db=index.packs)
+            index.put_pack(txn, pack, size, len(entries))
             for e in entries:
-                if txn.get(e.id, db=index.chunks) is not None:
+                if index.has_chunk(e.id, txn):
                     report.duplicate_blobs += 1
                     continue
                 old = remembered.pop(e.id, None)
                 count = old.refcount if old is not None else 0
                 loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, count)
-                txn.put(e.id, loc.pack_value(), db=index.chunks)
+                index.put_chunk(txn, e.id, loc)
                 if old is not None:
                     report.blobs_relocated += 1
                 else:
@@ -174,11 +174,9 @@ def drop_packs(index: Index, packs: set[bytes]) -> dict[bytes, ChunkLocation]:
             if loc.pack in packs:
                 lost[blob_id] = loc
         for blob_id in lost:
-            txn.delete(blob_id, db=index.chunks)
-            txn.delete(blob_id, db=index.dead)
+            index.delete_chunk(txn, blob_id)
         for pack in packs:
-            txn.delete(pack, db=index.packs)
-            txn.delete(pack, db=index.pending)
+            index.delete_pack(txn, pack)
     return lost
 
 
@@ -188,7 +186,7 @@ def mark_dead(index: Index, ids: Iterable[bytes]) -> None:
         for blob_id in ids:
             loc = index.get_chunk(blob_id, txn)
             if loc is not None and loc.refcount == 0:
-                txn.put(blob_id, b"", db=index.dead)
+                index.set_dead(txn, blob_id, True)
 
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -200,14 +198,14 @@ def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], rep
     for snap in records:
         root = bytes.fromhex(snap.root)
         with index.write() as txn:
-            if txn.get(snap.id.encode(), db=index.snapshots) is not None:
+            if index.has_snapshot(txn, snap.id):
                 continue
             if require_root and index.get_chunk(root, txn) is None:
                 report.skipped_records.append(snap.id)
                 continue
             counts = TolerantCounts(index, txn)
             add_reference(counts, root, children)
-            txn.put(snap.id.encode(), snap.to_bytes(), db=index.snapshots)
+            index.put_snapshot(txn, snap.id, snap.to_bytes())
         report.snapshots_added.append(snap.id)
         if counts.missing:
             report.incomplete_snapshots.append(snap.id)
@@ -220,20 +218,17 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
     children = tolerant_children(repo)
     for snap_id in snap_ids:
         with index.write() as txn:
-            raw = txn.get(snap_id.encode(), db=index.snapshots)
+            raw = index.get_snapshot(txn, snap_id)
             if raw is None:
                 continue
-            snap = Snapshot.from_bytes(bytes(raw))
+            snap = Snapshot.from_bytes(raw)
             drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
-            txn.delete(snap_id.encode(), db=index.snapshots)
-            txn.delete(snap_id.encode(), db=index.pins)
+            index.delete_snapshot(txn, snap_id)
         report.snapshots_dropped.append(snap_id)
 
 
 def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> list[Snapshot]:
     """The records with these ids from the repository (unreadable ones noted and left out)."""
-    from snapstore.repo.repository import snapshot_name
-
     out = []
     for snap_id in sorted(ids):
         try:
@@ -261,18 +256,15 @@ def sync_pins(repo: Repository, index: Index) -> None:
     except ValueError:
         return
     with index.write() as txn:
-        current = set(index.iter_keys(txn, index.pins))
-        for key in current:
-            if key.decode() not in pins:
-                txn.delete(key, db=index.pins)
+        for pin in index.pinned(txn) - pins:
+            index.set_pin(txn, pin, False)
         for pin in pins:
-            if txn.get(pin.encode(), db=index.snapshots) is not None:
-                txn.put(pin.encode(), b"", db=index.pins)
+            if index.has_snapshot(txn, pin):
+                index.set_pin(txn, pin, True)
 
 
 def indexed_snapshot_ids(index: Index) -> set[str]:
-    with index.read() as txn:
-        return {k.decode() for k in index.iter_keys(txn, index.snapshots)}
+    return index.snapshot_ids()
 
 
 def reconcile_snapshots(repo: Repository) -> list[str]:
@@ -286,8 +278,6 @@ def reconcile_snapshots(repo: Repository) -> list[str]:
     for raw in repo.index.snapshot_records():
         snap = Snapshot.from_bytes(raw)
         if snap.id in indexed - on_disk:
-            from snapstore.repo.repository import snapshot_name
-
             repo.backend.put_bytes(snapshot_name(snap.id), raw)
             done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
     return done
@@ -341,8 +331,6 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
 
 def _readable(tables: Iterable[tuple[bytes, int, list[BlobEntry] | None]], report: SyncReport
               ) -> Iterator[tuple[bytes, int, list[BlobEntry]]]:
-    from snapstore.repo.repository import pack_name
-
     for pack, size, entries in tables:
         if entries is None:
             report.bad_packs.append((pack_name(pack), size))
@@ -363,17 +351,11 @@ def _relocate(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation], 
             with index.write() as txn:
                 for e in entries:
                     old = lost.get(e.id)
-                    if old is None or txn.get(e.id, db=index.chunks) is not None:
+                    if old is None or index.has_chunk(e.id, txn):
                         continue
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression,
                                         old.refcount)
-                    txn.put(e.id, loc.pack_value(), db=index.chunks)
+                    index.put_chunk(txn, e.id, loc)
                     del lost[e.id]
                     report.blobs_relocated += 1
-
-
-def remote_cache_dir(repo_id: str) -> str:
-    """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "snapstore", repo_id)
 

@@ -41,12 +41,14 @@ from snapstore.errors import (
     RepositoryNotFound,
     SnapshotNotFound,
 )
-from snapstore.format.chunker import ChunkerParams, chunk_id
+from snapstore.format.chunker import ID_SIZE, ChunkerParams, chunk_id
 from snapstore.format.compress import decompress
+from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts
+from snapstore.repo.indexsync import reconcile_snapshots, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
 from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
@@ -105,13 +107,10 @@ class RepoConfig:
             raise FormatError(f"malformed repository config.json: {exc}") from None
 
 
-def pack_name(pack: bytes) -> str:
-    hexid = pack.hex()
-    return f"packs/{hexid[:2]}/{hexid}.pack"
-
-
-def snapshot_name(snap_id: str) -> str:
-    return f"snapshots/{snap_id}.json"
+def cache_dir_for(repo_id: str) -> str:
+    """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "snapstore", repo_id)
 
 
 class Repository:
@@ -222,8 +221,6 @@ class Repository:
     @classmethod
     def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
                      endpoint: str | None) -> Repository:
-        from snapstore.repo.indexsync import remote_cache_dir
-
         backend = open_backend(location, endpoint=endpoint)
         try:
             raw = backend.get("config.json")
@@ -231,7 +228,7 @@ class Repository:
             backend.check()  # a missing bucket says so
             raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
         config = RepoConfig.from_bytes(raw)
-        cache_dir = remote_cache_dir(config.id)
+        cache_dir = cache_dir_for(config.id)
         try:
             for sub in ("index", "locks", "tmp"):
                 os.makedirs(os.path.join(cache_dir, sub), exist_ok=True)
@@ -273,8 +270,6 @@ class Repository:
 
     def sync(self, *, wait: float = 0.0, command: str = "") -> object:
         """Bring a remote repository's index up to date (one process of this host at a time)."""
-        from snapstore.repo.indexsync import pack_id_of, sync_index
-
         gone: set[bytes] = set()
         gc_lease = read_gc_lease(self.backend)
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
@@ -437,23 +432,23 @@ class Repository:
         return matches[0]
 
     def commit_snapshot(self, snapshot: Snapshot, *, packs: Iterable[bytes],
-                        new_trees: dict[bytes, bytes], files: dict[bytes, bytes]) -> None:
+                        new_trees: dict[bytes, bytes], files: dict[bytes, CachedFile]) -> None:
         """Make a snapshot exist: write its record, then one LMDB transaction that adds it,
         counts its references and clears its packs' pending marks."""
         if self.lease is not None:
             self.lease.check()  # a lapsed lease: a gc elsewhere may have freed what we deduplicated against
         self.backend.put_bytes(snapshot_name(snapshot.id), snapshot.to_bytes())
         children = self._children_with(new_trees)
-        with self.index.write() as txn:
+        index = self.index
+        with index.write() as txn:
             # a sync by another process of this host may have rolled the record forward already
-            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
-                counts = TxnCounts(self.index, txn)
+            if not index.has_snapshot(txn, snapshot.id):
+                counts = TxnCounts(index, txn)
                 add_reference(counts, bytes.fromhex(snapshot.root), children)
-                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+                index.put_snapshot(txn, snapshot.id, snapshot.to_bytes())
             for pack in packs:
-                txn.delete(pack, db=self.index.pending)
-            for path, value in files.items():
-                txn.put(path, value, db=self.index.files)
+                index.clear_pending(txn, pack)
+            index.put_files(files, txn)
 
     def _children_with(self, known: dict[bytes, bytes]) -> Callable[[bytes], list[bytes]]:
         """Children of trees: from ``known`` (tree id -> concatenated child ids) or read back."""
@@ -462,7 +457,7 @@ class Repository:
             found = known.get(tree_id)
             if found is None:
                 return self.tree_children(tree_id)
-            return [found[i : i + 32] for i in range(0, len(found), 32)]
+            return [found[i : i + ID_SIZE] for i in range(0, len(found), ID_SIZE)]
 
         return children
 
@@ -473,14 +468,14 @@ class Repository:
         nothing is lost.)"""
         chosen = list(snapshots)
         freed = 0
-        with self.index.write() as txn:
-            counts = TxnCounts(self.index, txn)
+        index = self.index
+        with index.write() as txn:
+            counts = TxnCounts(index, txn)
             for snap in chosen:
-                if txn.get(snap.id.encode(), db=self.index.snapshots) is None:
+                if not index.has_snapshot(txn, snap.id):
                     continue
                 freed += len(drop_reference(counts, bytes.fromhex(snap.root), self.tree_children))
-                txn.delete(snap.id.encode(), db=self.index.snapshots)
-                txn.delete(snap.id.encode(), db=self.index.pins)
+                index.delete_snapshot(txn, snap.id)
         for snap in chosen:
             self.backend.delete(snapshot_name(snap.id))
         return freed
@@ -492,9 +487,7 @@ class Repository:
 
     def unindexed_records(self) -> list[str]:
         """Snapshot records the index does not know and cannot roll forward."""
-        with self.index.read() as txn:
-            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
-        return sorted(self.record_ids() - indexed)
+        return sorted(self.record_ids() - self.index.snapshot_ids())
 
     def reconcile(self) -> list[str]:
         """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
@@ -503,16 +496,11 @@ class Repository:
         (its data was indexed before the record was written). A record missing from the
         directory is written back from the index: snapshots are never dropped implicitly.
         Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
-        from snapstore.repo.indexsync import reconcile_snapshots
-
         return reconcile_snapshots(self)
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
-            if pinned:
-                txn.put(snap.id.encode(), b"", db=self.index.pins)
-            else:
-                txn.delete(snap.id.encode(), db=self.index.pins)
+            self.index.set_pin(txn, snap.id, pinned)
         pins = set(self.index.pinned())
         if self.remote:  # other hosts pin too: change only this snapshot in the shared file
             try:
@@ -550,9 +538,7 @@ class Repository:
         if others:
             who = ", ".join(info.describe() for info in others[:3])
             return f"{len(others)} other process(es) use the repository ({who})"
-        with self.index.read() as txn:
-            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
-        if self.record_ids() - indexed:
+        if self.record_ids() - self.index.snapshot_ids():
             return "a snapshot was committed by another host while gc ran"
         return ""
 
