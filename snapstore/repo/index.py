@@ -52,6 +52,13 @@ MAP_SIZE = 1 << 40  # address space only; the file grows with use
 Txn = lmdb.Transaction
 
 
+def cache_dir_for(repo_id: str) -> str:
+    """Where this host keeps a repository's index: ``$XDG_CACHE_HOME/snapstore/<repository id>``
+    (``~/.cache/snapstore/<id>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "snapstore", repo_id)
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkLocation:
     pack: bytes  # 16 raw bytes; hex is the file name
@@ -216,11 +223,9 @@ class Index:
             found = txn.get(blob_id, db=self._chunks)
         return None if found is None else ChunkLocation.unpack(bytes(found))
 
-    def has_chunk(self, blob_id: bytes, txn: Txn | None = None) -> bool:
-        if txn is None:
-            with self.env.begin() as own:
-                return own.get(blob_id, db=self._chunks) is not None
-        return txn.get(blob_id, db=self._chunks) is not None
+    def has_chunk(self, blob_id: bytes) -> bool:
+        with self.env.begin() as txn:
+            return txn.get(blob_id, db=self._chunks) is not None
 
     def put_chunk(self, txn: Txn, blob_id: bytes, loc: ChunkLocation) -> None:
         txn.put(blob_id, loc.pack_value(), db=self._chunks)

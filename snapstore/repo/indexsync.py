@@ -148,7 +148,7 @@ def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEn
                 continue
             index.put_pack(txn, pack, size, len(entries))
             for e in entries:
-                if index.has_chunk(e.id, txn):
+                if index.get_chunk(e.id, txn) is not None:
                     report.duplicate_blobs += 1
                     continue
                 old = remembered.pop(e.id, None)
@@ -351,7 +351,7 @@ def _relocate(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation], 
             with index.write() as txn:
                 for e in entries:
                     old = lost.get(e.id)
-                    if old is None or index.has_chunk(e.id, txn):
+                    if old is None or index.get_chunk(e.id, txn) is not None:
                         continue
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression,
                                         old.refcount)

@@ -47,7 +47,7 @@ from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts
+from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts, cache_dir_for
 from snapstore.repo.indexsync import reconcile_snapshots, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
@@ -107,10 +107,6 @@ class RepoConfig:
             raise FormatError(f"malformed repository config.json: {exc}") from None
 
 
-def cache_dir_for(repo_id: str) -> str:
-    """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "snapstore", repo_id)
 
 
 class Repository:
