@@ -64,7 +64,7 @@ class _Compare:
         self.view = view
         self.excludes = [os.fsencode(p) for p in excludes]
         self.txn = txn
-        self.repo_dir = os.fsencode(os.path.realpath(repo.cache_dir))
+        self.repo_dirs = repo.own_dirs()
 
     def excluded(self, member: bytes, name: bytes) -> bool:
         if name == ASIDE_DIR_NAME:
@@ -109,7 +109,7 @@ class _Compare:
                 child_member = dir_member + b"/" + name if dir_member else name
                 if self.excluded(child_member, name):
                     continue
-                if item.is_dir(follow_symlinks=False) and os.path.realpath(item.path) == self.repo_dir:
+                if item.is_dir(follow_symlinks=False) and os.path.realpath(item.path) in self.repo_dirs:
                     continue
                 names[name] = item
             stored = {e.name: e for e in self.view.listdir(dir_entry)}

@@ -221,7 +221,7 @@ class Take:
         self.stat_files = self.stat_dirs = self.stat_links = 0
         self.stat_bytes = self.stat_read = self.stat_chunks = self.unreadable = 0
         # never back up the repository (or, when remote, its local cache) into itself
-        self.repo_dir = os.fsencode(os.path.realpath(getattr(repo, "cache_dir", repo.path)))
+        self.repo_dirs = repo.own_dirs()
         self.started_ns = time.time_ns()
         self.root_meta: dict[str, int] = {}
         self._last_progress = 0.0
@@ -337,7 +337,7 @@ class Take:
 
     def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result) -> Iterator[_Walked]:
         if stat.S_ISDIR(st.st_mode):
-            if os.path.realpath(path) == self.repo_dir:
+            if os.fsencode(os.path.realpath(path)) in self.repo_dirs:
                 return  # never back up the repository into itself
             yield _Walked("enter", name, st, path)
             yield from self._walk_dir(path, member)

@@ -29,6 +29,7 @@ database.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -411,6 +412,90 @@ def _nearly_full(index: Index) -> bool:
     except (OSError, lmdb.Error):
         return False
     return st.f_bavail * st.f_frsize < 1024 * 1024
+
+
+_META_PAGE = struct.Struct("<16xII8x8xI44x48xQQ")  # magic, version, page size, last page, txn id
+LMDB_MAGIC = 0xBEEFC0DE
+
+
+def check_file(path: str) -> str:
+    """Why the LMDB file at ``path`` cannot be mapped safely ("" when it can). LMDB maps the
+    file and trusts its meta pages: pages past the end of a truncated file fault with SIGBUS
+    when touched, so the meta pages are read and checked against the size first."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(2 * 65536)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if size < 2 * 4096 or len(head) < _META_PAGE.size:
+        return f"truncated ({size} bytes)"
+    best: tuple[int, int, int] | None = None  # (txn id, page size, last page) of the newer meta
+    magic, _version, psize, _last, _txnid = _META_PAGE.unpack_from(head, 0)
+    if magic != LMDB_MAGIC or psize < 512 or psize > 65536 or psize & (psize - 1):
+        return "not an LMDB file"
+    for at in (0, psize):
+        if at + _META_PAGE.size > len(head):
+            return f"truncated ({size} bytes)"
+        magic, _version, _psize, last, txnid = _META_PAGE.unpack_from(head, at)
+        if magic == LMDB_MAGIC and (best is None or txnid > best[0]):
+            best = (txnid, psize, last)
+    assert best is not None
+    _txnid, psize, last = best
+    if size < (last + 1) * psize:
+        return f"truncated ({size} bytes, its pages need {(last + 1) * psize})"
+    return ""
+
+
+def open_index(cache_dir: str, *, legacy: str | None = None) -> tuple[Index, str]:
+    """The index in ``<cache_dir>/index``, and a one-line note of what had to be done ("" when
+    it was there and sound). An index that older versions kept at ``legacy`` (``<repo>/index``
+    of a local repository) is moved here (copied when it cannot be moved; it is then left
+    where it was). An index that cannot be mapped safely (truncated, unreadable) is moved to
+    ``<cache_dir>/damaged/`` and an empty one takes its place: the caller rebuilds it from the
+    packs and records. The caller holds the cache's ``sync`` lock."""
+    where = os.path.join(cache_dir, "index")
+    data = os.path.join(where, "data.mdb")
+    note = ""
+    if not os.path.exists(data) and legacy is not None and os.path.exists(os.path.join(legacy, "data.mdb")):
+        note = _adopt(legacy, where)
+    if os.path.exists(data):
+        problem = check_file(data)
+        if problem:
+            aside = os.path.join(cache_dir, "damaged", f"index-{os.getpid()}-{os.urandom(4).hex()}")
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.rename(where, aside)
+            note = f"the index in {where} is {problem}: moved to {aside}, rebuilding it from the packs and records"
+    fresh = not os.path.exists(data)
+    os.makedirs(where, exist_ok=True)
+    index = Index(where)
+    if fresh and not note:
+        note = f"no index in {where}: building it from the packs and records"
+    return index, note
+
+
+def _adopt(legacy: str, where: str) -> str:
+    """Move (or copy) an index from where older versions kept it."""
+    os.makedirs(os.path.dirname(where), exist_ok=True)
+    if check_file(os.path.join(legacy, "data.mdb")):
+        return ""  # not worth carrying over: the caller builds a new one
+    try:
+        os.rename(legacy, where)
+        return f"moved the index from {legacy} to {where}"
+    except OSError:
+        pass  # another filesystem, or a repository we may not change
+    try:
+        env = lmdb.open(legacy, readonly=True, lock=False, subdir=True, max_dbs=16)
+        try:
+            os.makedirs(where, exist_ok=True)
+            env.copy(where, compact=True)
+        finally:
+            env.close()
+    except (lmdb.Error, OSError):
+        shutil.rmtree(where, ignore_errors=True)
+        return ""
+    shutil.rmtree(legacy, ignore_errors=True)
+    return f"copied the index from {legacy} to {where}"
 
 
 class TxnCounts:

@@ -1,7 +1,7 @@
 """Bringing the LMDB index in line with the repository files: one set of steps for three jobs.
 
-- ``sync_index`` (remote repositories, at every open): the bucket holds the truth and other
-  hosts change it, so the local cache follows it:
+- ``sync_index`` (every repository, at every open): the repository's files hold the truth and
+  other processes, users and hosts change them, so this host's index (a cache) follows them:
 
   1. snapshot records that vanished (forgotten by another host) leave the index, releasing
      their references (trees that can no longer be read are skipped: their counts stay high,
@@ -15,8 +15,9 @@
   5. records the index does not know are added with their references (rolled forward);
   6. pins follow ``pins.json``; new blobs nothing references are marked dead for gc.
 
-- ``reconcile_snapshots`` (local repositories, when a writer opens): step 5, and a record the
-  directory lacks is written back from the index (locally, snapshots never vanish implicitly).
+  Step 5 also rolls forward a take killed between writing its record and committing its index
+  transaction, and an empty index (missing, or set aside as damaged) is built by steps 3, 5
+  and 6.
 
 - ``snapstore.ops.repair.repair_index``: steps 3, 5 and 6 into an empty index.
 
@@ -267,25 +268,9 @@ def indexed_snapshot_ids(index: Index) -> set[str]:
     return index.snapshot_ids()
 
 
-def reconcile_snapshots(repo: Repository) -> list[str]:
-    """The local writer's check: roll forward records whose commit was interrupted, and write
-    back records missing from ``snapshots/`` (a snapshot is never dropped implicitly)."""
-    report = SyncReport()
-    on_disk = repo.record_ids()
-    indexed = indexed_snapshot_ids(repo.index)
-    add_records(repo, repo.index, read_records(repo, on_disk - indexed, SyncReport()), report)
-    done = [f"added snapshot {sid[:8]} whose commit was interrupted" for sid in report.snapshots_added]
-    for raw in repo.index.snapshot_records():
-        snap = Snapshot.from_bytes(raw)
-        if snap.id in indexed - on_disk:
-            repo.backend.put_bytes(snapshot_name(snap.id), raw)
-            done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
-    return done
-
-
-# -- the remote sync ----------------------------------------------------------------------
+# -- the sync ----------------------------------------------------------------------
 def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncReport:
-    """Bring a remote repository's local index up to date (see the module docstring).
+    """Bring this host's index of a repository up to date (see the module docstring).
     ``gone``: packs to treat as deleted although they are still listed (a live gc's list)."""
     report = SyncReport()
     index = repo.index

@@ -23,7 +23,9 @@ knows the layout.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import secrets
 import threading
@@ -47,13 +49,15 @@ from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts, cache_dir_for
-from snapstore.repo.indexsync import reconcile_snapshots, sync_index
+from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts, cache_dir_for, open_index
+from snapstore.repo.indexsync import SyncReport, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
 from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
 from snapstore.storage.lease import Lease, read_gc_lease
 from snapstore.storage.locations import Location, open_backend, parse_location
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
@@ -109,6 +113,47 @@ class RepoConfig:
 
 
 
+def _read_config(backend: Backend, location: Location) -> RepoConfig:
+    if location.remote:
+        try:
+            raw = backend.get("config.json")
+        except FileNotFoundError:
+            backend.check()  # a missing bucket says so
+            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
+        return RepoConfig.from_bytes(raw)
+    path = location.path
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        if not os.path.exists(path):
+            raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
+        raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
+    try:
+        with open(config_path, "rb") as handle:
+            return RepoConfig.from_bytes(handle.read())
+    except OSError as exc:
+        raise raise_os_error(exc, f"reading {config_path}") from None
+
+
+def _write_note(cache_dir: str, url: str, repo_id: str) -> None:
+    """Say in the cache which repository it belongs to (for a person cleaning up ~/.cache)."""
+    note = os.path.join(cache_dir, "remote.json")
+    if not os.path.exists(note):
+        with open(note, "w") as handle:
+            json.dump({"repository": url, "id": repo_id}, handle)
+
+
+def _acquire(lock_dir: str, mode: str, *, wait: float, command: str) -> list[locking.HeldLock]:
+    """The open mode's locks. A reader of a repository it cannot write to (a read-only
+    filesystem, another user's directory) reads without a lock: it could not create the
+    lock file, and it changes nothing in the repository."""
+    try:
+        return locking.acquire_for(lock_dir, mode, wait=wait, command=command)
+    except OSError as exc:
+        if mode == "read" and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return []
+        raise raise_os_error(exc, f"locking {lock_dir}") from None
+
+
 class Repository:
     """An open repository. Use :meth:`open` / :meth:`init`; close with :meth:`close`."""
 
@@ -120,7 +165,7 @@ class Repository:
         self.index = index
         self.cache_dir = cache_dir or path  # index/, locks/, tmp/
         self.lease: Lease | None = None
-        self.sync_report: object = None  # the last sync_index report (remote repositories)
+        self.sync_report: SyncReport | None = None  # the last sync_index report
         self._locks: list[locking.HeldLock] = []
         self._tree_cache: dict[bytes, list[Entry]] = {}
         self._tree_lock = threading.Lock()
@@ -128,6 +173,14 @@ class Repository:
     @property
     def remote(self) -> bool:
         return self.backend.remote
+
+    def own_dirs(self) -> set[bytes]:
+        """The directories a take must never back up: the repository's own (when local) and
+        its cache on this host (real paths)."""
+        dirs = {os.fsencode(os.path.realpath(self.cache_dir))}
+        if not self.remote:
+            dirs.add(os.fsencode(os.path.realpath(self.path)))
+        return dirs
 
     # -- life cycle -----------------------------------------------------------------------
     @classmethod
@@ -150,7 +203,7 @@ class Repository:
         if os.path.exists(path) and not os.path.isdir(path):
             raise RepositoryExists(f"{path} exists and is not a directory")
         try:
-            for sub in ("packs", "snapshots", "index", "locks", "tmp"):
+            for sub in ("packs", "snapshots", "locks", "tmp"):
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
             LocalBackend(path).put_bytes("config.json", config.to_bytes())
         except OSError as exc:
@@ -175,97 +228,87 @@ class Repository:
     def open(cls, path: str, *, mode: str = "read", wait: float = 0.0, command: str = "",
              check_index: bool = True, endpoint: str | None = None) -> Repository:
         """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
-        ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
-        snapshot records the repository holds (lost or replaced by an older copy) is refused:
-        gc on such an index would take newer packs for orphans. ``path`` may be an ``s3://``
-        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own)."""
-        location = parse_location(path)
-        if location.remote:
-            return cls._open_remote(location, mode=mode, wait=wait, command=command, check_index=check_index,
-                                    endpoint=endpoint)
-        path = location.path
-        config_path = os.path.join(path, "config.json")
-        if not os.path.isfile(config_path):
-            if not os.path.exists(path):
-                raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
-            raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
-        with open(config_path, "rb") as handle:
-            config = RepoConfig.from_bytes(handle.read())
-        held = locking.acquire_for(os.path.join(path, "locks"), mode, wait=wait, command=command)
-        try:
-            os.makedirs(os.path.join(path, "index"), exist_ok=True)
-            index = Index(os.path.join(path, "index"))
-        except BaseException:
-            locking.release_all(held)
-            raise
-        repo = cls(path, LocalBackend(path), config, index)
-        repo._locks = held
-        try:
-            if mode in ("write", "exclusive"):
-                repo.reconcile()
-            if check_index:
-                stale = repo.unindexed_records()
-                if stale:
-                    raise RepositoryDamaged(
-                        f"the index is missing or out of date: {len(stale)} snapshot record(s) in snapshots/ "
-                        f"are not in it (e.g. {stale[0][:8]}); run 'snap repair index'")
-        except BaseException:
-            repo.close()
-            raise
-        return repo
+        ``exclusive`` (nobody else: gc, repair). ``path`` is a directory or an ``s3://`` URL
+        (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own).
 
-    @classmethod
-    def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
-                     endpoint: str | None) -> Repository:
+        One path for every kind of location: read the config, find this host's cache
+        (:func:`~snapstore.repo.index.cache_dir_for`), take the locks, open the index there
+        (moving one from where older versions kept it, rebuilding one that is missing or
+        cannot be mapped: a one-line note, never an error), announce a lease where flock does
+        not reach (remote), and bring the index up to date with the repository's files
+        (:meth:`sync`). With ``check_index`` a record that still cannot be indexed (its trees
+        are in no readable pack) is refused: gc on such an index would take its data for garbage."""
+        location = parse_location(path)
         backend = open_backend(location, endpoint=endpoint)
         try:
-            raw = backend.get("config.json")
-        except FileNotFoundError:
-            backend.check()  # a missing bucket says so
-            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
-        config = RepoConfig.from_bytes(raw)
-        cache_dir = cache_dir_for(config.id)
+            config = _read_config(backend, location)
+            cache_dir = cache_dir_for(config.id)
+            try:
+                os.makedirs(os.path.join(cache_dir, "locks"), exist_ok=True)
+                if location.remote:
+                    os.makedirs(os.path.join(cache_dir, "tmp"), exist_ok=True)
+                    _write_note(cache_dir, location.url, config.id)
+            except OSError as exc:
+                raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
+        except BaseException:
+            backend.close()
+            raise
+        if location.remote:
+            backend.set_local_tmp_dir(os.path.join(cache_dir, "tmp"))
+        # flock reaches every process of this host: for a local repository the locks live in it,
+        # so that every user of the repository sees them
+        lock_dir = os.path.join(cache_dir if location.remote else location.path, "locks")
         try:
-            for sub in ("index", "locks", "tmp"):
-                os.makedirs(os.path.join(cache_dir, sub), exist_ok=True)
-            note = os.path.join(cache_dir, "remote.json")
-            if not os.path.exists(note):
-                with open(note, "w") as handle:
-                    json.dump({"repository": location.url, "id": config.id}, handle)
-        except OSError as exc:
-            raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
-        backend.set_local_tmp_dir(os.path.join(cache_dir, "tmp"))
-        held = locking.acquire_for(os.path.join(cache_dir, "locks"), mode, wait=wait, command=command)
+            held = _acquire(lock_dir, mode, wait=wait, command=command)
+        except BaseException:
+            backend.close()
+            raise
         try:
-            index = Index(os.path.join(cache_dir, "index"))
+            sync_lock = locking.acquire(os.path.join(cache_dir, "locks"), "sync", exclusive=True,
+                                        wait=max(wait, 600.0), command=command)
+            try:
+                legacy = None if location.remote else os.path.join(location.path, "index")
+                index, note = open_index(cache_dir, legacy=legacy)
+            finally:
+                sync_lock.release()
         except BaseException:
             locking.release_all(held)
+            backend.close()
             raise
-        repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
+        repo = cls(location.url if location.remote else location.path, backend, config, index,
+                   cache_dir=cache_dir)
         repo._locks = held
         try:
-            kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
-            repo.lease = Lease(backend, kind, command)
-            try:
-                repo.lease.acquire(wait=wait)
-            except RemoteAccessDenied:
-                if kind != "read":
-                    raise
-                repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
-            repo.sync(wait=wait, command=command)
+            if location.remote:
+                kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
+                repo.lease = Lease(backend, kind, command)
+                try:
+                    repo.lease.acquire(wait=wait)
+                except RemoteAccessDenied:
+                    if kind != "read":
+                        raise
+                    repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
+            if note:
+                log.warning("snap: %s", note)
+            report = repo.sync(wait=wait, command=command)
+            if report.blobs_lost:
+                log.warning("snap: %d referenced blob(s) are in no pack (packs were lost): 'snap verify' names "
+                            "what they belong to", report.blobs_lost)
             if check_index:
                 stale = repo.unindexed_records()
                 if stale:
                     raise RepositoryDamaged(
-                        f"{len(stale)} snapshot record(s) in {location.url} cannot be indexed (e.g. {stale[0][:8]}): "
-                        "their trees are in no readable pack; run 'snap verify'")
+                        f"{len(stale)} snapshot record(s) in {backend.describe()} cannot be indexed "
+                        f"(e.g. {stale[0][:8]}): their trees are in no readable pack; run 'snap verify'")
         except BaseException:
             repo.close()
             raise
         return repo
 
-    def sync(self, *, wait: float = 0.0, command: str = "") -> object:
-        """Bring a remote repository's index up to date (one process of this host at a time)."""
+    def sync(self, *, wait: float = 0.0, command: str = "") -> SyncReport:
+        """Bring the index up to date with the repository's files (one process of this host
+        at a time): other processes, users and hosts change them, and this host's index is a
+        cache (:func:`snapstore.repo.indexsync.sync_index`)."""
         gone: set[bytes] = set()
         gc_lease = read_gc_lease(self.backend)
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
@@ -484,15 +527,6 @@ class Repository:
     def unindexed_records(self) -> list[str]:
         """Snapshot records the index does not know and cannot roll forward."""
         return sorted(self.record_ids() - self.index.snapshot_ids())
-
-    def reconcile(self) -> list[str]:
-        """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
-
-        A take killed after writing its record but before its index commit is rolled forward
-        (its data was indexed before the record was written). A record missing from the
-        directory is written back from the index: snapshots are never dropped implicitly.
-        Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
-        return reconcile_snapshots(self)
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
