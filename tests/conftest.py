@@ -44,11 +44,12 @@ def run_snap(*args: str, repo: str | os.PathLike[str] | None = None, cwd: str | 
                   proc.stdout)
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test its own ``$XDG_CACHE_HOME`` (where the indexes live), outside the trees it takes."""
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``$XDG_CACHE_HOME`` (where the indexes live) for the run, as a user has one, outside
+    the trees the tests take and away from the real one."""
     cache = tmp_path_factory.mktemp("xdg-cache")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    os.environ["XDG_CACHE_HOME"] = str(cache)
     return cache
 
 

@@ -519,6 +519,15 @@ class Repository:
             self.backend.delete(snapshot_name(snap.id))
         return freed
 
+    def follow_records(self) -> bool:
+        """For a long-lived reader (the mount): sync the index when the repository's snapshot
+        records are no longer those it holds (another process, user or host took or forgot
+        one). True when it synced."""
+        if self.record_ids() == self.index.snapshot_ids():
+            return False
+        self.sync()
+        return True
+
     def record_ids(self) -> set[str]:
         """Ids of the snapshot records in ``snapshots/`` (the truth)."""
         return {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
