@@ -288,9 +288,12 @@ class Repository:
                     if kind != "read":
                         raise
                     repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
-            if note:
+            building = note.startswith("no index")
+            if note and not building:
                 log.warning("snap: %s", note)
             report = repo.sync(wait=wait, command=command)
+            if building and report.changed:  # nothing to say about the empty index of a new repository
+                log.warning("snap: %s", note)
             if report.blobs_lost:
                 log.warning("snap: %d referenced blob(s) are in no pack (packs were lost): 'snap verify' names "
                             "what they belong to", report.blobs_lost)
