@@ -54,6 +54,21 @@ def run_snap(*args: str, repo: str | os.PathLike[str] | None = None, cwd: str | 
                   proc.stdout)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``$XDG_CACHE_HOME`` (where the indexes live) for the run, as a user has one, outside
+    the trees the tests take and away from the real one."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    return cache
+
+
+def cache_of(repo: Path) -> Path:
+    """This host's cache directory of the local repository at ``repo`` (its index is in ``index/``)."""
+    repo_id = json.loads((repo / "config.json").read_text())["id"]
+    return Path(os.environ["XDG_CACHE_HOME"]) / "snapstore" / repo_id
+
+
 @pytest.fixture
 def snap(tmp_path: Path) -> SnapRunner:
     """Run ``snap`` against a repository at tmp_path/repo (not created)."""

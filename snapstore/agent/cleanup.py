@@ -118,6 +118,9 @@ def forget_named(repo: Repository, specs: Iterable[str], *, prune: bool = False,
     ``repo`` must be open ``write`` (``exclusive`` with ``prune``, which runs gc at once)."""
     from snapstore.view.selectors import resolve_snapshot
 
+    # first: a write-only host's index holds only its own snapshots, so a name it cannot
+    # resolve would otherwise be reported as "no snapshot" instead of the key's limit
+    repo.require_full_key("forget snapshots")
     chosen = {}
     for spec in specs:
         try:

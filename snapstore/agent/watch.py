@@ -36,6 +36,7 @@ from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, FILE, SYMLINK, Entry
 from snapstore.ops.backup import Source, normalize_sources
 from snapstore.ops.excludes import Excludes, member_path
+from snapstore.ops.protected import protected_dirs
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
 
@@ -64,7 +65,7 @@ class _Compare:
         self.view = view
         self.excludes = Excludes(excludes)
         self.txn = txn
-        self.repo_dir = os.fsencode(os.path.realpath(repo.cache_dir))
+        self.repo_dirs = {real for real, _what in protected_dirs(repo)}
 
     def entry(self, path: bytes, member: bytes, st: os.stat_result, entry: Entry) -> str | None:
         """The first difference between the item at ``path`` and ``entry``, or None."""
@@ -78,12 +79,14 @@ class _Compare:
         if kind == FILE:
             if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
                 return f"{_show(member)}: modified"
-            cached = self.repo.index.get_file(self.txn, path)
-            if cached is not None:
-                size, mtime_ns, ctime_ns, inode, chunks = cached
-                if (size, mtime_ns, ctime_ns, inode) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) \
-                        or bytes(chunks) != entry.chunks:
-                    return f"{_show(member)}: modified (same size and mtime)"
+            # the files cache, by the rule take uses to skip reading: an entry that no longer
+            # proves the content (or proves other content) means a change; no entry at all
+            # (a hard link's second name, a file too new to cache) leaves size and mtime to decide
+            chunks = self.repo.index.unchanged_chunks(self.txn, path, st)
+            if chunks is None and self.repo.index.get_file(self.txn, path) is None:
+                return None
+            if chunks != entry.chunks:
+                return f"{_show(member)}: modified (same size and mtime)"
             return None
         return None
 
@@ -102,7 +105,7 @@ class _Compare:
                 child_member = dir_member + b"/" + name if dir_member else name
                 if self.excludes.match(child_member, name):
                     continue
-                if item.is_dir(follow_symlinks=False) and os.path.realpath(item.path) == self.repo_dir:
+                if item.is_dir(follow_symlinks=False) and os.path.realpath(item.path) in self.repo_dirs:
                     continue
                 names[name] = item
             stored = {e.name: e for e in self.view.listdir(dir_entry)}

@@ -49,9 +49,9 @@ class _Repo:
 
     @property
     def cache_dir(self) -> str:
-        from snapstore.repo.indexsync import remote_cache_dir
+        from snapstore.repo.index import cache_dir_for
 
-        return remote_cache_dir(self.id)
+        return cache_dir_for(self.id)
 
     def unlock(self, passwords: PasswordOptions, *, use_cache: bool = True) -> Unlocked:
         from snapstore.repo.keystore import unlock

@@ -51,7 +51,7 @@ from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
 from snapstore.ops.excludes import Excludes
 from snapstore.ops.protected import is_inside, protected_dirs
-from snapstore.repo.index import index_errors
+from snapstore.repo.index import CachedFile, Txn, index_errors
 from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
@@ -153,7 +153,7 @@ class _FileResult:
     size: int = 0
     read_bytes: int = 0
     error: str = ""
-    cache_value: bytes = b""
+    cache_value: CachedFile | None = None
     st: os.stat_result | None = None  # the file as its content was read (its metadata goes in the entry)
     st_before: os.stat_result | None = None  # as it was opened
     warning: str = ""  # still changing when read again
@@ -226,7 +226,7 @@ class Take:
         # files-cache entries go to LMDB in batches during the take, so memory does not grow with
         # the number of files; an entry is only trusted while its chunks are indexed, so writing
         # it before the snapshot commits is safe.
-        self.files_cache: dict[bytes, bytes] = {}
+        self.files_cache: dict[bytes, CachedFile] = {}
         self.hardlinks: dict[tuple[int, int], Future[_FileResult] | _FileResult] = {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
@@ -303,7 +303,7 @@ class Take:
             second.read_bytes += first.read_bytes
             return second
         second.read_bytes += first.read_bytes
-        second.cache_value = b""  # the next take reads it again
+        second.cache_value = None  # the next take reads it again
         second.warning = (f"{os.fsdecode(path)}: changed while it was read, twice; stored as read the second "
                           "time, which may mix old and new content")
         return second
@@ -353,8 +353,7 @@ class Take:
             return _FileResult(error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
         chunks = b"".join(refs)
         steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
-        cache = self.repo.index.encode_file(size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino, chunks) \
-            if steady and size == after.st_size and not self._racy(after) else b""
+        cache = CachedFile.of(after, chunks) if steady and size == after.st_size and not self._racy(after) else None
         return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache, st=after, st_before=before)
 
     def _racy(self, st: os.stat_result) -> bool:
@@ -449,7 +448,7 @@ class Take:
         yield from virtual(tree, b"")
         yield _Walked("leave")
 
-    def _dispatch(self, item: _Walked, txn: object) -> None:
+    def _dispatch(self, item: _Walked, txn: Txn) -> None:
         """Decide for a walked file: files-cache hit, shared hard link, or a read job."""
         st = item.st
         assert st is not None
@@ -465,12 +464,9 @@ class Take:
                 else:
                     item.future = seen
                 return
-        cached = self.repo.index.get_file(txn, item.path)  # type: ignore[arg-type]
+        cached = self.repo.index.unchanged_chunks(txn, item.path, st)
         if cached is not None:
-            size, mtime_ns, ctime_ns, inode, chunks = cached
-            if (size, mtime_ns, ctime_ns, inode) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) \
-                    and self._chunks_present(txn, chunks):
-                item.result = _FileResult(chunks=chunks, size=size)
+            item.result = _FileResult(chunks=cached, size=st.st_size)
         if item.result is None:
             if st.st_size < INLINE_FILE:
                 # A small file costs less to read here than to hand to a reader thread and back.
@@ -479,12 +475,6 @@ class Take:
                 item.future = self.readers.submit(self._read_file, item.path, st)
         if st.st_nlink > 1:
             self.hardlinks[(st.st_dev, st.st_ino)] = item.result or item.future  # type: ignore[assignment]
-
-    def _chunks_present(self, txn: object, chunks: bytes) -> bool:
-        step = CHUNK_REF.size
-        get = txn.get  # type: ignore[attr-defined]
-        db = self.repo.index.chunks
-        return all(get(chunks[i : i + 32], db=db) is not None for i in range(0, len(chunks), step))
 
     def _store_tree(self, entries: list[Entry]) -> bytes:
         data = encode_tree(entries)
@@ -536,7 +526,7 @@ class Take:
             if st.st_nlink > 1:
                 entry.hardlink = hash((st.st_dev, st.st_ino)) & 0x7FFFFFFFFFFFFFFF or 1
                 self.hardlinks[(st.st_dev, st.st_ino)] = _FileResult(chunks=result.chunks, size=result.size)
-            if result.cache_value and not item.shared:
+            if result.cache_value is not None and not item.shared:
                 self.files_cache[item.path] = result.cache_value
                 if len(self.files_cache) >= FILES_CACHE_BATCH:
                     self.repo.index.put_files(self.files_cache)

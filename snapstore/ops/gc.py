@@ -36,13 +36,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from snapstore import faults
 from snapstore.errors import ChunkUnreadable, FormatError, SnapError
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, remove_unfinished
 from snapstore.format.snapshot import Snapshot
-from snapstore.repo.index import ChunkLocation, Index, TxnCounts, index_errors
+from snapstore.repo.index import ChunkLocation, Index, Txn, TxnCounts, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink
 from snapstore.repo.refcount import drop_reference
 from snapstore.repo.repository import Repository, pack_name
@@ -150,12 +149,12 @@ def _candidates(repo: Repository, extra_dead: set[bytes]) -> dict[bytes, ChunkLo
     index = repo.index
     found: dict[bytes, ChunkLocation] = {}
     with index.read() as txn:
-        ids = set(index.iter_keys(txn, index.dead)) | extra_dead
+        ids = set(index.iter_dead(txn)) | extra_dead
         for blob_id in ids:
             loc = index.get_chunk(blob_id, txn)
             if loc is not None and (loc.refcount == 0 or blob_id in extra_dead):
                 found[blob_id] = loc
-        pending = list(index.iter_keys(txn, index.pending))
+        pending = list(index.iter_pending(txn))
     if pending:
         pending_set = set(pending)
         for pack in pending:
@@ -185,7 +184,7 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
         by_pack[loc.pack].append(blob_id)
     with repo.index.read() as txn:
         known_packs = {pack: size for pack, size, _count in repo.index.iter_packs(txn)}
-        pending = set(repo.index.iter_keys(txn, repo.index.pending))
+        pending = set(repo.index.iter_pending(txn))
     now = time.time()
     plans: list[PackPlan] = []
     for pack in sorted(set(by_pack) | pending):
@@ -259,18 +258,16 @@ def _delete_files(repo: Repository, names: list[str], result: GcResult, announce
     return True
 
 
-def _drop_pack(index: Index, txn: Any, pplan: PackPlan) -> int:
+def _drop_pack(index: Index, txn: Txn, pplan: PackPlan) -> int:
     """Remove a pack being deleted from the index, with its dead blobs (only where the index
     still locates them in this pack); returns how many blobs went."""
     removed = 0
     for entry in pplan.dead:
         loc = index.get_chunk(entry.id, txn)
         if loc is not None and loc.pack == pplan.pack and loc.offset == entry.offset:
-            txn.delete(entry.id, db=index.chunks)
-            txn.delete(entry.id, db=index.dead)
+            index.delete_chunk(txn, entry.id)
             removed += 1
-    txn.delete(pplan.pack, db=index.packs)
-    txn.delete(pplan.pack, db=index.pending)
+    index.delete_pack(txn, pplan.pack)
     return removed
 
 
@@ -285,11 +282,11 @@ def _free_dead_packs(repo: Repository, plan: GcPlan, result: GcResult, announced
         # pending packs that are kept whole are no longer "pending": their take is over
         for pplan in plan.packs:
             if pplan.action == "keep":
-                txn.delete(pplan.pack, db=index.pending)
+                index.clear_pending(txn, pplan.pack)
                 for entry in pplan.dead:  # stay marked so that a later gc finds them
                     loc = index.get_chunk(entry.id, txn)
                     if loc is not None and loc.pack == pplan.pack and loc.refcount == 0:
-                        txn.put(entry.id, b"", db=index.dead)
+                        index.set_dead(txn, entry.id, True)
     faults.crash_point("gc-after-free")
     doomed = [pack_name(p.pack) for p in plan.to_delete] + [name for name, _size in plan.orphans]
     if _delete_files(repo, doomed, result, announced):
@@ -328,12 +325,12 @@ def _rewrite(repo: Repository, plan: GcPlan, result: GcResult, announced: list[s
         with index_errors("moving rewritten blobs in the index", index), index.write() as txn:
             counts = TxnCounts(index, txn)
             for pack in written:
-                txn.put(pack.id, index.pack_value(pack.size, len(pack.entries)), db=index.packs)
+                index.put_pack(txn, pack.id, pack.size, len(pack.entries))
                 for entry in pack.entries:
                     old = counts.location(entry.id)
                     new = ChunkLocation(pack.id, entry.offset, entry.stored_len, entry.raw_len, entry.type,
                                         entry.compression, old.refcount)
-                    txn.put(entry.id, new.pack_value(), db=index.chunks)
+                    index.put_chunk(txn, entry.id, new)
             for pplan in rewritten:
                 result.blobs_removed += _drop_pack(index, txn, pplan)
         sink.mark_committed()

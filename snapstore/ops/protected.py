@@ -4,7 +4,7 @@ A take of ``/`` (or of a directory holding the repository) would otherwise store
 repository inside itself, and a restore with ``--overwrite`` into a repository would replace
 its ``config.json`` and packs with files of a snapshot, after which no command opens it. Both
 sides ask this module: :func:`protected_dirs` names the repository being used, its local cache
-and the cache root of every remote repository (``~/.cache/snapstore``);
+and the cache root of every repository (``~/.cache/snapstore``);
 :func:`repository_holding` finds any other repository a path lies in.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from snapstore.repo.indexsync import cache_root
+from snapstore.repo.index import cache_root
 
 #: What a directory must hold to be treated as a repository (``snap init`` makes all three).
 REPOSITORY_MARKS = ("config.json", "packs", "snapshots")

@@ -42,8 +42,7 @@ def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[b
         for blob_id, loc in repo.index.iter_chunks(txn):
             stored[blob_id] = loc.refcount
             types[blob_id] = loc.type
-        with txn.cursor(db=repo.index.snapshots) as cur:
-            snapshots = [Snapshot.from_bytes(bytes(v)) for _k, v in cur]
+        snapshots = [Snapshot.from_bytes(raw) for raw in repo.index.snapshot_records(txn)]
     fresh = _FreshCounts(types)
 
     def children(tree_id: bytes) -> list[bytes]:

@@ -115,7 +115,7 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
         for blob_id, loc in index.iter_chunks(txn):
             by_pack[loc.pack][blob_id] = (loc.offset, loc.stored_len)
         known_packs = {p: size for p, size, _c in index.iter_packs(txn)}
-        pending = set(index.iter_keys(txn, index.pending))
+        pending = set(index.iter_pending(txn))
     report.blobs = sum(len(v) for v in by_pack.values())
     report.packs = len(known_packs)
     missing_blobs: set[bytes] = set()

@@ -1,6 +1,6 @@
-"""The LMDB index: every piece of LMDB code lives here.
+"""The LMDB index: every piece of LMDB code lives here, behind typed methods.
 
-Named databases (keys and values are bytes):
+Named databases (keys and values are bytes)::
 
     chunks     blob id (32)  -> pack id (16) | u64 offset | u32 stored_len | u32 raw_len
                                 | u8 type | u8 compression | u32 refcount
@@ -9,32 +9,60 @@ Named databases (keys and values are bytes):
     dead       blob id (32)  -> b""   blobs whose refcount dropped to zero (gc candidates)
     snapshots  snapshot id (hex, ascii) -> the snapshot record (JSON)
     pins       snapshot id (hex, ascii) -> b""
-    files      absolute path (bytes) -> msgpack [size, mtime_ns, ctime_ns, inode, chunk refs]
-    meta       key -> value (index version, ...)
+    filecache  BLAKE3-128 of the absolute path (16) -> msgpack [size, mtime_ns, ctime_ns, inode, chunk refs]
+    meta       key -> value (``version``: the index layout, :data:`INDEX_VERSION`)
 
-The index is a cache of what the backend holds: ``snap repair index`` rebuilds it from the
-packs and snapshot records. Writers commit in one transaction, so a reader never sees half a
-snapshot.
+The files cache is keyed by a fixed-size hash of the path, so a path of any length works (LMDB
+keys stop at 511 bytes) and the key size does not grow with the paths. An entry proves a file
+unchanged only through :meth:`Index.unchanged_chunks`, the one rule take and watch share.
+
+The index is a cache of what the backend holds: it is rebuilt from the packs and snapshot
+records when missing, and ``snap repair index`` rebuilds it on demand. Its layout has its own
+version, independent of the repository format: version 1 kept the files cache in a ``files``
+database keyed by the raw path; an index of version 1 is re-keyed in place when opened for
+writing. Writers commit in one
+transaction, so a reader never sees half a snapshot. Callers get transactions from
+:meth:`Index.read` / :meth:`Index.write` and pass them to the typed methods; they never name a
+database.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 import lmdb
 import msgpack
 
 from snapstore.errors import FormatError, NoSpace, RepositoryDamaged, SnapError
+from snapstore.format.chunker import ID_SIZE
+from snapstore.format.tree import CHUNK_REF
 
 CHUNK_VALUE = struct.Struct("<16sQIIBBI")
 PACK_VALUE = struct.Struct("<QI")
-INDEX_VERSION = b"1"
+INDEX_VERSION = 2
+FILE_KEY_SIZE = 16  # BLAKE3-128 of the path: collisions would also need equal size, times and inode
 MAP_SIZE = 1 << 40  # address space only; the file grows with use
+
+Txn = lmdb.Transaction
+
+
+def cache_root() -> str:
+    """``$XDG_CACHE_HOME/snapstore`` (``~/.cache/snapstore``): this user's caches of every repository."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "snapstore")
+
+
+def cache_dir_for(repo_id: str) -> str:
+    """Where this host keeps a repository's index: ``$XDG_CACHE_HOME/snapstore/<repository id>``
+    (``~/.cache/snapstore/<id>``)."""
+    return os.path.join(cache_root(), repo_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +86,54 @@ class ChunkLocation:
             raise FormatError("malformed chunk index record")
         return cls(*CHUNK_VALUE.unpack(raw))
 
+    def with_refcount(self, value: int) -> ChunkLocation:
+        return ChunkLocation(self.pack, self.offset, self.stored_len, self.raw_len, self.type, self.compression,
+                             value)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """A files-cache entry: the stat of a file when it was read, and its chunk refs."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    chunks: bytes  # concatenated CHUNK_REF records
+
+    def encode(self) -> bytes:
+        return msgpack.packb([self.size, self.mtime_ns, self.ctime_ns, self.inode, self.chunks], use_bin_type=True)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedFile | None:
+        try:
+            value = msgpack.unpackb(raw)
+        except Exception:  # a damaged entry is only a cache miss
+            return None
+        if not (isinstance(value, list) and len(value) == 5 and isinstance(value[4], bytes)):
+            return None
+        return cls(*value)
+
+    @classmethod
+    def of(cls, st: os.stat_result, chunks: bytes) -> CachedFile:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, chunks)
+
+    def matches(self, st: os.stat_result) -> bool:
+        # ctime too: a file rewritten with its old mtime restored (touch -r, rsync) has a new ctime
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode) == \
+            (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def file_key(path: bytes) -> bytes:
+    """The files-cache key of an absolute path."""
+    return blake3.blake3(path).digest(length=FILE_KEY_SIZE)
+
+
+def chunk_ids(refs: bytes) -> Iterator[bytes]:
+    """The blob ids in concatenated CHUNK_REF records."""
+    for i in range(0, len(refs), CHUNK_REF.size):
+        yield refs[i : i + ID_SIZE]
+
 
 class Index:
     """An open LMDB environment with snapstore's named databases."""
@@ -77,55 +153,124 @@ class Index:
             )
         except lmdb.Error as exc:
             raise RepositoryDamaged(f"cannot open index {path}: {exc}") from None
+        self.path = path
         if not readonly:
             self.env.reader_check()
         create = not readonly
-        self.chunks = self.env.open_db(b"chunks", create=create)
-        self.packs = self.env.open_db(b"packs", create=create)
-        self.pending = self.env.open_db(b"pending", create=create)
-        self.dead = self.env.open_db(b"dead", create=create)
-        self.snapshots = self.env.open_db(b"snapshots", create=create)
-        self.pins = self.env.open_db(b"pins", create=create)
-        self.files = self.env.open_db(b"files", create=create)
-        self.meta = self.env.open_db(b"meta", create=create)
+        self._chunks = self.env.open_db(b"chunks", create=create)
+        self._packs = self.env.open_db(b"packs", create=create)
+        self._pending = self.env.open_db(b"pending", create=create)
+        self._dead = self.env.open_db(b"dead", create=create)
+        self._snapshots = self.env.open_db(b"snapshots", create=create)
+        self._pins = self.env.open_db(b"pins", create=create)
+        # version 1 had a ``files`` database keyed by raw paths; ``filecache`` replaces it
+        self._files = self.env.open_db(b"filecache", create=create)
+        self._meta = self.env.open_db(b"meta", create=create)
         if not readonly:
-            with self.env.begin(write=True) as txn:
-                if txn.get(b"version", db=self.meta) is None:
-                    txn.put(b"version", INDEX_VERSION, db=self.meta)
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring an index of an older layout to :data:`INDEX_VERSION` (it is a cache: what
+        cannot be carried over is dropped and refills by use)."""
+        with self.env.begin() as txn:
+            raw = txn.get(b"version", db=self._meta)
+        version = int(raw) if raw is not None and bytes(raw).isdigit() else None
+        if version == INDEX_VERSION:
+            return
+        if version == 1:
+            self._rekey_files_cache()
+        with self.env.begin(write=True) as txn:
+            if version not in (None, 1):  # a layout this code does not know: start the files cache afresh
+                txn.drop(self._files, delete=False)
+            txn.put(b"version", str(INDEX_VERSION).encode(), db=self._meta)
+
+    def _rekey_files_cache(self) -> None:
+        """Version 1 -> 2: copy the raw-path ``files`` entries to ``filecache`` under their
+        hashed keys, in batches (memory stays bounded); killed half way, the next open redoes it."""
+        old = self.env.open_db(b"files", create=True)
+        after = b""
+        while True:
+            with self.env.begin(write=True) as txn, txn.cursor(db=old) as cur:
+                found = cur.set_range(after) if after else cur.first()
+                batch = 0
+                while found and batch < 10_000:
+                    key = bytes(cur.key())
+                    if key != after:
+                        txn.put(file_key(key), bytes(cur.value()), db=self._files)
+                        batch += 1
+                        after = key
+                    found = cur.next()
+            if batch == 0:
+                break
+        with self.env.begin(write=True) as txn:
+            txn.drop(old, delete=True)
+
+    def version(self) -> int | None:
+        with self.env.begin() as txn:
+            raw = txn.get(b"version", db=self._meta)
+        return int(raw) if raw is not None and bytes(raw).isdigit() else None
 
     def close(self) -> None:
         self.env.close()
 
-    def read(self) -> lmdb.Transaction:
+    def read(self) -> Txn:
         return self.env.begin(buffers=False)
 
-    def write(self) -> lmdb.Transaction:
+    def write(self) -> Txn:
         return self.env.begin(write=True)
 
     # -- chunks ---------------------------------------------------------------------------
-    def get_chunk(self, blob_id: bytes, txn: lmdb.Transaction | None = None) -> ChunkLocation | None:
+    def get_chunk(self, blob_id: bytes, txn: Txn | None = None) -> ChunkLocation | None:
         found: bytes | memoryview | None
         if txn is None:
             with self.env.begin() as own:
-                found = own.get(blob_id, db=self.chunks)
+                found = own.get(blob_id, db=self._chunks)
         else:
-            found = txn.get(blob_id, db=self.chunks)
+            found = txn.get(blob_id, db=self._chunks)
         return None if found is None else ChunkLocation.unpack(bytes(found))
 
     def has_chunk(self, blob_id: bytes) -> bool:
         with self.env.begin() as txn:
-            return txn.get(blob_id, db=self.chunks) is not None
+            return txn.get(blob_id, db=self._chunks) is not None
 
+    def put_chunk(self, txn: Txn, blob_id: bytes, loc: ChunkLocation) -> None:
+        txn.put(blob_id, loc.pack_value(), db=self._chunks)
+
+    def delete_chunk(self, txn: Txn, blob_id: bytes) -> None:
+        """Forget a blob (and its dead mark)."""
+        txn.delete(blob_id, db=self._chunks)
+        txn.delete(blob_id, db=self._dead)
+
+    def set_dead(self, txn: Txn, blob_id: bytes, dead: bool) -> None:
+        if dead:
+            txn.put(blob_id, b"", db=self._dead)
+        else:
+            txn.delete(blob_id, db=self._dead)
+
+    def iter_chunks(self, txn: Txn) -> Iterator[tuple[bytes, ChunkLocation]]:
+        with txn.cursor(db=self._chunks) as cur:
+            for key, value in cur:
+                yield bytes(key), ChunkLocation.unpack(bytes(value))
+
+    def iter_dead(self, txn: Txn) -> Iterator[bytes]:
+        yield from self._keys(txn, self._dead)
+
+    def chunks_indexed(self, txn: Txn, refs: bytes) -> bool:
+        """Whether every blob of concatenated CHUNK_REF records is indexed."""
+        get, db = txn.get, self._chunks
+        return all(get(blob_id, db=db) is not None for blob_id in chunk_ids(refs))
+
+    # -- packs ----------------------------------------------------------------------------
     def add_pack(self, pack: bytes, size: int, entries: list[Any], *, pending: bool) -> None:
         """Index a finished pack's blobs with refcount 0 (they become live when referenced)."""
         with self.env.begin(write=True) as txn:
-            txn.put(pack, PACK_VALUE.pack(size, len(entries)), db=self.packs)
+            self.put_pack(txn, pack, size, len(entries))
             if pending:
-                txn.put(pack, b"", db=self.pending)
+                txn.put(pack, b"", db=self._pending)
             for e in entries:
-                if txn.get(e.id, db=self.chunks) is None:
+                if txn.get(e.id, db=self._chunks) is None:
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, 0)
-                    txn.put(e.id, loc.pack_value(), db=self.chunks)
+                    txn.put(e.id, loc.pack_value(), db=self._chunks)
 
     def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[Any]]]) -> None:
         """Un-index packs that no commit refers to (a take or copy that failed part way): the
@@ -133,85 +278,119 @@ class Index:
         with self.env.begin(write=True) as txn:
             for pack, entries in packs:
                 for e in entries:
-                    raw = txn.get(e.id, db=self.chunks)
-                    if raw is not None:
-                        loc = ChunkLocation.unpack(bytes(raw))
-                        if loc.pack == pack and loc.refcount == 0:
-                            txn.delete(e.id, db=self.chunks)
-                            txn.delete(e.id, db=self.dead)
-                txn.delete(pack, db=self.packs)
-                txn.delete(pack, db=self.pending)
+                    loc = self.get_chunk(e.id, txn)
+                    if loc is not None and loc.pack == pack and loc.refcount == 0:
+                        self.delete_chunk(txn, e.id)
+                self.delete_pack(txn, pack)
 
-    def iter_chunks(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, ChunkLocation]]:
-        with txn.cursor(db=self.chunks) as cur:
-            for key, value in cur:
-                yield bytes(key), ChunkLocation.unpack(bytes(value))
+    def put_pack(self, txn: Txn, pack: bytes, size: int, count: int) -> None:
+        txn.put(pack, PACK_VALUE.pack(size, count), db=self._packs)
 
-    def iter_packs(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, int, int]]:
-        with txn.cursor(db=self.packs) as cur:
+    def has_pack(self, txn: Txn, pack: bytes) -> bool:
+        return txn.get(pack, db=self._packs) is not None
+
+    def delete_pack(self, txn: Txn, pack: bytes) -> None:
+        """Forget a pack (and its pending mark); its blobs are the caller's business."""
+        txn.delete(pack, db=self._packs)
+        txn.delete(pack, db=self._pending)
+
+    def clear_pending(self, txn: Txn, pack: bytes) -> None:
+        txn.delete(pack, db=self._pending)
+
+    def iter_packs(self, txn: Txn) -> Iterator[tuple[bytes, int, int]]:
+        with txn.cursor(db=self._packs) as cur:
             for key, value in cur:
                 size, count = PACK_VALUE.unpack(value)
                 yield bytes(key), size, count
 
-    def iter_keys(self, txn: lmdb.Transaction, db: Any) -> Iterator[bytes]:
-        with txn.cursor(db=db) as cur:
-            for key in cur.iternext(keys=True, values=False):
-                yield bytes(key)
+    def iter_pending(self, txn: Txn) -> Iterator[bytes]:
+        yield from self._keys(txn, self._pending)
 
     # -- snapshots ------------------------------------------------------------------------
-    def snapshot_records(self) -> list[bytes]:
-        with self.env.begin() as txn, txn.cursor(db=self.snapshots) as cur:
+    def has_snapshot(self, txn: Txn, snap_id: str) -> bool:
+        return txn.get(snap_id.encode(), db=self._snapshots) is not None
+
+    def get_snapshot(self, txn: Txn, snap_id: str) -> bytes | None:
+        raw = txn.get(snap_id.encode(), db=self._snapshots)
+        return None if raw is None else bytes(raw)
+
+    def put_snapshot(self, txn: Txn, snap_id: str, record: bytes) -> None:
+        txn.put(snap_id.encode(), record, db=self._snapshots)
+
+    def delete_snapshot(self, txn: Txn, snap_id: str) -> None:
+        """Drop a snapshot record and its pin (references are the caller's business)."""
+        txn.delete(snap_id.encode(), db=self._snapshots)
+        txn.delete(snap_id.encode(), db=self._pins)
+
+    def snapshot_ids(self, txn: Txn | None = None) -> set[str]:
+        if txn is None:
+            with self.env.begin() as own:
+                return {k.decode() for k in self._keys(own, self._snapshots)}
+        return {k.decode() for k in self._keys(txn, self._snapshots)}
+
+    def snapshot_records(self, txn: Txn | None = None) -> list[bytes]:
+        if txn is None:
+            with self.env.begin() as own, own.cursor(db=self._snapshots) as cur:
+                return [bytes(v) for _k, v in cur]
+        with txn.cursor(db=self._snapshots) as cur:
             return [bytes(v) for _k, v in cur]
 
-    def pinned(self) -> set[str]:
-        with self.env.begin() as txn:
-            return {k.decode() for k in self.iter_keys(txn, self.pins)}
+    def set_pin(self, txn: Txn, snap_id: str, pinned: bool) -> None:
+        if pinned:
+            txn.put(snap_id.encode(), b"", db=self._pins)
+        else:
+            txn.delete(snap_id.encode(), db=self._pins)
+
+    def pinned(self, txn: Txn | None = None) -> set[str]:
+        if txn is None:
+            with self.env.begin() as own:
+                return {k.decode() for k in self._keys(own, self._pins)}
+        return {k.decode() for k in self._keys(txn, self._pins)}
 
     # -- files cache ----------------------------------------------------------------------
-    def get_file(self, txn: lmdb.Transaction, path: bytes) -> list[Any] | None:
-        raw = txn.get(path, db=self.files)
-        if raw is None:
-            return None
-        try:
-            value = msgpack.unpackb(raw)
-        except Exception:
-            return None
-        return value if isinstance(value, list) and len(value) == 5 else None
+    def get_file(self, txn: Txn, path: bytes) -> CachedFile | None:
+        raw = txn.get(file_key(path), db=self._files)
+        return None if raw is None else CachedFile.decode(bytes(raw))
 
-    @staticmethod
-    def pack_value(size: int, count: int) -> bytes:
-        return PACK_VALUE.pack(size, count)
+    def unchanged_chunks(self, txn: Txn, path: bytes, st: os.stat_result) -> bytes | None:
+        """The chunk refs of the file at ``path`` when the files cache proves it unchanged since
+        they were stored: an entry whose size, mtime, ctime and inode equal ``st`` and whose
+        chunks are all still indexed. None otherwise. Take (skip reading) and watch (no change)
+        both decide with this one rule."""
+        cached = self.get_file(txn, path)
+        if cached is None or not cached.matches(st) or not self.chunks_indexed(txn, cached.chunks):
+            return None
+        return cached.chunks
+
+    def put_files(self, entries: dict[bytes, CachedFile], txn: Txn | None = None) -> None:
+        """Write files-cache entries (absolute path -> entry), in ``txn`` or a transaction of their own."""
+        if txn is None:
+            with self.env.begin(write=True) as own:
+                self.put_files(entries, own)
+            return
+        for path, entry in entries.items():
+            txn.put(file_key(path), entry.encode(), db=self._files)
 
     def prune_files_cache(self) -> int:
         """Drop files-cache entries whose chunks are no longer all indexed (gc removed some).
         Such an entry could never be used again; this keeps the cache from growing forever."""
         stale: list[bytes] = []
-        with self.env.begin() as txn, txn.cursor(db=self.files) as cur:
+        with self.env.begin() as txn, txn.cursor(db=self._files) as cur:
             for key, raw in cur:
-                try:
-                    value = msgpack.unpackb(raw)
-                    chunks = value[4]
-                    ok = all(txn.get(chunks[i : i + 32], db=self.chunks) is not None
-                             for i in range(0, len(chunks), 36))
-                except Exception:
-                    ok = False
-                if not ok:
+                cached = CachedFile.decode(bytes(raw))
+                if cached is None or not self.chunks_indexed(txn, cached.chunks):
                     stale.append(bytes(key))
         if stale:
             with self.env.begin(write=True) as txn:
                 for key in stale:
-                    txn.delete(key, db=self.files)
+                    txn.delete(key, db=self._files)
         return len(stale)
 
-    def put_files(self, entries: dict[bytes, bytes]) -> None:
-        """Write files-cache entries (path -> encoded value) in one transaction."""
-        with self.env.begin(write=True) as txn:
-            for path, value in entries.items():
-                txn.put(path, value, db=self.files)
-
     @staticmethod
-    def encode_file(size: int, mtime_ns: int, ctime_ns: int, inode: int, chunks: bytes) -> bytes:
-        return msgpack.packb([size, mtime_ns, ctime_ns, inode, chunks], use_bin_type=True)
+    def _keys(txn: Txn, db: Any) -> Iterator[bytes]:
+        with txn.cursor(db=db) as cur:
+            for key in cur.iternext(keys=True, values=False):
+                yield bytes(key)
 
 
 @contextmanager
@@ -240,10 +419,94 @@ def _nearly_full(index: Index) -> bool:
     return st.f_bavail * st.f_frsize < 1024 * 1024
 
 
+_META_PAGE = struct.Struct("<16xII8x8xI44x48xQQ")  # magic, version, page size, last page, txn id
+LMDB_MAGIC = 0xBEEFC0DE
+
+
+def check_file(path: str) -> str:
+    """Why the LMDB file at ``path`` cannot be mapped safely ("" when it can). LMDB maps the
+    file and trusts its meta pages: pages past the end of a truncated file fault with SIGBUS
+    when touched, so the meta pages are read and checked against the size first."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(2 * 65536)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if size < 2 * 4096 or len(head) < _META_PAGE.size:
+        return f"truncated ({size} bytes)"
+    best: tuple[int, int, int] | None = None  # (txn id, page size, last page) of the newer meta
+    magic, _version, psize, _last, _txnid = _META_PAGE.unpack_from(head, 0)
+    if magic != LMDB_MAGIC or psize < 512 or psize > 65536 or psize & (psize - 1):
+        return "not an LMDB file"
+    for at in (0, psize):
+        if at + _META_PAGE.size > len(head):
+            return f"truncated ({size} bytes)"
+        magic, _version, _psize, last, txnid = _META_PAGE.unpack_from(head, at)
+        if magic == LMDB_MAGIC and (best is None or txnid > best[0]):
+            best = (txnid, psize, last)
+    assert best is not None
+    _txnid, psize, last = best
+    if size < (last + 1) * psize:
+        return f"truncated ({size} bytes, its pages need {(last + 1) * psize})"
+    return ""
+
+
+def open_index(cache_dir: str, *, legacy: str | None = None) -> tuple[Index, str, bool]:
+    """The index in ``<cache_dir>/index``, a one-line note of what had to be done ("" when
+    it was there and sound), and whether it is new (empty: to be built). An index that older
+    versions kept at ``legacy`` (``<repo>/index`` of a local repository) is moved here (copied
+    when it cannot be moved; it is then left where it was). An index that cannot be mapped
+    safely (truncated, unreadable) is moved to ``<cache_dir>/damaged/`` and an empty one takes
+    its place: the caller rebuilds it from the packs and records. The caller holds the cache's ``sync`` lock."""
+    where = os.path.join(cache_dir, "index")
+    data = os.path.join(where, "data.mdb")
+    note = ""
+    if not os.path.exists(data) and legacy is not None and os.path.exists(os.path.join(legacy, "data.mdb")):
+        note = _adopt(legacy, where)
+    if os.path.exists(data):
+        problem = check_file(data)
+        if problem:
+            aside = os.path.join(cache_dir, "damaged", f"index-{os.getpid()}-{os.urandom(4).hex()}")
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.rename(where, aside)
+            note = f"the index in {where} is {problem}: moved to {aside}, rebuilding it from the packs and records"
+    fresh = not os.path.exists(data)
+    os.makedirs(where, exist_ok=True)
+    index = Index(where)
+    if fresh and not note:
+        note = f"no index in {where}: building it from the packs and records"
+    return index, note, fresh
+
+
+def _adopt(legacy: str, where: str) -> str:
+    """Move (or copy) an index from where older versions kept it."""
+    os.makedirs(os.path.dirname(where), exist_ok=True)
+    if check_file(os.path.join(legacy, "data.mdb")):
+        return ""  # not worth carrying over: the caller builds a new one
+    try:
+        os.rename(legacy, where)
+        return f"moved the index from {legacy} to {where}"
+    except OSError:
+        pass  # another filesystem, or a repository we may not change
+    try:
+        env = lmdb.open(legacy, readonly=True, lock=False, subdir=True, max_dbs=16)
+        try:
+            os.makedirs(where, exist_ok=True)
+            env.copy(where, compact=True)
+        finally:
+            env.close()
+    except (lmdb.Error, OSError):
+        shutil.rmtree(where, ignore_errors=True)
+        return ""
+    shutil.rmtree(legacy, ignore_errors=True)
+    return f"copied the index from {legacy} to {where}"
+
+
 class TxnCounts:
     """The refcount store of :mod:`snapstore.repo.refcount` over one write transaction."""
 
-    def __init__(self, index: Index, txn: lmdb.Transaction) -> None:
+    def __init__(self, index: Index, txn: Txn) -> None:
         self.index = index
         self.txn = txn
         # refcount.py asks count / set_count / is_tree of one id in a row: a small cache serves
@@ -271,10 +534,11 @@ class TxnCounts:
 
     def set_count(self, blob_id: bytes, value: int) -> None:
         loc = self.location(blob_id)
-        new = ChunkLocation(loc.pack, loc.offset, loc.stored_len, loc.raw_len, loc.type, loc.compression, value)
+        new = loc.with_refcount(value)
         self._cache[blob_id] = new
-        self.txn.put(blob_id, new.pack_value(), db=self.index.chunks)
+        self.index.put_chunk(self.txn, blob_id, new)
         if value == 0:
-            self.txn.put(blob_id, b"", db=self.index.dead)
+            self.index.set_dead(self.txn, blob_id, True)
         elif loc.refcount == 0:
-            self.txn.delete(blob_id, db=self.index.dead)
+            self.index.set_dead(self.txn, blob_id, False)
+

@@ -1,7 +1,7 @@
 """Bringing the LMDB index in line with the repository files: one set of steps for three jobs.
 
-- ``sync_index`` (remote repositories, at every open): the bucket holds the truth and other
-  hosts change it, so the local cache follows it:
+- ``sync_index`` (every repository, at every open): the repository's files hold the truth and
+  other processes, users and hosts change them, so this host's index (a cache) follows them:
 
   1. snapshot records that vanished (forgotten by another host) leave the index, releasing
      their references (trees that can no longer be read are skipped: their counts stay high,
@@ -15,8 +15,9 @@
   5. records the index does not know are added with their references (rolled forward);
   6. pins follow ``pins.json``; new blobs nothing references are marked dead for gc.
 
-- ``reconcile_snapshots`` (local repositories, when a writer opens): step 5, and a record the
-  directory lacks is written back from the index (locally, snapshots never vanish implicitly).
+  Step 5 also rolls forward a take killed between writing its record and committing its index
+  transaction, and an empty index (missing, or set aside as damaged) is built by steps 3, 5
+  and 6.
 
 - ``snapstore.ops.repair.repair_index``: steps 3, 5 and 6 into an empty index.
 
@@ -26,22 +27,44 @@ is finished by the next one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from snapstore.errors import ChunkUnreadable, FormatError
+from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BlobEntry
 from snapstore.format.snapshot import Snapshot
-from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.host import host_name
+from snapstore.repo.index import ChunkLocation, Index, Txn, TxnCounts
 from snapstore.repo.refcount import add_reference, drop_reference
-
-if TYPE_CHECKING:
-    from snapstore.repo.repository import Repository
+from snapstore.storage.backend import Backend
 
 TABLE_READERS = 8
+
+
+class Repository(Protocol):
+    """What these steps need of a repository (the facade in :mod:`snapstore.repo.repository`
+    is one; it imports this module, never the other way round)."""
+
+    backend: Backend
+    index: Index
+
+    def tree_children(self, tree_id: bytes) -> list[bytes]: ...
+
+    def read_pack_table(self, pack: bytes, size: int | None = None) -> list[BlobEntry]: ...
+
+    def record_ids(self) -> set[str]: ...
+
+    @property
+    def can_read(self) -> bool: ...
+
+    def load_record(self, snap_id: str) -> Snapshot: ...
+
+    def read_pins(self) -> set[str] | None: ...
+
+    def forget_intents(self) -> dict[str, set[str]]: ...
 
 
 @dataclass
@@ -62,6 +85,7 @@ class SyncReport:
     bad_packs: list[tuple[str, int]] = field(default_factory=list)  # (name, size) whose table is unreadable
     bad_records: list[str] = field(default_factory=list)  # record files that do not parse or match their name
     notes: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)  # notes on this host's takes rolled forward
 
     @property
     def changed(self) -> bool:
@@ -75,8 +99,8 @@ class SyncReport:
 class TolerantCounts(TxnCounts):
     """Counts that skip blobs the index does not have (and remember them)."""
 
-    def __init__(self, index: Index, txn: object) -> None:
-        super().__init__(index, txn)  # type: ignore[arg-type]
+    def __init__(self, index: Index, txn: Txn) -> None:
+        super().__init__(index, txn)
         self.missing: set[bytes] = set()
 
     def count(self, blob_id: bytes) -> int:
@@ -92,18 +116,6 @@ class TolerantCounts(TxnCounts):
 
     def is_tree(self, blob_id: bytes) -> bool:
         return blob_id not in self.missing and super().is_tree(blob_id)
-
-
-def pack_id_of(name: str) -> bytes | None:
-    """The pack id of a ``packs/xx/<hex>.pack`` name, or None for anything else."""
-    stem = name.rsplit("/", 1)[-1]
-    if not stem.endswith(".pack"):
-        return None
-    try:
-        pack = bytes.fromhex(stem[: -len(".pack")])
-    except ValueError:
-        return None
-    return pack if len(pack) == 16 else None
 
 
 def tolerant_children(repo: Repository) -> Callable[[bytes], list[bytes]]:
@@ -143,17 +155,17 @@ def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEn
     added: set[bytes] = set()
     for pack, size, entries in tables:
         with index.write() as txn:
-            if txn.get(pack, db=index.packs) is not None:
+            if index.has_pack(txn, pack):
                 continue
-            txn.put(pack, index.pack_value(size, len(entries)), db=index.packs)
+            index.put_pack(txn, pack, size, len(entries))
             for e in entries:
-                if txn.get(e.id, db=index.chunks) is not None:
+                if index.get_chunk(e.id, txn) is not None:
                     report.duplicate_blobs += 1
                     continue
                 old = remembered.pop(e.id, None)
                 count = old.refcount if old is not None else 0
                 loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, count)
-                txn.put(e.id, loc.pack_value(), db=index.chunks)
+                index.put_chunk(txn, e.id, loc)
                 if old is not None:
                     report.blobs_relocated += 1
                 else:
@@ -173,11 +185,9 @@ def drop_packs(index: Index, packs: set[bytes]) -> dict[bytes, ChunkLocation]:
             if loc.pack in packs:
                 lost[blob_id] = loc
         for blob_id in lost:
-            txn.delete(blob_id, db=index.chunks)
-            txn.delete(blob_id, db=index.dead)
+            index.delete_chunk(txn, blob_id)
         for pack in packs:
-            txn.delete(pack, db=index.packs)
-            txn.delete(pack, db=index.pending)
+            index.delete_pack(txn, pack)
     return lost
 
 
@@ -187,7 +197,7 @@ def mark_dead(index: Index, ids: Iterable[bytes]) -> None:
         for blob_id in ids:
             loc = index.get_chunk(blob_id, txn)
             if loc is not None and loc.refcount == 0:
-                txn.put(blob_id, b"", db=index.dead)
+                index.set_dead(txn, blob_id, True)
 
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -199,14 +209,14 @@ def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], rep
     for snap in records:
         root = bytes.fromhex(snap.root)
         with index.write() as txn:
-            if txn.get(snap.id.encode(), db=index.snapshots) is not None:
+            if index.has_snapshot(txn, snap.id):
                 continue
             if require_root and index.get_chunk(root, txn) is None:
                 report.skipped_records.append(snap.id)
                 continue
             counts = TolerantCounts(index, txn)
             add_reference(counts, root, children)
-            txn.put(snap.id.encode(), snap.to_bytes(), db=index.snapshots)
+            index.put_snapshot(txn, snap.id, snap.to_bytes())
         report.snapshots_added.append(snap.id)
         if counts.missing:
             report.incomplete_snapshots.append(snap.id)
@@ -229,14 +239,13 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
 
     for snap_id in snap_ids:
         with index.write() as txn:
-            raw = txn.get(snap_id.encode(), db=index.snapshots)
+            raw = index.get_snapshot(txn, snap_id)
             if raw is None:
                 continue
-            snap = Snapshot.from_bytes(bytes(raw))
+            snap = Snapshot.from_bytes(raw)
             if repo.can_read:  # a write-only host keeps no reference counts (it never runs gc)
                 drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
-            txn.delete(snap_id.encode(), db=index.snapshots)
-            txn.delete(snap_id.encode(), db=index.pins)
+            index.delete_snapshot(txn, snap_id)
         report.snapshots_dropped.append(snap_id)
     return bool(unreadable)
 
@@ -267,19 +276,17 @@ def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation]) ->
         for blob_id, loc in list(index.iter_chunks(txn)):
             value = values.get(blob_id, 0)
             if value != loc.refcount:
-                txn.put(blob_id, replace(loc, refcount=value).pack_value(), db=index.chunks)
+                index.put_chunk(txn, blob_id, replace(loc, refcount=value))
                 if value == 0:
-                    txn.put(blob_id, b"", db=index.dead)
+                    index.set_dead(txn, blob_id, True)
                 elif loc.refcount == 0:
-                    txn.delete(blob_id, db=index.dead)
+                    index.set_dead(txn, blob_id, False)
     for blob_id, loc in list(lost.items()):
         lost[blob_id] = replace(loc, refcount=values.get(blob_id, 0))
 
 
 def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> list[Snapshot]:
     """The records with these ids from the repository (unreadable ones noted and left out)."""
-    from snapstore.repo.repository import snapshot_name
-
     out: list[Snapshot] = []
     if not repo.can_read:
         return out  # a write-only key cannot read records; its host keeps only its own (take --due)
@@ -302,60 +309,20 @@ def sync_pins(repo: Repository, index: Index) -> None:
     if pins is None:
         return
     with index.write() as txn:
-        current = set(index.iter_keys(txn, index.pins))
-        for key in current:
-            if key.decode() not in pins:
-                txn.delete(key, db=index.pins)
+        for pin in index.pinned(txn) - pins:
+            index.set_pin(txn, pin, False)
         for pin in pins:
-            if txn.get(pin.encode(), db=index.snapshots) is not None:
-                txn.put(pin.encode(), b"", db=index.pins)
+            if index.has_snapshot(txn, pin):
+                index.set_pin(txn, pin, True)
 
 
 def indexed_snapshot_ids(index: Index) -> set[str]:
-    with index.read() as txn:
-        return {k.decode() for k in index.iter_keys(txn, index.snapshots)}
+    return index.snapshot_ids()
 
 
-def roll_forward_records(repo: Repository) -> list[str]:
-    """Step 5 alone, for readers: add the records of takes whose index commit was interrupted.
-    A reader holds no write lock, so a forget may run meanwhile: records it has dropped from
-    the index are named in its intent (stored before its index commit), which is read after
-    the records, and a record that vanished while it was added is taken out again."""
-    from snapstore.repo.repository import snapshot_name
-
-    missing = repo.record_ids() - indexed_snapshot_ids(repo.index)
-    if not missing:
-        return []
-    records = read_records(repo, missing, SyncReport())
-    forgetting = set().union(*repo.forget_intents().values())
-    report = SyncReport()
-    add_records(repo, repo.index, [r for r in records if r.id not in forgetting], report)
-    gone = [sid for sid in report.snapshots_added if repo.backend.size(snapshot_name(sid)) is None]
-    drop_records(repo, repo.index, gone, SyncReport())
-    return [f"added snapshot {sid[:8]} whose commit was interrupted" for sid in report.snapshots_added
-            if sid not in gone]
-
-
-def reconcile_snapshots(repo: Repository) -> list[str]:
-    """The local writer's check: roll forward records whose commit was interrupted, and write
-    back records missing from ``snapshots/`` (a snapshot is never dropped implicitly)."""
-    report = SyncReport()
-    on_disk = repo.record_ids()
-    indexed = indexed_snapshot_ids(repo.index)
-    add_records(repo, repo.index, read_records(repo, on_disk - indexed, SyncReport()), report)
-    done = [f"added snapshot {sid[:8]} whose commit was interrupted" for sid in report.snapshots_added]
-    for raw in repo.index.snapshot_records():
-        snap = Snapshot.from_bytes(raw)
-        if snap.id in indexed - on_disk:
-
-            repo.store_record(snap)
-            done.append(f"rewrote missing record of snapshot {snap.short_id} from the index")
-    return done
-
-
-# -- the remote sync ----------------------------------------------------------------------
+# -- the sync ----------------------------------------------------------------------
 def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncReport:
-    """Bring a remote repository's local index up to date (see the module docstring).
+    """Bring this host's index of a repository up to date (see the module docstring).
     ``gone``: packs to treat as deleted although they are still listed (a live gc's list)."""
     report = SyncReport()
     index = repo.index
@@ -395,8 +362,17 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
         if live_lost:
             report.blobs_lost += len(live_lost)
             report.notes.append(f"{len(live_lost)} referenced blob(s) are in no pack: 'snap verify' names them")
-    # 5. snapshots taken elsewhere
-    add_records(repo, index, read_records(repo, records - indexed, report), report)
+    # 5. snapshots taken elsewhere, or here by a take killed between its record and its commit
+    fresh = read_records(repo, records - indexed, report)
+    add_records(repo, index, fresh, report)
+    # a forget that began after the listing may have dropped a record just added: out again
+    dropped = [sid for sid in report.snapshots_added if repo.backend.size(snapshot_name(sid)) is None]
+    if dropped:
+        drop_records(repo, index, dropped, SyncReport())
+        report.snapshots_added = [sid for sid in report.snapshots_added if sid not in dropped]
+    here = host_name()
+    report.interrupted = [f"added snapshot {snap.short_id} whose commit was interrupted" for snap in fresh
+                          if snap.id in report.snapshots_added and snap.hostname == here]
     # 6. pins, and dead marks for what nothing references
     sync_pins(repo, index)
     mark_dead(index, added)
@@ -407,8 +383,6 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
 
 def _readable(tables: Iterable[tuple[bytes, int, list[BlobEntry] | None]], report: SyncReport
               ) -> Iterator[tuple[bytes, int, list[BlobEntry]]]:
-    from snapstore.repo.repository import pack_name
-
     for pack, size, entries in tables:
         if entries is None:
             report.bad_packs.append((pack_name(pack), size))
@@ -429,22 +403,11 @@ def _relocate(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation], 
             with index.write() as txn:
                 for e in entries:
                     old = lost.get(e.id)
-                    if old is None or txn.get(e.id, db=index.chunks) is not None:
+                    if old is None or index.get_chunk(e.id, txn) is not None:
                         continue
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression,
                                         old.refcount)
-                    txn.put(e.id, loc.pack_value(), db=index.chunks)
+                    index.put_chunk(txn, e.id, loc)
                     del lost[e.id]
                     report.blobs_relocated += 1
-
-
-def cache_root() -> str:
-    """``$XDG_CACHE_HOME/snapstore`` (``~/.cache/snapstore``): the local caches of every remote repository."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "snapstore")
-
-
-def remote_cache_dir(repo_id: str) -> str:
-    """``$XDG_CACHE_HOME/snapstore/<repository id>`` (``~/.cache/snapstore/<id>``)."""
-    return os.path.join(cache_root(), repo_id)
 

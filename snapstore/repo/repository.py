@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
-
-import lmdb
 
 from snapstore import faults
 from snapstore.errors import (
@@ -48,12 +47,14 @@ from snapstore.errors import (
     UsageError,
     WriteOnlyKey,
 )
-from snapstore.format.chunker import ChunkerParams, chunk_id
+from snapstore.format.chunker import ID_SIZE, ChunkerParams, chunk_id
 from snapstore.format.compress import decompress
+from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.index import ChunkLocation, Index, TxnCounts
+from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts, cache_dir_for, open_index
+from snapstore.repo.indexsync import SyncReport, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
 from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
@@ -63,6 +64,8 @@ from snapstore.storage.locations import Location, open_backend, parse_location
 if TYPE_CHECKING:
     from snapstore.format.crypto import RepoCrypto
     from snapstore.repo.keystore import PasswordSource
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FORMAT_VERSION_ENCRYPTED = 2
@@ -139,16 +142,48 @@ class RepoConfig:
             raise FormatError(f"malformed repository config.json: {exc}") from None
 
 
-def pack_name(pack: bytes) -> str:
-    hexid = pack.hex()
-    return f"packs/{hexid[:2]}/{hexid}.pack"
-
-
 INTENTS = "intents"  # forget intents: see Repository.forget
 
 
-def snapshot_name(snap_id: str) -> str:
-    return f"snapshots/{snap_id}.json"
+def _read_config(backend: Backend, location: Location) -> RepoConfig:
+    if location.remote:
+        try:
+            raw = backend.get("config.json")
+        except FileNotFoundError:
+            backend.check()  # a missing bucket says so
+            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
+        return RepoConfig.from_bytes(raw)
+    path = location.path
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        if not os.path.exists(path):
+            raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
+        raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
+    try:
+        with open(config_path, "rb") as handle:
+            return RepoConfig.from_bytes(handle.read())
+    except OSError as exc:
+        raise raise_os_error(exc, f"reading {config_path}") from None
+
+
+def _write_note(cache_dir: str, url: str, repo_id: str) -> None:
+    """Say in the cache which repository it belongs to (for a person cleaning up ~/.cache)."""
+    note = os.path.join(cache_dir, "remote.json")
+    if not os.path.exists(note):
+        with open(note, "w") as handle:
+            json.dump({"repository": url, "id": repo_id}, handle)
+
+
+def _acquire(lock_dir: str, mode: str, *, wait: float, command: str) -> list[locking.HeldLock]:
+    """The open mode's locks. A reader of a repository it cannot write to (a read-only
+    filesystem, another user's directory) reads without a lock: it could not create the
+    lock file, and it changes nothing in the repository."""
+    try:
+        return locking.acquire_for(lock_dir, mode, wait=wait, command=command)
+    except OSError as exc:
+        if mode == "read" and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return []
+        raise raise_os_error(exc, f"locking {lock_dir}") from None
 
 
 class Repository:
@@ -162,7 +197,7 @@ class Repository:
         self.index = index
         self.cache_dir = cache_dir or path  # index/, locks/, tmp/
         self.lease: Lease | None = None
-        self.sync_report: object = None  # the last sync_index report (remote repositories)
+        self.sync_report: SyncReport | None = None  # the last sync_index report
         self.finished_forgets: set[str] = set()  # snapshots whose killed forget this open finished
         self.healed: list[str] = []  # what this open repaired by itself (after a crash), for the log
         self._locks: list[locking.HeldLock] = []
@@ -212,7 +247,7 @@ class Repository:
         if os.path.exists(path) and not os.path.isdir(path):
             raise RepositoryExists(f"{path} exists and is not a directory")
         try:
-            for sub in ("packs", "snapshots", "index", "locks", "tmp"):
+            for sub in ("packs", "snapshots", "locks", "tmp"):
                 os.makedirs(os.path.join(path, sub), exist_ok=True)
             if keyfile is not None:
                 from snapstore.repo.keystore import write_key
@@ -249,109 +284,97 @@ class Repository:
              check_index: bool = True, endpoint: str | None = None,
              password: PasswordSource | None = None) -> Repository:
         """Open with locks: ``read`` (shared), ``write`` (one writer; readers go on),
-        ``exclusive`` (nobody else: gc, repair). With ``check_index`` an index that lacks
-        snapshot records the repository holds (lost or replaced by an older copy) is refused:
-        gc on such an index would take newer packs for orphans. ``path`` may be an ``s3://``
-        URL (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own). An
-        encrypted repository is unlocked with ``password`` (else the environment's sources,
-        else a prompt: :mod:`snapstore.repo.passwords`) or this user's unlocked-key cache."""
+        ``exclusive`` (nobody else: gc, repair). ``path`` is a directory or an ``s3://`` URL
+        (``endpoint``: the S3 endpoint, else ``$SNAP_S3_ENDPOINT`` or AWS's own). An encrypted
+        repository is unlocked with ``password`` (else the environment's sources, else a prompt:
+        :mod:`snapstore.repo.passwords`) or this user's unlocked-key cache.
+
+        One path for every kind of location: read the config, find this host's cache
+        (:func:`~snapstore.repo.index.cache_dir_for`), take the locks, open the index there
+        (moving one from where older versions kept it, rebuilding one that is missing or
+        cannot be mapped: a one-line note, never an error), unlock the keys, announce a lease
+        where flock does not reach (remote), bring the index up to date with the repository's
+        files (:meth:`sync`: takes killed after their record are rolled forward there) and
+        finish forgets killed after their intent. With ``check_index`` a record that still
+        cannot be indexed (its trees are in no readable pack) is refused: gc on such an index
+        would take its data for garbage."""
         location = parse_location(path)
-        if location.remote:
-            return cls._open_remote(location, mode=mode, wait=wait, command=command, check_index=check_index,
-                                    endpoint=endpoint, password=password)
-        path = location.path
-        config_path = os.path.join(path, "config.json")
-        if not os.path.isfile(config_path):
-            if not os.path.exists(path):
-                raise RepositoryNotFound(f"no repository at {path} (run 'snap init' first)")
-            raise RepositoryNotFound(f"{path} is not a snapstore repository (no config.json)")
-        with open(config_path, "rb") as handle:
-            config = RepoConfig.from_bytes(handle.read())
-        held = locking.acquire_for(os.path.join(path, "locks"), mode, wait=wait, command=command)
-        try:
-            os.makedirs(os.path.join(path, "index"), exist_ok=True)
-            index = Index(os.path.join(path, "index"))
-        except BaseException:
-            locking.release_all(held)
-            raise
-        repo = cls(path, LocalBackend(path), config, index)
-        repo._locks = held
-        try:
-            repo._unlock(password)
-            if mode in ("write", "exclusive"):
-                repo.healed.extend(repo.reconcile())
-            elif repo.can_read:
-                repo.healed.extend(repo.roll_forward())
-            if check_index and repo.can_read:
-                stale = repo.unindexed_records()
-                if stale:
-                    raise RepositoryDamaged(
-                        f"the index is missing or out of date: {len(stale)} snapshot record(s) in snapshots/ "
-                        f"are not in it (e.g. {stale[0][:8]}); run 'snap repair index'")
-        except BaseException:
-            repo.close()
-            raise
-        return repo
-
-    @classmethod
-    def _open_remote(cls, location: Location, *, mode: str, wait: float, command: str, check_index: bool,
-                     endpoint: str | None, password: PasswordSource | None = None) -> Repository:
-        from snapstore.repo.indexsync import remote_cache_dir
-
         backend = open_backend(location, endpoint=endpoint)
         try:
-            raw = backend.get("config.json")
-        except FileNotFoundError:
-            backend.check()  # a missing bucket says so
-            raise RepositoryNotFound(f"no repository at {location.url} (run 'snap init' there first)") from None
-        config = RepoConfig.from_bytes(raw)
-        cache_dir = remote_cache_dir(config.id)
+            config = _read_config(backend, location)
+            cache_dir = cache_dir_for(config.id)
+            try:
+                os.makedirs(os.path.join(cache_dir, "locks"), exist_ok=True)
+                if location.remote:
+                    os.makedirs(os.path.join(cache_dir, "tmp"), exist_ok=True)
+                    _write_note(cache_dir, location.url, config.id)
+            except OSError as exc:
+                raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
+        except BaseException:
+            backend.close()
+            raise
+        if location.remote:
+            backend.set_local_tmp_dir(os.path.join(cache_dir, "tmp"))
+        # flock reaches every process of this host: for a local repository the locks live in it,
+        # so that every user of the repository sees them
+        lock_dir = os.path.join(cache_dir if location.remote else location.path, "locks")
         try:
-            for sub in ("index", "locks", "tmp"):
-                os.makedirs(os.path.join(cache_dir, sub), exist_ok=True)
-            note = os.path.join(cache_dir, "remote.json")
-            if not os.path.exists(note):
-                with open(note, "w") as handle:
-                    json.dump({"repository": location.url, "id": config.id}, handle)
-        except OSError as exc:
-            raise raise_os_error(exc, f"creating the local cache {cache_dir}") from None
-        backend.set_local_tmp_dir(os.path.join(cache_dir, "tmp"))
-        held = locking.acquire_for(os.path.join(cache_dir, "locks"), mode, wait=wait, command=command)
+            held = _acquire(lock_dir, mode, wait=wait, command=command)
+        except BaseException:
+            backend.close()
+            raise
         try:
-            index = Index(os.path.join(cache_dir, "index"))
+            sync_lock = locking.acquire(os.path.join(cache_dir, "locks"), "sync", exclusive=True,
+                                        wait=max(wait, 600.0), command=command)
+            try:
+                legacy = None if location.remote else os.path.join(location.path, "index")
+                index, note, building = open_index(cache_dir, legacy=legacy)
+            finally:
+                sync_lock.release()
         except BaseException:
             locking.release_all(held)
+            backend.close()
             raise
-        repo = cls(location.url, backend, config, index, cache_dir=cache_dir)
+        repo = cls(location.url if location.remote else location.path, backend, config, index,
+                   cache_dir=cache_dir)
         repo._locks = held
         try:
             repo._unlock(password)
-            kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
-            repo.lease = Lease(backend, kind, command, codec=repo.lease_codec())
-            try:
-                repo.lease.acquire(wait=wait)
-            except RemoteAccessDenied:
-                if kind != "read":
-                    raise
-                repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
-            repo.sync(wait=wait, command=command)
-            if mode != "read":
-                repo.healed.extend(repo.finish_forgets())
+            if location.remote:
+                kind = {"read": "read", "write": "take", "exclusive": "gc"}[mode]
+                repo.lease = Lease(backend, kind, command, codec=repo.lease_codec())
+                try:
+                    repo.lease.acquire(wait=wait)
+                except RemoteAccessDenied:
+                    if kind != "read":
+                        raise
+                    repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
+            if note and not note.startswith("no index"):
+                repo.healed.append(note)
+            report = repo.sync(wait=wait, command=command)
+            if note.startswith("no index") and report.changed:  # nothing to say of a new repository's
+                repo.healed.append(note)
+            if not building:  # a new index adds every record: none of them was interrupted
+                repo.healed.extend(report.interrupted)
+            if report.blobs_lost:
+                repo.healed.append(f"{report.blobs_lost} referenced blob(s) are in no pack (packs were lost): "
+                                   "'snap verify' names what they belong to")
+            repo.healed.extend(repo.finish_forgets(tolerant=mode == "read"))
             if check_index and repo.can_read:
                 stale = repo.unindexed_records()
                 if stale:
                     raise RepositoryDamaged(
-                        f"{len(stale)} snapshot record(s) in {location.url} cannot be indexed (e.g. {stale[0][:8]}): "
-                        "their trees are in no readable pack; run 'snap verify'")
+                        f"{len(stale)} snapshot record(s) in {backend.describe()} cannot be indexed "
+                        f"(e.g. {stale[0][:8]}): their trees are in no readable pack; run 'snap verify'")
         except BaseException:
             repo.close()
             raise
         return repo
 
-    def sync(self, *, wait: float = 0.0, command: str = "") -> object:
-        """Bring a remote repository's index up to date (one process of this host at a time)."""
-        from snapstore.repo.indexsync import pack_id_of, sync_index
-
+    def sync(self, *, wait: float = 0.0, command: str = "") -> SyncReport:
+        """Bring the index up to date with the repository's files (one process of this host
+        at a time): other processes, users and hosts change them, and this host's index is a
+        cache (:func:`snapstore.repo.indexsync.sync_index`)."""
         gone: set[bytes] = set()
         gc_lease = read_gc_lease(self.backend, self.lease_codec())
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
@@ -389,13 +412,12 @@ class Repository:
         if not self.config.encrypted:
             return
         from snapstore.format.crypto import RepoCrypto
-        from snapstore.repo.indexsync import remote_cache_dir
         from snapstore.repo.keystore import unlock
         from snapstore.repo.passwords import PasswordOptions
 
         explicit = password is not None
         source = password if password is not None else PasswordOptions().current
-        unlocked = unlock(self.backend, self.config.id, source, cache_dir=remote_cache_dir(self.config.id),
+        unlocked = unlock(self.backend, self.config.id, source, cache_dir=cache_dir_for(self.config.id),
                           read_cache=not explicit and not PasswordOptions().given(), location=self.path)
         material = unlocked.material
         if material.cipher != self.config.cipher:
@@ -668,7 +690,7 @@ class Repository:
         return matches[0]
 
     def commit_snapshot(self, snapshot: Snapshot, *, packs: Iterable[bytes],
-                        new_trees: dict[bytes, bytes], files: dict[bytes, bytes]) -> None:
+                        new_trees: dict[bytes, bytes], files: dict[bytes, CachedFile]) -> None:
         """Make a snapshot exist: write its record, then one LMDB transaction that adds it,
         counts its references and clears its packs' pending marks."""
         if self.lease is not None:
@@ -684,18 +706,18 @@ class Repository:
             # gc needs, and gc needs a full key, whose index sync counts them
             self._commit_index(snapshot, packs, files, children, counted=False)
 
-    def _commit_index(self, snapshot: Snapshot, packs: Iterable[bytes], files: dict[bytes, bytes],
+    def _commit_index(self, snapshot: Snapshot, packs: Iterable[bytes], files: dict[bytes, CachedFile],
                       children: Callable[[bytes], list[bytes]], *, counted: bool) -> None:
-        with self.index.write() as txn:
+        index = self.index
+        with index.write() as txn:
             # a sync by another process of this host may have rolled the record forward already
-            if txn.get(snapshot.id.encode(), db=self.index.snapshots) is None:
+            if not index.has_snapshot(txn, snapshot.id):
                 if counted:
-                    add_reference(TxnCounts(self.index, txn), bytes.fromhex(snapshot.root), children)
-                txn.put(snapshot.id.encode(), snapshot.to_bytes(), db=self.index.snapshots)
+                    add_reference(TxnCounts(index, txn), bytes.fromhex(snapshot.root), children)
+                index.put_snapshot(txn, snapshot.id, snapshot.to_bytes())
             for pack in packs:
-                txn.delete(pack, db=self.index.pending)
-            for path, value in files.items():
-                txn.put(path, value, db=self.index.files)
+                index.clear_pending(txn, pack)
+            index.put_files(files, txn)
 
     def _children_with(self, known: dict[bytes, bytes]) -> Callable[[bytes], list[bytes]]:
         """Children of trees: from ``known`` (tree id -> concatenated child ids) or read back."""
@@ -704,7 +726,7 @@ class Repository:
             found = known.get(tree_id)
             if found is None:
                 return self.tree_children(tree_id)
-            return [found[i : i + 32] for i in range(0, len(found), 32)]
+            return [found[i : i + ID_SIZE] for i in range(0, len(found), ID_SIZE)]
 
         return children
 
@@ -733,14 +755,14 @@ class Repository:
         faults.crash_point("forget-after-intent")
         freed = 0
         children = tolerant_children(self)
-        with self.index.write() as txn:
-            counts = TolerantCounts(self.index, txn)
+        index = self.index
+        with index.write() as txn:
+            counts = TolerantCounts(index, txn)
             for snap in chosen:
-                if txn.get(snap.id.encode(), db=self.index.snapshots) is None:
+                if not index.has_snapshot(txn, snap.id):
                     continue
                 freed += len(drop_reference(counts, bytes.fromhex(snap.root), children))
-                txn.delete(snap.id.encode(), db=self.index.snapshots)
-                txn.delete(snap.id.encode(), db=self.index.pins)
+                index.delete_snapshot(txn, snap.id)
         for n, snap in enumerate(chosen):
             if n == 1:
                 faults.crash_point("forget-mid-delete")
@@ -764,21 +786,37 @@ class Repository:
                 out[name] = set()  # torn while written: the forget had not begun, nothing to finish
         return out
 
-    def finish_forgets(self) -> list[str]:
-        """Finish forgets killed after storing their intent (see :meth:`forget`)."""
+    def finish_forgets(self, *, tolerant: bool = False) -> list[str]:
+        """Finish forgets killed after storing their intent (see :meth:`forget`). The index
+        sync already treats their snapshots as gone; this deletes their files. ``tolerant``
+        (a reader): a repository this process cannot write to is left for the next writer."""
         from snapstore.repo.indexsync import SyncReport, drop_records
 
-        done = []
+        done: list[str] = []
         for name, ids in sorted(self.forget_intents().items()):
             drop_records(self, self.index, sorted(ids), SyncReport())
-            for snap_id in sorted(ids):
-                self.backend.delete(snapshot_name(snap_id))
-            self.backend.delete(name)
+            try:
+                for snap_id in sorted(ids):
+                    self.backend.delete(snapshot_name(snap_id))
+                self.backend.delete(name)
+            except (OSError, RemoteAccessDenied):
+                if not tolerant:
+                    raise
+                return done
             self.finished_forgets |= ids
             if ids:
                 done.append(f"finished an interrupted forget of {len(ids)} snapshot(s): "
                             + ", ".join(sorted(i[:8] for i in ids)))
         return done
+
+    def follow_records(self) -> bool:
+        """For a long-lived reader (the mount): sync the index when the repository's snapshot
+        records are no longer those it holds (another process, user or host took or forgot
+        one). True when it synced."""
+        if self.record_ids() == self.index.snapshot_ids():
+            return False
+        self.sync()
+        return True
 
     def record_ids(self) -> set[str]:
         """Ids of the snapshot records in ``snapshots/`` (the truth)."""
@@ -787,39 +825,11 @@ class Repository:
 
     def unindexed_records(self) -> list[str]:
         """Snapshot records the index does not know and cannot roll forward."""
-        with self.index.read() as txn:
-            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
-        return sorted(self.record_ids() - indexed)
-
-    def roll_forward(self) -> list[str]:
-        """A reader's part of :meth:`reconcile`: add the records of takes killed between writing
-        their record and committing the index (their data was indexed before the record was
-        written), so reads never ask for a repair after such a crash. On an index this process
-        cannot write (a read-only repository) nothing is done: the snapshot stays unlisted."""
-        from snapstore.repo.indexsync import roll_forward_records
-
-        try:
-            return self.finish_forgets() + roll_forward_records(self)
-        except (OSError, lmdb.Error):
-            return []
-
-    def reconcile(self) -> list[str]:
-        """Bring the index's snapshot list in line with ``snapshots/`` (the truth).
-
-        A take killed after writing its record but before its index commit is rolled forward
-        (its data was indexed before the record was written). A record missing from the
-        directory is written back from the index: snapshots are never dropped implicitly.
-        Returns what was done, for reports. (Remote repositories use :meth:`sync`.)"""
-        from snapstore.repo.indexsync import reconcile_snapshots
-
-        return self.finish_forgets() + reconcile_snapshots(self)
+        return sorted(self.record_ids() - self.index.snapshot_ids())
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
-            if pinned:
-                txn.put(snap.id.encode(), b"", db=self.index.pins)
-            else:
-                txn.delete(snap.id.encode(), db=self.index.pins)
+            self.index.set_pin(txn, snap.id, pinned)
         pins = set(self.index.pinned())
         if self.remote:  # other hosts pin too: change only this snapshot in the shared file
             shared = self.read_pins()
@@ -857,9 +867,7 @@ class Repository:
         if others:
             who = ", ".join(info.describe() for info in others[:3])
             return f"{len(others)} other process(es) use the repository ({who})"
-        with self.index.read() as txn:
-            indexed = {k.decode() for k in self.index.iter_keys(txn, self.index.snapshots)}
-        if self.record_ids() - indexed:
+        if self.record_ids() - self.index.snapshot_ids():
             return "a snapshot was committed by another host while gc ran"
         return ""
 

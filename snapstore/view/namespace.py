@@ -516,6 +516,7 @@ class Namespace:
             if not force and now - self._checked < self.refresh_ttl:
                 return False
             self._checked = now
+            self.view.repo.follow_records()
             records = self.view.repo.index.snapshot_records()
             if records == self._records:
                 return False

@@ -42,8 +42,9 @@ def taken(tmp_path: Path, env: dict[str, str]) -> tuple[Path, Path, str]:
 
 
 def _repository_files(repo: Path) -> list[Path]:
-    # index/ is the host's rebuildable plaintext cache (docs/security.md), not repository content
-    return [p for p in repo.rglob("*") if p.is_file() and "index" not in p.relative_to(repo).parts]
+    # every file: the plaintext index is the host's cache, outside the repository (docs/security.md)
+    assert not (repo / "index").exists()
+    return [p for p in repo.rglob("*") if p.is_file()]
 
 
 def test_nothing_readable_at_rest(taken: tuple[Path, Path, str], env: dict[str, str], tmp_path: Path) -> None:

@@ -239,10 +239,10 @@ def test_gc_prunes_files_cache_entries_it_made_useless(snap, workspace: Path) ->
     doomed.unlink()
     assert snap("take", "agents", "--json", cwd=workspace).code == 0
     with Repository.open(str(snap.repo)) as repo, repo.index.read() as txn:
-        assert txn.get(os.fsencode(doomed), db=repo.index.files) is not None
+        assert repo.index.get_file(txn, os.fsencode(doomed)) is not None
     assert snap("forget", first).code == 0
     res = snap("gc", "--json")
     assert res.code == 0 and res.json()["files_cache_pruned"] == 1
     with Repository.open(str(snap.repo)) as repo, repo.index.read() as txn:
-        assert txn.get(os.fsencode(doomed), db=repo.index.files) is None
-        assert txn.get(os.fsencode(workspace / "agents" / "Z" / "SOUL.md"), db=repo.index.files) is not None
+        assert repo.index.get_file(txn, os.fsencode(doomed)) is None
+        assert repo.index.get_file(txn, os.fsencode(workspace / "agents" / "Z" / "SOUL.md")) is not None

@@ -118,7 +118,9 @@ def test_gc_rewrite_out_of_space_frees_the_dead_packs_first(tmp_path: Path) -> N
     _restores(repo, ids[2], expected, tmp_path / "out2")
 
 
-def test_gc_keep_when_the_index_cannot_grow_is_one_line(small_disk: Path, tmp_path: Path) -> None:
+def test_gc_keep_when_the_index_cannot_grow_is_one_line(small_disk: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(small_disk / "cache"))  # the index on the full disk too
     repo = small_disk / "repo"
     assert run_snap("init", repo=repo).code == 0
     src = tmp_path / "src"

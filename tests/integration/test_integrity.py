@@ -15,7 +15,7 @@ from snapstore.errors import ExitCode
 from snapstore.format.tree import FILE
 from snapstore.repo.repository import Repository, pack_name
 from snapstore.view.vfs import SnapshotView
-from tests.conftest import run_snap, tree_state
+from tests.conftest import cache_of, run_snap, tree_state
 
 
 @pytest.fixture
@@ -107,41 +107,78 @@ def test_truncated_and_deleted_pack(snap, filled, tmp_path: Path) -> None:
     for dirpath, _d, files in os.walk(snap.repo / "packs"):
         for name in files:
             os.unlink(os.path.join(dirpath, name))
+    # the index follows the repository's files at open: the packs' blobs leave it, and the
+    # open says so; verify names what can no longer be read
     res = snap("verify", "--json")
     assert res.code == ExitCode.DAMAGED
-    assert "pack_missing" in {p["kind"] for p in res.json()["problems"]}
+    assert {p["kind"] for p in res.json()["problems"]} & {"pack_missing", "tree_unreadable"}
+    assert "in no pack" in res.err
 
 
-def test_lost_and_stale_index_are_rebuilt(snap, filled, tmp_path: Path) -> None:
+def test_lost_stale_and_truncated_index_are_rebuilt_by_the_next_command(snap, filled, tmp_path: Path) -> None:
     src, ids = filled
-    shutil.copytree(snap.repo / "index", tmp_path / "old-index")
+    index = cache_of(snap.repo) / "index"
+    shutil.copytree(index, tmp_path / "old-index")
     (src / "agents" / "Rick").mkdir()
     (src / "agents" / "Rick" / "SOUL.md").write_text("# Rick\n")
     ids.append(snap("take", ".", "--json", cwd=src).json()["id"])
-    # 1. the whole index deleted
-    shutil.rmtree(snap.repo / "index")
-    res = snap("list")
-    assert res.code == ExitCode.DAMAGED and "repair index" in res.err
-    res = snap("verify", "--json")
-    assert res.code == ExitCode.DAMAGED
-    assert {p["kind"] for p in res.json()["problems"]} >= {"snapshot_unindexed"}
-    assert snap("repair", "index").code == 0
+    # 1. the whole index deleted: rebuilt from the packs and records, with a one-line note
+    shutil.rmtree(index)
+    res = snap("list", "--json")
+    assert res.code == 0, res.err
+    assert [s["id"] for s in res.json()] == ids
+    assert "building it from the packs and records" in res.err and len(res.err.strip().splitlines()) == 1
+    assert snap("verify", "--read-data").code == 0
+    # 2. replaced by an older copy: brought up to date, so gc sees the newer snapshot's packs
+    shutil.rmtree(index)
+    shutil.copytree(tmp_path / "old-index", index)
+    res = snap("gc", "--json")
+    assert res.code == 0, res.err
     assert [s["id"] for s in snap("list", "--json").json()] == ids
     assert snap("verify", "--read-data").code == 0
-    # 2. replaced by an older copy: the newer snapshot is not in it; gc must refuse to run
-    shutil.rmtree(snap.repo / "index")
-    shutil.copytree(tmp_path / "old-index", snap.repo / "index")
-    res = snap("gc")
-    assert res.code == ExitCode.DAMAGED and "repair index" in res.err
-    res = snap("verify", "--json")
-    kinds = {p["kind"] for p in res.json()["problems"]}
-    assert "snapshot_unindexed" in kinds and "pack_unknown" in kinds
-    assert snap("repair", "index").code == 0
-    assert [s["id"] for s in snap("list", "--json").json()] == ids
     out = tmp_path / "out"
     assert snap("restore", "latest", "--target", str(out)).code == 0
     assert tree_state(out) == tree_state(src)
+    # 3. a truncated data.mdb (LMDB would die of SIGBUS on it): moved aside and rebuilt
+    data = index / "data.mdb"
+    os.truncate(data, data.stat().st_size // 2)
+    res = snap("list", "--json")
+    assert res.code == 0, res.err
+    assert [s["id"] for s in res.json()] == ids
+    assert "is truncated" in res.err and len(res.err.strip().splitlines()) == 1
+    assert any(n.startswith("index-") for n in os.listdir(cache_of(snap.repo) / "damaged"))
     assert snap("verify", "--read-data").code == 0
+    # 4. an unreadable one (not an LMDB file at all)
+    data.write_bytes(b"garbage" * 3000)
+    res = snap("restore", "latest", "--target", str(tmp_path / "out2"))
+    assert res.code == 0, res.err
+    assert tree_state(tmp_path / "out2") == tree_state(src)
+
+
+def test_read_only_repository_is_read_without_writing(snap, filled, tmp_path: Path) -> None:
+    src, ids = filled
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(snap.repo), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        with pytest.raises(OSError):
+            (ro / "probe").write_text("x")
+        before = sorted(str(p.relative_to(snap.repo)) for p in snap.repo.rglob("*"))
+        env = {"XDG_CACHE_HOME": str(tmp_path / "other-cache")}  # another host: no index yet
+        res = run_snap("list", "--json", repo=ro, env=env)
+        assert res.code == 0, res.err
+        assert [s["id"] for s in res.json()] == ids
+        assert run_snap("verify", "--read-data", repo=ro, env=env).code == 0
+        out = tmp_path / "out"
+        res = run_snap("restore", "latest", "--target", str(out), repo=ro, env=env)
+        assert res.code == 0, res.err
+        assert tree_state(out) == tree_state(src)
+        res = run_snap("take", ".", repo=ro, cwd=src, env=env)
+        assert res.code != 0 and len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+        assert sorted(str(p.relative_to(snap.repo)) for p in snap.repo.rglob("*")) == before
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
 
 
 def _mount_tmpfs(path: Path, size: str) -> None:
@@ -238,8 +275,8 @@ def test_concurrent_processes(snap, filled, tmp_path: Path) -> None:
 def test_repairs_in_the_same_second_keep_every_old_index(snap, filled) -> None:
     from snapstore.ops.repair import _free_name
 
-    damaged = snap.repo / "damaged"
-    damaged.mkdir()
+    damaged = cache_of(snap.repo) / "damaged"
+    damaged.mkdir(parents=True)
     (damaged / "index-20261123T101010").mkdir()
     assert _free_name(str(damaged), "index-20261123T101010") == "index-20261123T101010-2"
     assert snap("repair", "index").code == 0

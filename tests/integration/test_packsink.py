@@ -16,7 +16,7 @@ from pathlib import Path
 from snapstore.errors import ExitCode
 from snapstore.format.packfile import FOOTER
 from snapstore.repo.repository import Repository
-from tests.conftest import Result, run_snap, tree_state
+from tests.conftest import Result, cache_of, run_snap, tree_state
 
 
 def _one_line(res: Result) -> str:
@@ -173,15 +173,15 @@ def test_repair_with_a_bad_write_moves_nothing_aside(tmp_path: Path) -> None:
     _break_table(repo, broken)
     assert run_snap("verify", repo=repo).code == ExitCode.DAMAGED
     before = _state(repo)
-    index_files = sorted(os.listdir(repo / "index"))
+    index_files = sorted(os.listdir(cache_of(repo) / "index"))
     res = run_snap("repair", "index", repo=repo, env={"SNAP_TEST_FLIP_PACK": "1"})
     assert res.code == ExitCode.DAMAGED
     assert "reads back different from what was written" in _one_line(res)
     _nothing_half_written(repo, before)
     assert not (repo / "damaged").exists() or list((repo / "damaged").rglob("*.pack")) == []
     assert broken in _pack_files(repo)  # the damaged pack is still there to salvage from
-    assert [n for n in os.listdir(repo) if n.startswith("index.rebuild")] == []
-    assert sorted(os.listdir(repo / "index")) == index_files
+    assert [n for n in os.listdir(cache_of(repo)) if n.startswith("index.rebuild")] == []
+    assert sorted(os.listdir(cache_of(repo) / "index")) == index_files
     res = run_snap("repair", "index", "--json", repo=repo)
     assert res.code == 0, res.err
     assert res.json()["salvaged_blobs"] > 0  # type: ignore[index]
