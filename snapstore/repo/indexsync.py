@@ -88,6 +88,14 @@ class SyncReport:
     interrupted: list[str] = field(default_factory=list)  # notes on this host's takes rolled forward
 
     @property
+    def unindexed(self) -> list[str]:
+        """Ids of the records this sync saw but could not index: unreadable, or whose root
+        tree is in no readable pack (from its own listing: a record another host stored
+        after it is not one of them)."""
+        bad = {name.rsplit("/", 1)[-1].removesuffix(".json") for name in self.bad_records}
+        return sorted(bad | set(self.skipped_records))
+
+    @property
     def changed(self) -> bool:
         return bool(self.packs_added or self.packs_dropped or self.snapshots_added or self.snapshots_dropped
                     or self.records_rewritten)

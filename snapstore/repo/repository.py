@@ -361,7 +361,9 @@ class Repository:
                                    "'snap verify' names what they belong to")
             repo.healed.extend(repo.finish_forgets(tolerant=mode == "read"))
             if check_index and repo.can_read:
-                stale = repo.unindexed_records()
+                # what this sync saw and could not index; a fresh listing here would also hold
+                # records other hosts stored since, which is no damage
+                stale = report.unindexed
                 if stale:
                     raise RepositoryDamaged(
                         f"{len(stale)} snapshot record(s) in {backend.describe()} cannot be indexed "
@@ -822,10 +824,6 @@ class Repository:
         """Ids of the snapshot records in ``snapshots/`` (the truth)."""
         return {name.rsplit("/", 1)[-1][: -len(".json")] for name, _ in self.backend.list("snapshots")
                 if name.endswith(".json")}
-
-    def unindexed_records(self) -> list[str]:
-        """Snapshot records the index does not know and cannot roll forward."""
-        return sorted(self.record_ids() - self.index.snapshot_ids())
 
     def set_pin(self, snap: Snapshot, pinned: bool) -> None:
         with self.index.write() as txn:
