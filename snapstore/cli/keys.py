@@ -57,7 +57,7 @@ class _Repo:
         from snapstore.repo.keystore import unlock
 
         return unlock(self.backend, self.id, passwords.current, cache_dir=self.cache_dir,
-                      read_cache=use_cache and not passwords.given(), location=self.location)
+                      read_cache=use_cache, check_password=passwords.given(), location=self.location)
 
 
 @contextmanager
@@ -201,7 +201,7 @@ def cmd_key_passwd(
         unlocked = repo.unlock(passwords, use_cache=False)  # proving the old password is the point
         secret = passwords.new("new password: ")
         keyfile = change_password(repo.backend, unlocked, secret, profile=profile)
-        write_cache(repo.cache_dir, Unlocked(unlocked.material, keyfile))
+        write_cache(repo.cache_dir, Unlocked(unlocked.material, keyfile), secret)
     warn_kdf_profile(keyfile.kdf.profile)
     if json_out:
         emit_json({"id": keyfile.id, "kind": keyfile.kind})

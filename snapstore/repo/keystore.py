@@ -8,8 +8,11 @@ against each key file in turn (Argon2id once per file).
 Argon2id is paid once per host and user, not once per command: the material a password unlocked
 is cached in ``$XDG_CACHE_HOME/snapstore/<repository id>/unlocked-key`` (mode 0600, directory
 0700), tied to the key file's checksum, so a key that is removed or whose password changes is
-never opened from the cache again. The cache serves commands that are given no password; a
-password given explicitly (environment, file, command) is always checked against the key files.
+never opened from the cache again. The cache serves commands that are given no password, and
+commands given one through the environment, a file or a command (cron jobs: ``SNAP_PASSWORD``)
+when that password is the one that filled the cache: the entry holds a keyed BLAKE3 of it
+under a random salt, which tells nothing the entry's own key material does not (whoever reads
+the file holds the key already). Any other password is checked against the key files.
 ``SNAP_KEY_CACHE=off`` turns the cache off; deleting the file locks the repository for this user
 again.
 """
@@ -17,10 +20,13 @@ again.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import blake3
 
 from snapstore.errors import PasswordMissing, RepositoryDamaged, SnapError, UsageError, WrongPassword
 from snapstore.format.crypto import KeyMaterial
@@ -113,7 +119,12 @@ def _cache_enabled() -> bool:
     return os.environ.get("SNAP_KEY_CACHE", "on").lower() not in ("off", "0", "no", "false")
 
 
-def _read_cache(cache_dir: str, keys: dict[str, KeyFile]) -> Unlocked | None:
+def _password_mac(salt: bytes, secret: bytes) -> bytes:
+    return blake3.blake3(secret, key=salt).digest()
+
+
+def _read_cache(cache_dir: str, keys: dict[str, KeyFile], secret: bytes | None = None) -> Unlocked | None:
+    """The cached key, if it is still valid; with ``secret``, only if that password filled it."""
     path = os.path.join(cache_dir, CACHE_NAME)
     try:
         st = os.lstat(path)
@@ -124,6 +135,13 @@ def _read_cache(cache_dir: str, keys: dict[str, KeyFile]) -> Unlocked | None:
         key = keys.get(str(data["key"]))
         if key is None or key.checksum() != data["checksum"]:
             return None  # removed, or its password changed since
+        if secret is not None:
+            check = data.get("password")
+            if not isinstance(check, dict):
+                return None
+            salt, mac = base64.b64decode(check["salt"]), base64.b64decode(check["mac"])
+            if len(salt) != 32 or not hmac.compare_digest(_password_mac(salt, secret), mac):
+                return None  # another password: the key files decide
         material = KeyMaterial.from_bytes(base64.b64decode(data["material"]))
     except (OSError, ValueError, KeyError, TypeError, RepositoryDamaged):
         return None
@@ -132,9 +150,9 @@ def _read_cache(cache_dir: str, keys: dict[str, KeyFile]) -> Unlocked | None:
     return Unlocked(material, key, from_cache=True)
 
 
-def write_cache(cache_dir: str, unlocked: Unlocked) -> None:
-    """Remember an unlocked key for this user (best effort: a cache that cannot be written only
-    costs the next command an Argon2id run)."""
+def write_cache(cache_dir: str, unlocked: Unlocked, secret: bytes | None = None) -> None:
+    """Remember an unlocked key for this user, and which password opened it (best effort: a
+    cache that cannot be written only costs the next command an Argon2id run)."""
     if not _cache_enabled():
         return
     try:
@@ -143,9 +161,14 @@ def write_cache(cache_dir: str, unlocked: Unlocked) -> None:
         path = os.path.join(cache_dir, CACHE_NAME)
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        entry: dict[str, object] = {"key": unlocked.key.id, "checksum": unlocked.key.checksum(),
+                                    "material": base64.b64encode(unlocked.material.to_bytes()).decode()}
+        if secret is not None:
+            salt = os.urandom(32)
+            entry["password"] = {"salt": base64.b64encode(salt).decode(),
+                                 "mac": base64.b64encode(_password_mac(salt, secret)).decode()}
         with os.fdopen(fd, "w") as handle:
-            json.dump({"key": unlocked.key.id, "checksum": unlocked.key.checksum(),
-                       "material": base64.b64encode(unlocked.material.to_bytes()).decode()}, handle)
+            json.dump(entry, handle)
         os.replace(tmp, path)
     except OSError:
         pass
@@ -159,10 +182,11 @@ def forget_cache(cache_dir: str) -> None:
 
 
 def unlock(backend: Backend, repo_id: str, password: PasswordSource, *, cache_dir: str | None = None,
-           read_cache: bool = True, location: str = "") -> Unlocked:
+           read_cache: bool = True, check_password: bool = False, location: str = "") -> Unlocked:
     """The repository's key material: from the cache (with ``read_cache``: the caller passes False
-    when a password was given explicitly, which then wins), else from the first key file the
-    password opens; the result is cached in ``cache_dir``. WrongPassword when the key files are
+    when a password was handed to it, which then wins; with ``check_password`` the password is
+    read first and the cache serves only the password that filled it), else from the first key
+    file the password opens; the result is cached in ``cache_dir``. WrongPassword when the key files are
     intact and none opens; KeyFileDamaged (exit 4) when every copy of every key is damaged."""
     stored = list_keys(backend, repo_id)
     intact = {k.id: k.file for k in stored if k.file is not None}
@@ -171,11 +195,16 @@ def unlock(backend: Backend, repo_id: str, password: PasswordSource, *, cache_di
     if not intact:
         raise KeyFileDamaged(f"every key file of {location} is damaged; import an exported key "
                              "('snap key import') to recover")
-    if cache_dir is not None and read_cache and _cache_enabled():
-        cached = _read_cache(cache_dir, intact)
+    cache = cache_dir if read_cache and _cache_enabled() else None
+    if cache is not None and not check_password:
+        cached = _read_cache(cache, intact)
         if cached is not None:
             return cached
     secret = password(f"password for {location}: ")
+    if cache is not None and check_password:
+        cached = _read_cache(cache, intact, secret)
+        if cached is not None:
+            return cached
     for key in sorted(intact.values(), key=lambda k: (k.kind != "full", k.created)):
         try:
             material = key.unwrap(secret)
@@ -185,7 +214,7 @@ def unlock(backend: Backend, repo_id: str, password: PasswordSource, *, cache_di
             continue
         unlocked = Unlocked(material, key)
         if cache_dir is not None:
-            write_cache(cache_dir, unlocked)
+            write_cache(cache_dir, unlocked, secret)
         return unlocked
     raise WrongPassword(f"wrong password for {location}: no key of the repository opens with it")
 

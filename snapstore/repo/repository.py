@@ -420,7 +420,7 @@ class Repository:
         explicit = password is not None
         source = password if password is not None else PasswordOptions().current
         unlocked = unlock(self.backend, self.config.id, source, cache_dir=cache_dir_for(self.config.id),
-                          read_cache=not explicit and not PasswordOptions().given(), location=self.path)
+                          read_cache=not explicit, check_password=PasswordOptions().given(), location=self.path)
         material = unlocked.material
         if material.cipher != self.config.cipher:
             raise FormatError(f"key {unlocked.key.id} is for cipher {material.cipher}, the config says "

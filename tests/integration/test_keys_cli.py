@@ -120,3 +120,33 @@ def test_unencrypted_repository_has_no_keys(snap) -> None:  # type: ignore[no-un
     assert snap("init", "--encryption", "none").code == 0
     out = snap("key", "list")
     assert out.code == 2 and "not encrypted" in out.err
+
+
+def test_given_password_is_served_by_the_cache_only_when_it_filled_it(keyed: tuple[Path, dict[str, str]],
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cron jobs give SNAP_PASSWORD on every run: Argon2id once, then the cache, but only for
+    the password that filled it; any other password goes to the key files (and fails there)."""
+    from snapstore.errors import WrongPassword
+    from snapstore.format.keyfile import KeyFile
+
+    repo, _env = keyed
+    backend = LocalBackend(str(repo))
+    cache_dir = str(tmp_path / "unlocked")
+    runs: list[bytes] = []
+    real_unwrap = KeyFile.unwrap
+
+    def counted(self: KeyFile, secret: bytes) -> KeyMaterial:
+        runs.append(secret)
+        return real_unwrap(self, secret)
+
+    monkeypatch.setattr(KeyFile, "unwrap", counted)
+    first = unlock(backend, REPO_ID, lambda _prompt: b"first", cache_dir=cache_dir, check_password=True)
+    assert not first.from_cache and runs == [b"first"]
+    again = unlock(backend, REPO_ID, lambda _prompt: b"first", cache_dir=cache_dir, check_password=True)
+    assert again.from_cache and again.material == first.material and runs == [b"first"]  # no Argon2id
+    with pytest.raises(WrongPassword):
+        unlock(backend, REPO_ID, lambda _prompt: b"nope", cache_dir=cache_dir, check_password=True)
+    assert runs == [b"first", b"nope"]
+    entry = (Path(cache_dir) / "unlocked-key").read_bytes()
+    assert b"first" not in entry and b"Zmlyc3" not in entry  # the password is not stored, nor its base64
