@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 .venv/bin/mypy
 # the layers of docs/architecture.md, as contracts in .importlinter (quiet when they hold)
 if ! out=$(.venv/bin/lint-imports --no-cache 2>&1); then echo "$out" >&2; exit 1; fi
-exec .venv/bin/python -m pytest -q "$@"
+# one worker per core (SNAP_TEST_WORKERS overrides; 0 runs in this process); a file's tests stay
+# on one worker, so its module fixtures (an S3 server, a browser) start once
+workers=${SNAP_TEST_WORKERS:-auto}
+if [ "$workers" = 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"
