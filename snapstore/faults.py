@@ -11,6 +11,9 @@
                                  whose name matches stops after its first chunk, creates
                                  ``DIR/paused-N`` (N: the how-manieth read of that file) and waits
                                  for ``DIR/resume-N``, so a test can change the file mid-read.
+``SNAP_TEST_PAUSE_AT=NAME`` with ``SNAP_TEST_PAUSE_DIR=DIR``: at the named point (archive:
+                                 archive-before-read-back, archive-before-remove) create
+                                 ``DIR/paused-NAME`` and wait for ``DIR/resume-NAME``.
 """
 
 from __future__ import annotations
@@ -93,6 +96,19 @@ def pause_read(path: bytes, attempt: int) -> None:
     with open(os.path.join(where, f"paused-{attempt}"), "w"):
         pass
     resume = os.path.join(where, f"resume-{attempt}")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(resume) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def pause_point(name: str) -> None:
+    """The named pause of ``SNAP_TEST_PAUSE_AT`` (see the module docstring); at most two minutes."""
+    where = os.environ.get("SNAP_TEST_PAUSE_DIR")
+    if os.environ.get("SNAP_TEST_PAUSE_AT") != name or not where:
+        return
+    with open(os.path.join(where, f"paused-{name}"), "w"):
+        pass
+    resume = os.path.join(where, f"resume-{name}")
     deadline = time.monotonic() + 120
     while not os.path.exists(resume) and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -262,6 +262,11 @@ def _audit_note(event: dict[str, Any]) -> str:
         freed = event.get("would_free" if dry else "bytes_freed", 0) or 0
         return (f"{'would forget' if dry else 'forgot'} {len(event['forgotten'])}{': ' + ids + more if ids else ''}; "
                 f"{'would free' if dry else 'freed'} {human_bytes(freed)}")
+    if event.get("command") == "archive" and "removed" in event:
+        kept = f", kept {len(event['kept'])}" if event.get("kept") else ""
+        return f"removed {event['removed']}{kept}; freed {human_bytes(event.get('bytes_freed', 0) or 0)}"
+    if event.get("command") == "archive" and event.get("dry_run"):
+        return f"would archive and remove {event.get('selected', 0)}"
     if event.get("command") in ("restore", "recover") and event.get("target"):
         return f"{', '.join(map(str, event.get('paths', [])))} -> {event['target']}"
     return ""
