@@ -196,6 +196,8 @@ class TierConfig(_Model):
     compression_level: int | None = Field(default=None, ge=1, le=22)  # zstd level
     tags: list[Annotated[str, Field(pattern=r"^[^,\s]+$")]] = Field(default_factory=list)
     require_approval: bool = False  # a take without --approved-by is marked unapproved and alerted
+    one_file_system: bool = False  # do not descend into other file systems (take --one-file-system)
+    exclude_caches: bool = False  # leave out the contents of CACHEDIR.TAG directories (take --exclude-caches)
 
     @field_validator("schedule")
     @classmethod

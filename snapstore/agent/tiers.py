@@ -18,11 +18,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from snapstore import clock
 from snapstore.errors import ConfigError, ExitCode, Interrupted, SnapError, UsageError
-from snapstore.ops.backup import Source, TakeResult, source_for, take_snapshot
+from snapstore.ops.backup import Source, StdinSource, TakeResult, check_stdin_name, source_for, take_snapshot
+from snapstore.ops.excludes import WalkRules
 
 if TYPE_CHECKING:
     from snapstore.agent.config import Config
@@ -45,6 +46,8 @@ class TakeOptions:
     if_changed: bool = False
     approved_by: str = ""  # who approved this take (recorded in the snapshot and its history event)
     reason: str = ""
+    one_file_system: bool = False
+    exclude_caches: bool = False
 
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:
@@ -88,6 +91,7 @@ class TierPlan:
     approved_by: str = ""
     reason: str = ""
     unapproved: bool = False  # the tier requires approval and none was given
+    rules: WalkRules = WalkRules()
 
 
 def config_with_tiers(config: Config | None, what: str) -> Config:
@@ -132,6 +136,7 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
     missing_optional: tuple[str, ...] = ()
     missing_required: tuple[str, ...] = ()
     unapproved = False
+    one_fs, caches = options.one_file_system, options.exclude_caches
     if paths:
         base = cwd or os.getcwd()
         sources = [source_for(p, base) for p in paths]
@@ -154,10 +159,12 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
         level = settings.compression_level if level is None else level
         unapproved = settings.require_approval and not options.approved_by
         tags += [t for t in settings.tags if t not in tags]
+        one_fs, caches = one_fs or settings.one_file_system, caches or settings.exclude_caches
     return TierPlan(tier=tier, sources=tuple(sources), from_config=from_config, tags=tuple(tags), level=level,
                     verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed,
                     missing_optional=missing_optional, missing_required=missing_required,
-                    approved_by=options.approved_by, reason=options.reason, unapproved=unapproved)
+                    approved_by=options.approved_by, reason=options.reason, unapproved=unapproved,
+                    rules=WalkRules(one_file_system=one_fs, exclude_caches=caches))
 
 
 @dataclass(frozen=True)
@@ -250,16 +257,28 @@ def take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None =
     options: dict[str, Any] = {"tier": plan.tier, "tags": plan.tags, "level": plan.level, "verify": plan.verify,
                                "excludes": excludes, "progress": progress, "when": when,
                                "missing": plan.missing_required, "approved_by": plan.approved_by,
-                               "reason": plan.reason, "unapproved": plan.unapproved}
+                               "reason": plan.reason, "unapproved": plan.unapproved, "rules": plan.rules}
     opt, req = plan.missing_optional, plan.missing_required
     if not plan.if_changed:
         return TierTake(plan.tier, take_snapshot(repo, sources, **options), missing_optional=opt, missing_required=req)
     last = last_of_tier(repo, plan.tier)
-    change = find_change(repo, last, sources, excludes)
+    change = find_change(repo, last, sources, excludes, plan.rules)
     if change is None and not req:
         return TierTake(plan.tier, None, unchanged_since=last, if_changed=True, missing_optional=opt)
     return TierTake(plan.tier, take_snapshot(repo, sources, **options), change=change or "required source missing",
                     if_changed=True, missing_optional=opt, missing_required=req)
+
+
+def take_stdin(repo: Repository, tier: str, name: str, handle: BinaryIO, *, options: TakeOptions = TakeOptions(),
+               progress: ProgressFn | None = None) -> TierTake:
+    """``snap take --stdin --stdin-name NAME``: one snapshot holding the stream as the file NAME
+    (its time is now; the stream is chunked as it arrives, so memory stays bounded)."""
+    check_stdin_name(name)
+    moment = clock.now()
+    stream = StdinSource(handle, name, int(moment.timestamp() * 1_000_000) * 1000)
+    taken = take_snapshot(repo, [], tier=tier, tags=options.tags, level=options.compression, verify=options.verify,
+                          progress=progress, approved_by=options.approved_by, reason=options.reason, stdin=stream)
+    return TierTake(tier, taken)
 
 
 # -- every due tier -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from snapstore.errors import PathNotFound
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, FILE, SYMLINK, Entry
 from snapstore.ops.backup import Source, normalize_sources
-from snapstore.ops.excludes import Excludes, member_path
+from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir, member_path
 from snapstore.ops.protected import protected_dirs
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
@@ -60,10 +60,12 @@ def _show(member: bytes) -> str:
 
 
 class _Compare:
-    def __init__(self, repo: Repository, view: SnapshotView, excludes: list[str], txn: Any) -> None:
+    def __init__(self, repo: Repository, view: SnapshotView, excludes: list[str], txn: Any,
+                 rules: WalkRules = WalkRules()) -> None:
         self.repo = repo
         self.view = view
         self.excludes = Excludes(excludes)
+        self.rules = rules
         self.txn = txn
         self.repo_dirs = {real for real, _what in protected_dirs(repo)}
 
@@ -101,6 +103,9 @@ class _Compare:
             except OSError as exc:
                 return f"{_show(dir_member)}: cannot list ({exc.strerror})"
             names: dict[bytes, os.DirEntry[bytes]] = {}
+            if self.rules.exclude_caches and is_cache_dir(dir_path):  # as a take stores it: the tag only
+                on_disk = {n: e for n, e in on_disk.items() if n == CACHEDIR_TAG}
+            dir_dev = os.lstat(dir_path).st_dev if self.rules.one_file_system else None
             for name, item in on_disk.items():
                 child_member = dir_member + b"/" + name if dir_member else name
                 if self.excludes.match(child_member, name):
@@ -126,13 +131,13 @@ class _Compare:
                 problem = self.entry(item.path, child_member, st, child)
                 if problem:
                     return problem
-                if child.kind == DIR:
+                if child.kind == DIR and (dir_dev is None or st.st_dev == dir_dev):  # a mount point is stored empty
                     stack.append((item.path, child_member, child))
         return None
 
 
 def find_change(repo: Repository, snap: Snapshot | None, sources: list[Source],
-                excludes: list[str] | None = None) -> str | None:
+                excludes: list[str] | None = None, rules: WalkRules = WalkRules()) -> str | None:
     """The first difference between ``sources`` on disk and ``snap`` (None: nothing changed).
 
     Also a change: no snapshot at all, or a snapshot of other source paths (the config changed).
@@ -144,7 +149,7 @@ def find_change(repo: Repository, snap: Snapshot | None, sources: list[Source],
         return "the tier's source paths differ from its last snapshot"
     view = SnapshotView(repo, cache_bytes=0)
     with repo.index.read() as txn:
-        compare = _Compare(repo, view, excludes or [], txn)
+        compare = _Compare(repo, view, excludes or [], txn, rules)
         for src in sources:
             try:
                 st = os.lstat(src.path)

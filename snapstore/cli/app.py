@@ -109,7 +109,7 @@ def _register() -> None:
 
     store.register(app)
     for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui", "recover",
-                 "du", "archive"):
+                 "du", "archive", "find"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

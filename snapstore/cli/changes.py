@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from snapstore.cli.context import AppContext
+from snapstore.cli.context import AppContext, HostOpt
 from snapstore.cli.output import echo, emit_json, human_bytes
 from snapstore.errors import PathNotFound, SnapshotNotFound, UsageError
 
@@ -166,6 +166,7 @@ def cmd_diff(
     stat: Annotated[bool, typer.Option("--stat", help="Only the summary: counts and byte totals.")] = False,
     max_size: Annotated[int, typer.Option("--max-size", help="Largest file (bytes per side) --content "
                                           "compares.", min=0)] = 1024 * 1024,
+    host: HostOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show what changed from SNAP_A to SNAP_B: added, removed, modified and metadata-only entries."""
@@ -178,7 +179,7 @@ def cmd_diff(
         raise UsageError("--stat and --content cannot be combined")
     tally = Tally()
     with app.open("read") as repo:
-        old, new = pick_pair(repo, snap_a, snap_b)
+        old, new = pick_pair(repo, snap_a, snap_b, host=host)
         view = SnapshotView(repo)
         paths = prune_nested(as_bytes_path(p) for p in (path or [])) or [b""]
         changes = iter_changes(view, old, new, paths)

@@ -15,7 +15,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from snapstore.cli.output import Output
 
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
 def default_repo_path() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "snapstore")
+
+
+#: ``--host HOST`` of the commands that name a snapshot: ``latest`` (and every selector) only
+#: among that host's snapshots, for repositories that several hosts share.
+HostOpt = Annotated[str | None, typer.Option("--host", metavar="HOST", help="Name snapshots among this host's "
+                                             "only (latest = the newest of HOST).", show_default=False)]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from snapstore.cli.context import AppContext
+from snapstore.cli.context import AppContext, HostOpt
 from snapstore.cli.output import echo, emit_json, human_bytes
 
 
@@ -20,6 +20,7 @@ def cmd_du(
     snapshot: Annotated[str, typer.Argument(help="The snapshot (id prefix, latest, latest:TIER, @PATH).")] = "latest",
     path: Annotated[str, typer.Argument(help="A directory inside the snapshot (default: its root).")] = "",
     depth: Annotated[int, typer.Option("--depth", "-d", help="Directory levels below PATH.", min=1)] = 1,
+    host: HostOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Logical and stored size of each directory of a snapshot, and what it alone holds."""
@@ -29,7 +30,7 @@ def cmd_du(
 
     app: AppContext = ctx.obj
     with app.open("read") as repo:
-        snap = resolve_snapshot(repo, snapshot)
+        snap = resolve_snapshot(repo, snapshot, host=host)
         rows = path_usage_of(repo, [snap], depth=depth, prefix=as_bytes_path(path))
         unique = frees_of(repo, [snap])
     if json_out:

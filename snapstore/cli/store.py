@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from snapstore.cli.context import AppContext
+from snapstore.cli.context import AppContext, HostOpt
 from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
 from snapstore.errors import ExitCode, Interrupted, SnapError, UsageError
 
@@ -198,6 +198,14 @@ def cmd_take(
     exclude_file: Annotated[list[str] | None, typer.Option("--exclude-file", metavar="FILE", help="Read "
                                                            "--exclude globs from FILE, one a line (# comments)."
                                                            )] = None,
+    one_file_system: Annotated[bool, typer.Option("--one-file-system", "-x", help="Do not descend into "
+                                                  "other file systems (mount points are stored empty).")] = False,
+    exclude_caches: Annotated[bool, typer.Option("--exclude-caches", help="Leave out the contents of "
+                                                 "directories tagged with a CACHEDIR.TAG (the tag stays).")] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Take standard input (a database dump piped in) as "
+                                        "one file, --stdin-name (streamed: memory stays small).")] = False,
+    stdin_name: Annotated[str, typer.Option("--stdin-name", metavar="NAME", help="With --stdin: the file's "
+                                            "path in the snapshot.")] = "stdin",
     verify: Annotated[str, typer.Option("--verify", help="After-take check: quick (re-read new packs), full "
                                         "(also decompress and hash every new chunk) or none.")] = "quick",
     due: Annotated[bool, typer.Option("--due", help="Take every config tier whose schedule is due "
@@ -207,24 +215,38 @@ def cmd_take(
     json_out: JsonOpt = False,
 ) -> int:
     """Take a snapshot of PATH... (or of the tier's sources in the config file)."""
-    from snapstore.agent.tiers import TakeOptions, check_tier_choice, plan_tier, read_exclude_file, take_tier
+    from snapstore.agent.tiers import (
+        TakeOptions,
+        check_tier_choice,
+        plan_tier,
+        read_exclude_file,
+        take_stdin,
+        take_tier,
+    )
 
     app: AppContext = ctx.obj
     excludes = tuple(exclude or ()) + tuple(p for f in exclude_file or () for p in read_exclude_file(f))
     options = TakeOptions(tags=tuple(tag or ()), compression=compression, verify=verify,
                           excludes=excludes, if_changed=if_changed, approved_by=approved_by,
-                          reason=reason)
+                          reason=reason, one_file_system=one_file_system, exclude_caches=exclude_caches)
     if due:
         if paths or tier != "manual":
             raise UsageError("--due takes the config's due tiers: give no PATH and no --tier")
         return _take_due(app, options, json_out=json_out)
-    check_tier_choice(tier, app.config(), paths or [], ad_hoc=ad_hoc)
+    if stdin and (paths or excludes or one_file_system or exclude_caches or if_changed):
+        raise UsageError("--stdin takes standard input only: no PATH, --exclude, --one-file-system, "
+                         "--exclude-caches or --if-changed")
+    check_tier_choice(tier, app.config(), paths or ([stdin_name] if stdin else []), ad_hoc=ad_hoc)
     event = app.record(tier=tier)
     try:
-        plan = plan_tier(tier, config=None if paths else app.config(), paths=paths or [], options=options)
         progress = Progress(not app.quiet and not json_out)
-        with app.open("write") as repo:
-            take = take_tier(repo, plan, progress=progress)
+        if stdin:
+            with app.open("write") as repo:
+                take = take_stdin(repo, tier, stdin_name, sys.stdin.buffer, options=options, progress=progress)
+        else:
+            plan = plan_tier(tier, config=None if paths else app.config(), paths=paths or [], options=options)
+            with app.open("write") as repo:
+                take = take_tier(repo, plan, progress=progress)
         progress.done()
     except SnapError as exc:
         event.update(result="error", error=exc.message, exit_code=exc.exit_code)
@@ -300,6 +322,7 @@ def cmd_restore(
                                                   show_default=False)] = None,
     tier: Annotated[str | None, typer.Option("--tier", help="With --latest-good: only this tier's snapshots.",
                                              show_default=False)] = None,
+    host: HostOpt = None,
     json_out: JsonOpt = False,
 ) -> int:
     """Restore a snapshot, or some of its files, into a directory."""
@@ -317,7 +340,8 @@ def cmd_restore(
             # only --target / puts it back at the live path (the damaged one moved aside)
             warn(f"snap: warning: {latest_good} is absolute: the good copy goes under {target}, not to the live "
                  "file; use --target / to restore it in place")
-        return _restore_latest_good(app, latest_good, target, check or [], check_cmd, tier, overwrite, json_out)
+        return _restore_latest_good(app, latest_good, target, check or [], check_cmd, tier, overwrite, json_out,
+                                    host)
     if check or check_cmd or tier:
         raise UsageError("--check, --check-cmd and --tier go with --latest-good")
     if mirror and partial:
@@ -327,7 +351,7 @@ def cmd_restore(
     progress = Progress(not app.quiet and not json_out)
     with app.open("read") as repo:
         from snapstore.view.selectors import resolve_snapshot
-        snap = resolve_snapshot(repo, snapshot)
+        snap = resolve_snapshot(repo, snapshot, host=host)
         moved = None
         if mirror:
             from snapstore.ops.mirror import mirror_restore
@@ -370,7 +394,7 @@ def cmd_restore(
 
 
 def _restore_latest_good(app: AppContext, path: str, target: str, checks: list[str], check_cmd: str | None,
-                         tier: str | None, overwrite: bool, json_out: bool) -> int:
+                         tier: str | None, overwrite: bool, json_out: bool, host: str | None = None) -> int:
     from snapstore.agent.latestgood import NOT_IN_SNAPSHOT, Check, check_command, check_json, restore_latest_good
     from snapstore.errors import NotFound
     from snapstore.view.vfs import SnapshotView
@@ -386,7 +410,8 @@ def _restore_latest_good(app: AppContext, path: str, target: str, checks: list[s
         raise UsageError("--latest-good needs --check json and/or --check-cmd CMD")
     event = app.record(path=path, tier=tier)
     with app.open("read") as repo:
-        snaps = [s for s in repo.snapshots() if tier is None or s.tier == tier]
+        snaps = [s for s in repo.snapshots()
+                 if (tier is None or s.tier == tier) and (host is None or s.hostname == host)]
         result = restore_latest_good(SnapshotView(repo), snaps, path, target, funcs, overwrite=overwrite)
     if result.used is not None:
         event.update(snapshot=result.used.id, tier=result.used.tier, files=1, skipped=len(result.skipped),
@@ -426,6 +451,7 @@ def cmd_ls(
     path: Annotated[str, typer.Argument(help="Path inside the snapshot.")] = "",
     recursive: Annotated[bool, typer.Option("--recursive", "-R", help="List everything below PATH.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Mode, owner, size and time.")] = False,
+    host: HostOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the entries of a directory in a snapshot."""
@@ -435,7 +461,7 @@ def cmd_ls(
     app: AppContext = ctx.obj
     with app.open("read") as repo:
         from snapstore.view.selectors import resolve_snapshot
-        snap = resolve_snapshot(repo, snapshot)
+        snap = resolve_snapshot(repo, snapshot, host=host)
         view = SnapshotView(repo)
         base = as_bytes_path(path)
         entry = view.lookup(snap, base)
@@ -472,6 +498,7 @@ def cmd_cat(
     ctx: typer.Context,
     snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest:TIER[,TIER], with @PATH: holding PATH.")],
     path: Annotated[str, typer.Argument(help="File inside the snapshot.")],
+    host: HostOpt = None,
 ) -> None:
     """Write one file of a snapshot to stdout."""
     from snapstore.errors import PathNotFound
@@ -481,7 +508,7 @@ def cmd_cat(
     app: AppContext = ctx.obj
     with app.open("read") as repo:
         from snapstore.view.selectors import resolve_snapshot
-        snap = resolve_snapshot(repo, snapshot)
+        snap = resolve_snapshot(repo, snapshot, host=host)
         view = SnapshotView(repo)
         entry = view.lookup(snap, path)
         if entry.kind != FILE:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from snapstore import clock
-from snapstore.cli.context import AppContext
+from snapstore.cli.context import AppContext, HostOpt
 from snapstore.cli.output import echo, emit_json, human_bytes, warn
 from snapstore.errors import ExitCode, Interrupted, SnapError, UsageError
 
@@ -284,6 +284,7 @@ def cmd_export(
     fmt: Annotated[str, typer.Option("--format", help="auto (from the name; stdout: gz), gz, zst or tar.")] = "auto",
     prefix: Annotated[str, typer.Option("--prefix", help="Put every member under this top directory "
                                         "(like the old STAMP/ archives).")] = "",
+    host: HostOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a snapshot, or part of it, as a tar archive (streamed; memory stays small)."""
@@ -300,7 +301,7 @@ def cmd_export(
     compression = compression_for(output, "none" if fmt == "tar" else fmt)
     with app.open("read") as repo:
         from snapstore.view.selectors import resolve_snapshot
-        snap = resolve_snapshot(repo, snapshot)
+        snap = resolve_snapshot(repo, snapshot, host=host)
         view = SnapshotView(repo)
         if output == "-":
             stats = export_tar(view, snap, paths or [], sys.stdout.buffer, compression=compression, prefix=prefix)

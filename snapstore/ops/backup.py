@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO
 
 from snapstore import faults
 from snapstore.errors import Interrupted, SnapError, SourceNotFound, UsageError
@@ -49,7 +50,7 @@ from snapstore.format.tree import (
 )
 from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
-from snapstore.ops.excludes import Excludes
+from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir
 from snapstore.ops.protected import is_inside, protected_dirs
 from snapstore.repo.index import CachedFile, Txn, index_errors
 from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
@@ -203,8 +204,10 @@ class Take:
     """One run of the backup pipeline. Use :func:`take_snapshot`."""
 
     def __init__(self, repo: Repository, *, level: int, workers: int, verify: str,
-                 excludes: list[str], progress: Callable[[dict[str, object]], None] | None) -> None:
+                 excludes: list[str], progress: Callable[[dict[str, object]], None] | None,
+                 rules: WalkRules = WalkRules()) -> None:
         self.repo = repo
+        self.rules = rules
         self.level = level
         self.verify = verify
         self.excludes = Excludes(excludes)
@@ -365,13 +368,16 @@ class Take:
         return newest % 1000 == 0 and newest >= self.started_ns - 2_000_000_000
 
     # -- walking (calling thread) -------------------------------------------------------
-    def _walk_dir(self, path: bytes, member: bytes) -> Iterator[_Walked]:
+    def _walk_dir(self, path: bytes, member: bytes, dev: int | None = None) -> Iterator[_Walked]:
         try:
             with os.scandir(path) as it:
                 items = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             yield _Walked("error", error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
             return
+        if self.rules.exclude_caches and is_cache_dir(path):
+            self.excluded.append(f"{os.fsdecode(path)} (a cache: CACHEDIR.TAG)")
+            items = [item for item in items if item.name == CACHEDIR_TAG]
         for item in items:
             child_member = member + b"/" + item.name if member else item.name
             if self.excludes.match(child_member, item.name):  # also the recovery's aside dirs
@@ -381,9 +387,10 @@ class Take:
             except OSError as exc:
                 yield _Walked("error", error=f"{os.fsdecode(item.path)}: {exc.strerror or exc}")
                 continue
-            yield from self._walk_path(item.path, item.name, child_member, st)
+            yield from self._walk_path(item.path, item.name, child_member, st, dev)
 
-    def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result) -> Iterator[_Walked]:
+    def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result,
+                   parent_dev: int | None = None) -> Iterator[_Walked]:
         if stat.S_ISDIR(st.st_mode):
             what = self.protected.get((st.st_dev, st.st_ino))
             if what is not None:
@@ -391,7 +398,10 @@ class Take:
                 self.excluded.append(f"{os.fsdecode(path)} ({what})")
                 return
             yield _Walked("enter", name, st, path)
-            yield from self._walk_dir(path, member)
+            if self.rules.one_file_system and parent_dev is not None and st.st_dev != parent_dev:
+                self.excluded.append(f"{os.fsdecode(path)} (another file system)")  # kept as an empty mount point
+            else:
+                yield from self._walk_dir(path, member, st.st_dev)
             yield _Walked("leave")
         else:
             yield _Walked("entry", name, st, path)
@@ -406,7 +416,7 @@ class Take:
         if root_source is not None:  # "." was given: the source directory is the root
             st = _source_stat(root_source)
             yield _Walked("enter", b"", st, root_source.path)
-            yield from self._walk_dir(root_source.path, b"")
+            yield from self._walk_dir(root_source.path, b"", st.st_dev)
             yield _Walked("leave")
             return
         tree: dict[bytes, object] = {}
@@ -608,9 +618,61 @@ class Take:
         assert root is not None
         return root
 
+    def run_stream(self, stream: StdinSource) -> bytes:
+        """Chunk ``stream.handle`` (a pipe: read once, in order, through the same bounded
+        pipeline as a file) into one file at ``stream.name``; returns the root tree id."""
+        parts = os.fsencode(stream.name).split(b"/")
+        refs: list[bytes] = []
+        size = 0
+        try:
+            for piece in self._chunker().cut(stream.handle):
+                blob_id = self.repo.blob_id(piece)
+                refs.append(CHUNK_REF.pack(blob_id, len(piece)))
+                size += len(piece)
+                if self.registry.claim(blob_id):
+                    self._submit_blob(blob_id, TYPE_DATA, bytes(piece))
+                self._report(parts[-1])
+        except OSError as exc:
+            raise UsageError(f"--stdin: cannot read standard input: {exc.strerror or exc}") from None
+        user, group = _owner_names(os.getuid(), os.getgid())
+        node = Entry(name=parts[-1], kind=FILE, mode=stat.S_IFREG | 0o644, uid=os.getuid(), gid=os.getgid(),
+                     mtime_ns=stream.mtime_ns, user=user, group=group, size=size, chunks=b"".join(refs))
+        tree_id = self._store_tree([node])
+        for name in reversed(parts[:-1]):  # the directories of NAME, like those of a source path
+            node = Entry(name=name, kind=DIR, mode=stat.S_IFDIR | 0o755, uid=os.getuid(), gid=os.getgid(),
+                         mtime_ns=stream.mtime_ns, user=user, group=group, subtree=tree_id)
+            tree_id = self._store_tree([node])
+        self.stat_files, self.stat_dirs = 1, len(parts)
+        self.stat_bytes = self.stat_read = size
+        self.stat_chunks = len(refs)
+        self.compressors.shutdown(wait=True)
+        self.readers.shutdown(wait=True)
+        if self.failure is not None:
+            raise self.failure
+        self.packs = [p.id for p in self.sink.flush()]
+        self.sink.close()
+        return tree_id
+
     def shutdown(self) -> None:
         self.readers.shutdown(wait=True, cancel_futures=True)
         self.compressors.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class StdinSource:
+    """``take --stdin --stdin-name NAME``: one file read from a stream (a database dump piped in)."""
+
+    handle: BinaryIO
+    name: str  # its path in the snapshot (relative; may name directories: db/dump.sql)
+    mtime_ns: int
+
+
+def check_stdin_name(name: str) -> str:
+    """A ``--stdin-name`` that is a clean relative path (``UsageError`` else)."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in name:
+        raise UsageError(f"--stdin-name {name!r}: give a relative path such as dump.sql or db/dump.sql")
+    return name
 
 
 @dataclass(frozen=True)
@@ -636,6 +698,8 @@ def take_snapshot(
     approved_by: str = "",
     reason: str = "",
     unapproved: bool = False,
+    rules: WalkRules = WalkRules(),
+    stdin: StdinSource | None = None,
 ) -> TakeResult:
     """Take one snapshot of ``sources`` and commit it. ``verify``: none, quick (re-read and
     checksum each new pack) or full (also decompress every new blob and check its id).
@@ -666,9 +730,10 @@ def take_snapshot(
                             "name it (is SNAP_NOW or the clock set in the past?)")
     ncpu = os.cpu_count() or 2
     take = Take(repo, level=repo.config.compression_level if level is None else level,
-                workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress)
+                workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress,
+                rules=rules)
     try:
-        root = take.run(sources)
+        root = take.run(sources) if stdin is None else take.run_stream(stdin)
     except BaseException as exc:
         if take.failure is None:
             take.failure = exc
@@ -698,7 +763,8 @@ def take_snapshot(
     )
     snapshot = Snapshot(
         time=moment,
-        tier=tier, root=root.hex(), paths=tuple(os.fsdecode(s.path) for s in sources),
+        tier=tier, root=root.hex(),
+        paths=tuple(os.fsdecode(s.path) for s in sources) if stdin is None else (f"<stdin>/{stdin.name}",),
         hostname=host_name(),
         username=_owner_names(os.getuid(), os.getgid())[0], tags=tuple(tags),
         stats=stats, root_meta=take.root_meta, missing=tuple(missing),

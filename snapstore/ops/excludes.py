@@ -13,9 +13,35 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 #: Recovery keeps pre-recovery copies in directories of this name; a take never backs them up.
 ASIDE_DIR_NAME = b".snap-aside"
+#: The Cache Directory Tagging Specification (https://bford.info/cachedir/): a directory holding
+#: a file of this name that starts with this signature is a cache (tar, borg and restic agree).
+CACHEDIR_TAG = b"CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+@dataclass(frozen=True)
+class WalkRules:
+    """What a take leaves out besides patterns: ``one_file_system`` does not descend into a
+    directory on another device than its parent (a mount point is stored as an empty
+    directory, as tar does; sources given explicitly are always taken); ``exclude_caches``
+    stores a tagged cache directory with only its ``CACHEDIR.TAG`` (as tar's
+    ``--exclude-caches``)."""
+
+    one_file_system: bool = False
+    exclude_caches: bool = False
+
+
+def is_cache_dir(path: bytes) -> bool:
+    """Whether the directory ``path`` holds a ``CACHEDIR.TAG`` with the standard signature."""
+    try:
+        with open(os.path.join(path, CACHEDIR_TAG), "rb") as tag:
+            return tag.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False
 
 
 class Excludes:

@@ -20,13 +20,14 @@ from snapstore.view.selectors import resolve_snapshot
 from snapstore.view.vfs import SnapshotView, show_path
 
 
-def pick_pair(repo: Repository, spec_a: str, spec_b: str | None) -> tuple[Snapshot, Snapshot]:
+def pick_pair(repo: Repository, spec_a: str, spec_b: str | None, *, host: str | None = None
+              ) -> tuple[Snapshot, Snapshot]:
     """(old, new): A and B as given; without B, A against the newest of its tier, or the
-    previous snapshot of the tier against A when A is the newest."""
-    a = resolve_snapshot(repo, spec_a)
+    previous snapshot of the tier against A when A is the newest (``host``: among that host's)."""
+    a = resolve_snapshot(repo, spec_a, host=host)
     if spec_b is not None:
-        return a, resolve_snapshot(repo, spec_b)
-    tier = [s for s in repo.snapshots() if s.tier == a.tier]
+        return a, resolve_snapshot(repo, spec_b, host=host)
+    tier = [s for s in repo.snapshots() if s.tier == a.tier and (host is None or s.hostname == host)]
     if tier[-1].id != a.id:
         return a, tier[-1]
     if len(tier) < 2:
