@@ -57,11 +57,15 @@ def retention_policy(config: Config | None, keep: Mapping[str, int] | None = Non
             raise UsageError(f"--keep {tier}: N must be >= 0 (got {count})")
         if config is not None and tier not in config.tiers:
             config.tier(tier)  # ConfigError naming the known tiers
+    def overridden(base: RetentionPolicy) -> RetentionPolicy:
+        tiers = dict(base.tiers)
+        for tier, count in keep.items():
+            tiers[tier] = replace(tiers.get(tier, TierRule()), keep=count)
+        return replace(base, tiers=tiers)
+
     base = policy or RetentionPolicy()
-    tiers = dict(base.tiers)
-    for tier, count in keep.items():
-        tiers[tier] = replace(tiers.get(tier, TierRule()), keep=count)
-    return replace(base, tiers=tiers)
+    # --keep overrides every host's count of the tier, those with counts of their own too
+    return replace(overridden(base), hosts={h: overridden(p) for h, p in base.hosts.items()})
 
 
 @dataclass(frozen=True)

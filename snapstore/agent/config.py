@@ -19,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,6 +227,27 @@ class GcSettings(_Model):
     safety_window: Duration | None = None
 
 
+class HostTierRule(_Model):
+    """A tier's counts for one host's snapshots."""
+
+    keep: int | None = Field(default=None, ge=0)
+    keep_within: PositiveDuration | None = None
+
+
+class HostRetention(_Model):
+    """``retention.hosts.<hostname>``: the counts of that host's snapshots, each key unset
+    meaning "as for every host"; ``tiers`` overrides the tiers' ``keep`` / ``keep_within``."""
+
+    keep_last: int | None = Field(default=None, ge=0)
+    keep_hourly: int | None = Field(default=None, ge=0)
+    keep_daily: int | None = Field(default=None, ge=0)
+    keep_weekly: int | None = Field(default=None, ge=0)
+    keep_monthly: int | None = Field(default=None, ge=0)
+    keep_yearly: int | None = Field(default=None, ge=0)
+    keep_within: PositiveDuration | None = None
+    tiers: dict[str, HostTierRule] = Field(default_factory=dict)
+
+
 class RetentionSettings(_Model):
     """Calendar rules across all snapshots (restic's ``forget`` semantics)."""
 
@@ -238,6 +259,8 @@ class RetentionSettings(_Model):
     keep_yearly: int = Field(default=0, ge=0)
     keep_within: PositiveDuration | None = None
     group_by_host: bool = False
+    #: per host: its own counts, decided among its snapshots only (unset keys: as above)
+    hosts: dict[Annotated[str, Field(min_length=1)], HostRetention] = Field(default_factory=dict)
 
 
 # -- agents and notifications (recovery: snapstore.agent.recover) -----------------------------
@@ -463,7 +486,7 @@ class Config(_Model):
     def retention_policy(self) -> RetentionPolicy:
         """The retention policy this config describes (tiers without keep/keep_within keep all)."""
         r = self.retention
-        return RetentionPolicy(
+        base = RetentionPolicy(
             tiers={name: t.rule() for name, t in self.tiers.items() if not t.rule().is_empty},
             keep_last=r.keep_last,
             keep_hourly=r.keep_hourly,
@@ -474,6 +497,22 @@ class Config(_Model):
             keep_within=r.keep_within,
             group_by_host=r.group_by_host,
         )
+        return replace(base, hosts={host: self._host_policy(base, host, rule) for host, rule in r.hosts.items()})
+
+    def _host_policy(self, base: RetentionPolicy, host: str, rule: HostRetention) -> RetentionPolicy:
+        for tier in rule.tiers:
+            if tier not in self.tiers:
+                known = ", ".join(self.tiers) or "none"
+                raise ConfigError(f"{self.path}: retention.hosts.{host}.tiers: unknown tier {tier!r} (known: {known})")
+        tiers = dict(base.tiers)
+        for tier, override in rule.tiers.items():
+            old = tiers.get(tier, TierRule())
+            tiers[tier] = TierRule(keep=old.keep if override.keep is None else override.keep,
+                                   keep_within=old.keep_within if override.keep_within is None
+                                   else override.keep_within)
+        counts = {name: getattr(rule, name) for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+                                                         "keep_monthly", "keep_yearly", "keep_within")}
+        return replace(base, tiers=tiers, **{k: v for k, v in counts.items() if v is not None})
 
 
 def _absolute(value: str, base_dir: Path) -> Path:

@@ -109,7 +109,7 @@ def _register() -> None:
 
     store.register(app)
     for name in ("retention", "integrity", "mount", "workflows", "changes", "remote", "keys", "stats", "ui", "recover",
-                 "du", "archive", "find"):
+                 "du", "archive", "find", "tag"):
         try:
             module = __import__(f"snapstore.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -194,7 +194,7 @@ def _hoist_global_flags(args: list[str]) -> list[str]:
 
 
 #: Commands whose every run goes to the history log; on_failure runs when the alerted ones fail.
-HISTORY_COMMANDS = {"take", "gc", "verify", "restore", "forget", "import", "recover", "archive"}
+HISTORY_COMMANDS = {"take", "gc", "verify", "restore", "forget", "import", "recover", "archive", "tag"}
 ALERT_COMMANDS = {"take", "gc", "verify", "import", "restore", "recover", "archive"}
 
 

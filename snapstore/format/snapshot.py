@@ -82,6 +82,9 @@ class Snapshot:
     approved_by: str = ""
     reason: str = ""
     unapproved: bool = False
+    #: the id this record was first taken under, when ``snap tag`` rewrote it (restic's
+    #: ``original``): tags are part of the record, so new tags make a new record and a new id
+    original: str = ""
     id: str = ""
 
     @property
@@ -110,6 +113,7 @@ class Snapshot:
             **({"approved_by": self.approved_by} if self.approved_by else {}),
             **({"reason": self.reason} if self.reason else {}),
             **({"unapproved": True} if self.unapproved else {}),
+            **({"original": self.original} if self.original else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -146,6 +150,7 @@ class Snapshot:
                 approved_by=str(data.get("approved_by", "")),
                 reason=str(data.get("reason", "")),
                 unapproved=bool(data.get("unapproved", False)),
+                original=str(data.get("original", "")),
                 id=str(data["id"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -171,4 +176,5 @@ class Snapshot:
             **({"approved_by": self.approved_by} if self.approved_by else {}),
             **({"reason": self.reason} if self.reason else {}),
             **({"unapproved": True} if self.unapproved else {}),
+            **({"original": self.original} if self.original else {}),
         }

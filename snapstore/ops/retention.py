@@ -23,6 +23,11 @@ The rules (a snapshot is kept if *any* rule keeps it):
   have a snapshot. Periods are computed in UTC. Unlike restic >= 0.16, the oldest snapshot is
   *not* additionally kept while a calendar count is left unused.
 * ``group_by_host=True`` applies tier and calendar rules separately to each hostname.
+* **per-host policies** (``policy.hosts[host]``, a whole :class:`RetentionPolicy`): the
+  snapshots of that host are decided by its own policy alone, counted among that host's
+  snapshots only (``keep 30`` for the database host, ``keep 7`` for a laptop sharing the
+  repository); every other host's snapshots by the rest of the policy, counted among
+  themselves. Reasons name the host (``tier daily on db1: #2 of newest 30``).
 
 "Newest" is by time, ties broken by id (ascending), so the result never depends on the order
 of the input. Decisions are returned in that order: newest first.
@@ -88,8 +93,13 @@ class RetentionPolicy:
     keep_yearly: int = 0
     keep_within: timedelta | None = None
     group_by_host: bool = False
+    #: hostname -> the policy of that host's snapshots (see the module docstring)
+    hosts: Mapping[str, RetentionPolicy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for host, sub in self.hosts.items():
+            if sub.hosts:
+                raise ValueError(f"the policy of host {host!r} cannot have per-host policies of its own")
         for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
             value = getattr(self, name)
             if value < 0:
@@ -187,6 +197,8 @@ def apply_policy(
     pinned: Collection[str] = (),
 ) -> list[Decision]:
     """Decide keep/forget for every snapshot; newest first (ties by id). Pure: no I/O, no clock."""
+    if policy.hosts:
+        return _apply_per_host(list(snapshots), policy, now, pinned)
     ordered = _newest_first(snapshots)
     times = [_utc(s.time) for s in ordered]
     now = _utc(now)
@@ -216,6 +228,22 @@ def apply_policy(
         Decision(snapshot=s, keep=bool(why), reasons=tuple(why) if why else (FORGET_REASON,))
         for s, why in zip(ordered, reasons, strict=True)
     ]
+
+
+def _apply_per_host(snapshots: list[SnapshotLike], policy: RetentionPolicy, now: datetime,
+                    pinned: Collection[str]) -> list[Decision]:
+    """Each host with a policy of its own decided alone (its labels name it); the others by the rest."""
+    from dataclasses import replace
+
+    decisions: list[Decision] = []
+    rest = [s for s in snapshots if s.hostname not in policy.hosts]
+    for host in sorted(policy.hosts):
+        mine = [s for s in snapshots if s.hostname == host]
+        # group_by_host on one host's snapshots: the same counts, with the host in every label
+        decisions += apply_policy(mine, replace(policy.hosts[host], group_by_host=True), now, pinned)
+    decisions += apply_policy(rest, replace(policy, hosts={}), now, pinned)
+    order = {id(s): n for n, s in enumerate(_newest_first(snapshots))}
+    return sorted(decisions, key=lambda d: order[id(d.snapshot)])
 
 
 def _cutoff(now: datetime, within: timedelta) -> datetime:

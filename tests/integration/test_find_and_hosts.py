@@ -81,3 +81,33 @@ def test_host_narrows_latest_for_every_command(tmp_path: Path) -> None:
     assert {c["path"] for c in diff["changes"]} >= {"agents/Z/new_skill.py", "agents/Z/priority_weights.json"}
     res = on("alpha", tmp_path, "cat", "latest", "agents/Z/SOUL.md", "--host", "gamma", now=now)
     assert res.code == ExitCode.NOT_FOUND and "from host 'gamma'" in res.err and res.err.count("\n") == 1
+
+
+def test_per_host_keep_counts_in_a_shared_repository(tmp_path: Path) -> None:
+    config = {"repository": "../repo", "tiers": {"daily": {"sources": ["agents"], "keep": 3}},
+              "retention": {"hosts": {"laptop": {"tiers": {"daily": {"keep": 1}}}}}}
+    for host in ("db1", "laptop"):
+        (tmp_path / host / "agents").mkdir(parents=True)
+        (tmp_path / host / "backup_schedule.json").write_text(json.dumps(config))
+    ok(run_snap("init", "--encryption", "none", repo=tmp_path / "repo"))
+    for day in range(1, 5):
+        for host in ("db1", "laptop"):
+            (tmp_path / host / "agents" / "state.json").write_text(json.dumps({"host": host, "day": day}))
+            ok(on(host, tmp_path, "take", "--tier", "daily", now=f"2026-11-0{day}T07:00:00Z"))
+    dry = ok(on("db1", tmp_path, "gc", "--dry-run", "--json", now="2026-11-05T00:00:00Z")).json()
+    assert isinstance(dry, dict), dry
+    kept = {tuple(k["reasons"]) for k in dry["kept"]}
+    assert ("tier daily on laptop: #1 of newest 1",) in kept and ("tier daily: #3 of newest 3",) in kept
+    ok(on("db1", tmp_path, "gc", now="2026-11-05T00:00:00Z"))
+    left = ok(run_snap("list", "--json", repo=tmp_path / "repo")).json()
+    assert isinstance(left, list)
+    assert [s["time"][:10] for s in left if s["hostname"] == "db1"] == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    assert [s["time"][:10] for s in left if s["hostname"] == "laptop"] == ["2026-11-04"]
+    event = [json.loads(line) for line in (tmp_path / "system-history.jsonl").read_text().splitlines()][-1]
+    assert event["command"] == "gc" and len(event["forgotten"]) == 4
+    # a tier the config lacks under a host is one line, exit 6
+    bad = {**config, "retention": {"hosts": {"laptop": {"tiers": {"hourly": {"keep": 1}}}}}}
+    (tmp_path / "db1" / "backup_schedule.json").write_text(json.dumps(bad))
+    res = on("db1", tmp_path, "gc", "--dry-run", now="2026-11-05T00:00:00Z")
+    assert res.code == ExitCode.CONFIG and "retention.hosts.laptop.tiers: unknown tier 'hourly'" in res.err
+    assert res.err.count("\n") == 1

@@ -358,3 +358,53 @@ def test_an_incomplete_snapshot_does_not_count_toward_keep_n() -> None:
     assert decisions[complete[0].id].keep  # the newest complete one is still #1
     assert decisions["inc"].keep and "incomplete" in decisions["inc"].reasons[0]
     assert not decisions[complete[1].id].keep and not decisions["old-inc"].keep
+
+
+# -- per-host policies: each host's counts among its own snapshots ---------------------------
+
+
+def _shared(days: int, hosts: tuple[str, ...]) -> list[Snap]:
+    """One daily snapshot per host per day, the newest on 2026-11-22 07:00."""
+    return [Snap(id=f"{host}-{day:02d}", time=at("2026-11-22T07:00:00") - timedelta(days=day), hostname=host)
+            for host in hosts for day in range(days)]
+
+
+def test_per_host_keep_counts_among_that_hosts_snapshots() -> None:
+    policy = RetentionPolicy(tiers={"daily": TierRule(keep=5)},
+                             hosts={"laptop": RetentionPolicy(tiers={"daily": TierRule(keep=2)})})
+    decisions = apply_policy(_shared(10, ("db1", "db2", "laptop")), policy, NOW)
+    kept = kept_ids(decisions)
+    # db1 and db2 keep their 5 newest together (no group_by_host: counted among the rest), the laptop its own 2
+    assert sorted(k for k in kept if k.startswith("laptop")) == ["laptop-00", "laptop-01"]
+    assert len([k for k in kept if not k.startswith("laptop")]) == 5
+    assert reasons_of(decisions, "laptop-01") == ("tier daily on laptop: #2 of newest 2",)
+    assert reasons_of(decisions, "laptop-02") == (FORGET_REASON,)
+    # newest first, ties by id, as without hosts
+    order = [d.snapshot.id for d in decisions]
+    assert order[:3] == ["db1-00", "db2-00", "laptop-00"]
+
+
+def test_per_host_policies_with_group_by_host_for_the_rest() -> None:
+    policy = RetentionPolicy(tiers={"daily": TierRule(keep=3)}, group_by_host=True, keep_weekly=1,
+                             hosts={"ci": RetentionPolicy(tiers={"daily": TierRule(keep=0)}, keep_last=1)})
+    decisions = apply_policy(_shared(10, ("db1", "db2", "ci")), policy, NOW)
+    kept = set(kept_ids(decisions))
+    assert {"db1-00", "db1-01", "db1-02", "db2-00", "db2-01", "db2-02"} <= kept
+    assert {k for k in kept if k.startswith("ci")} == {"ci-00"}
+    assert reasons_of(decisions, "ci-00") == ("last on ci (1 of 1)",)
+    # keep 0 for the ci host's daily tier: only its last one stays
+    assert all(not d.keep for d in decisions if d.snapshot.hostname == "ci" and d.snapshot.id != "ci-00")
+
+
+def test_per_host_pins_and_unlisted_hosts() -> None:
+    policy = RetentionPolicy(tiers={"daily": TierRule(keep=1)},
+                             hosts={"laptop": RetentionPolicy(tiers={"daily": TierRule(keep=1)})})
+    decisions = apply_policy(_shared(3, ("laptop", "other")), policy, NOW, pinned={"laptop-02"})
+    assert set(kept_ids(decisions)) == {"laptop-00", "laptop-02", "other-00"}
+    assert reasons_of(decisions, "laptop-02") == ("pinned",)
+    assert len(decisions) == 6
+
+
+def test_a_host_policy_cannot_nest_hosts() -> None:
+    with pytest.raises(ValueError, match="per-host policies of its own"):
+        RetentionPolicy(hosts={"a": RetentionPolicy(hosts={"b": RetentionPolicy()})})
