@@ -118,6 +118,16 @@ class IncompleteTake(SnapError):
     kind = "incomplete"
 
 
+class HookFailed(SnapError):
+    """A tier's ``before`` command failed or timed out: nothing was taken."""
+
+    kind = "hook_failed"
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output  # the command's last lines, for the history event and the alert
+
+
 class ConfigError(SnapError):
     exit_code = ExitCode.CONFIG
     kind = "config"

@@ -198,33 +198,61 @@ class TierConfig(_Model):
     require_approval: bool = False  # a take without --approved-by is marked unapproved and alerted
     one_file_system: bool = False  # do not descend into other file systems (take --one-file-system)
     exclude_caches: bool = False  # leave out the contents of CACHEDIR.TAG directories (take --exclude-caches)
+    required: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)  # paths the snapshot must hold
+    before: str | None = Field(default=None, min_length=1)  # shell command before each take (a failure stops it)
+    after: str | None = Field(default=None, min_length=1)  # ... and after it, always
+    hook_timeout: PositiveDuration | None = None  # for before and after (default 60s)
 
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = " ".join(value.split())
-        if text in _CRON_MACROS:
-            return text
-        if len(text.split(" ")) != 5 or not croniter.is_valid(text):
-            raise ValueError(
-                f"not a valid cron expression (minute hour day-of-month month day-of-week): {value!r}"
-            )
-        if not fires_ever(text):
-            raise ValueError(f"cron expression {value!r} never fires (no such date, e.g. 31 February)")
-        return text
+        return _check_cron(value)
 
     def rule(self) -> TierRule:
         return TierRule(keep=self.keep, keep_within=self.keep_within)
 
 
+def _check_cron(value: str | None) -> str | None:
+    """A 5-field cron expression or macro, normalised (None stays None); ValueError else."""
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    if text in _CRON_MACROS:
+        return text
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise ValueError(
+            f"not a valid cron expression (minute hour day-of-month month day-of-week): {value!r}"
+        )
+    if not fires_ever(text):
+        raise ValueError(f"cron expression {value!r} never fires (no such date, e.g. 31 February)")
+    return text
+
+
 class GcSettings(_Model):
-    """Garbage collection: when to repack, and how recent unreferenced data is spared."""
+    """Garbage collection: when to repack, how recent unreferenced data is spared, and when
+    ``snap schedule`` runs it (after the takes: it waits for a take holding the lock)."""
 
     repack_threshold: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)
     #: None (unset): the repository's default, 0 on a local disk and 1h on object storage
     safety_window: Duration | None = None
+    schedule: str | None = "30 4 * * *"  # cron; null: snap schedule installs no gc
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        return _check_cron(value)
+
+
+class VerifySettings(_Model):
+    """The scheduled check ``snap schedule`` installs (seed 000's monthly verification)."""
+
+    schedule: str | None = "0 5 1 * *"  # cron; null: none installed
+    read_data_subset: float = Field(default=10.0, gt=0.0, le=100.0, allow_inf_nan=False)  # percent of the packs
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        return _check_cron(value)
 
 
 class HostTierRule(_Model):
@@ -345,6 +373,7 @@ class Config(_Model):
     history_file: str | None = Field(default=None, min_length=1)
     on_failure: str | None = None  # shell command run when a scheduled take fails
     gc: GcSettings = Field(default_factory=GcSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tiers: dict[TierName, TierConfig] = Field(default_factory=dict)
     agents: dict[Annotated[str, Field(pattern=f"^{AGENT_NAME_PATTERN}$")], AgentConfig] = Field(default_factory=dict)
@@ -443,6 +472,18 @@ class Config(_Model):
             found[self.path.absolute()] = None
             found.update(dict.fromkeys(json_files))
         return SourceScan(list(found), tuple(optional), tuple(required))
+
+    def watch_patterns(self, tier: str) -> list[str]:
+        """The tier's path sources as absolute patterns (globs kept, ``~`` expanded): what a
+        watcher must keep an eye on for paths that do not exist yet (a new agent's
+        ``agents/*/priority_weights.json``, an optional ``logs/`` created later)."""
+        out = []
+        for source in self.tier(tier).sources:
+            if isinstance(source, FromJsonSource):
+                continue  # its path is read from a file; that file changing is seen as a change of it
+            pattern = os.path.expanduser(source.path if isinstance(source, PathSource) else source)
+            out.append(os.path.normpath(os.path.join(str(self.base_dir), pattern)))
+        return out
 
     def agent(self, name: str) -> AgentConfig:
         """The agent called ``name``; ``NotFound`` naming the known agents if there is none."""

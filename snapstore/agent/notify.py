@@ -22,7 +22,7 @@ from typing import Any
 _SHOWN = ("command", "agent", "step", "tier", "snapshot", "snapshots_tried", "paths", "error", "exit_code",
           "host", "repository", "kept_aside")
 #: Long text fields shown as indented blocks.
-_BLOCKS = ("start_output", "health_output", "check_output")
+_BLOCKS = ("start_output", "health_output", "check_output", "hook_output")
 
 
 def _line(value: Any) -> str:

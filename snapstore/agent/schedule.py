@@ -240,3 +240,83 @@ def systemd_units(argv: list[str], every_minutes: int = 5, name: str = "snap-tak
         "WantedBy=timers.target\n"
     )
     return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+# -- maintenance: gc after the takes, the periodic verification --------------------------------
+
+_DOW = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MACRO_CRON = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+               "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def _calendar_field(field: str, width: int) -> str:
+    """One cron field as systemd calendar syntax: ``*``, lists, ``a-b`` ranges and ``/`` steps."""
+    if field == "*":
+        return "*"
+    out = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if base == "*":
+            base = "0"
+        lo, _, hi = base.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (step and not step.isdigit()):
+            raise ConfigError(f"cron field {field!r} has no systemd calendar form; use --cron")
+        text = lo.zfill(width) + (f"..{hi.zfill(width)}" if hi else "") + (f"/{step}" if step else "")
+        out.append(text)
+    return ",".join(out)
+
+
+def systemd_calendar(schedule: str) -> str:
+    """The ``OnCalendar=`` form of a 5-field cron expression or macro (``30 4 * * *`` ->
+    ``*-*-* 04:30:00``); a field it cannot express is a ``ConfigError``."""
+    text = _MACRO_CRON.get(schedule, schedule)
+    minute, hour, dom, month, dow = text.split()
+    if dom != "*" and dow != "*":  # cron fires on either, systemd only on both
+        raise ConfigError(f"cron expression {schedule!r} restricts both day of month and day of week, which "
+                          "systemd cannot express; use --cron")
+    days = ""
+    if dow != "*":
+        names = []
+        for part in dow.split(","):
+            lo, _, hi = part.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()) or int(lo) > 7 or (hi and int(hi) > 7):
+                raise ConfigError(f"cron day-of-week {dow!r} has no systemd calendar form; use --cron")
+            names.append(_DOW[int(lo)] + (f"..{_DOW[int(hi)]}" if hi else ""))
+        days = ",".join(names) + " "
+    return (f"{days}*-{_calendar_field(month, 2)}-{_calendar_field(dom, 2)} "
+            f"{_calendar_field(hour, 2)}:{_calendar_field(minute, 2)}:00")
+
+
+def cron_line(schedule: str, argv: list[str]) -> str:
+    """A crontab line running ``argv`` on ``schedule`` (a cron expression or macro)."""
+    return f"{schedule} {_command_line(argv)}"
+
+
+def systemd_job_units(argv: list[str], schedule: str, name: str, what: str, after: str | None = None
+                      ) -> dict[str, str]:
+    """A oneshot ``NAME.service`` running ``argv`` and a persistent ``NAME.timer`` on ``schedule``;
+    ``after``: a unit it is ordered after when both start at once (gc after the takes)."""
+    service = (
+        "[Unit]\n"
+        f"Description=snap: {what}\n"
+        "After=local-fs.target" + (f" {after}" if after else "") + "\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={_command_line(argv)}\n"
+        "Nice=10\n"
+        "IOSchedulingClass=idle\n"
+    )
+    timer = (
+        "[Unit]\n"
+        f"Description=snap: {what} ({schedule})\n"
+        "\n"
+        "[Timer]\n"
+        f"OnCalendar={systemd_calendar(schedule)}\n"
+        "Persistent=true\n"
+        f"Unit={name}.service\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+    return {f"{name}.service": service, f"{name}.timer": timer}

@@ -27,6 +27,7 @@ from snapstore.ops.excludes import WalkRules
 
 if TYPE_CHECKING:
     from snapstore.agent.config import Config
+    from snapstore.agent.hooks import HookRun
     from snapstore.agent.schedule import TierStatus
     from snapstore.format.snapshot import Snapshot
     from snapstore.repo.repository import Repository
@@ -92,6 +93,11 @@ class TierPlan:
     reason: str = ""
     unapproved: bool = False  # the tier requires approval and none was given
     rules: WalkRules = WalkRules()
+    required: tuple[str, ...] = ()  # paths the snapshot must hold (agent.artifacts)
+    before: str | None = None  # hooks (agent.hooks), run in ``hook_cwd``
+    after: str | None = None
+    hook_timeout: float = 60.0
+    hook_cwd: str = ""
 
 
 def config_with_tiers(config: Config | None, what: str) -> Config:
@@ -137,6 +143,7 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
     missing_required: tuple[str, ...] = ()
     unapproved = False
     one_fs, caches = options.one_file_system, options.exclude_caches
+    hooks: dict[str, Any] = {}
     if paths:
         base = cwd or os.getcwd()
         sources = [source_for(p, base) for p in paths]
@@ -160,11 +167,14 @@ def plan_tier(tier: str, *, config: Config | None, paths: Sequence[str] = (), cw
         unapproved = settings.require_approval and not options.approved_by
         tags += [t for t in settings.tags if t not in tags]
         one_fs, caches = one_fs or settings.one_file_system, caches or settings.exclude_caches
+        hooks = {"required": tuple(settings.required), "before": settings.before, "after": settings.after,
+                 "hook_timeout": settings.hook_timeout.total_seconds() if settings.hook_timeout else 60.0,
+                 "hook_cwd": base}
     return TierPlan(tier=tier, sources=tuple(sources), from_config=from_config, tags=tuple(tags), level=level,
                     verify=options.verify, excludes=tuple(options.excludes), if_changed=options.if_changed,
                     missing_optional=missing_optional, missing_required=missing_required,
                     approved_by=options.approved_by, reason=options.reason, unapproved=unapproved,
-                    rules=WalkRules(one_file_system=one_fs, exclude_caches=caches))
+                    rules=WalkRules(one_file_system=one_fs, exclude_caches=caches), **hooks)
 
 
 @dataclass(frozen=True)
@@ -178,17 +188,27 @@ class TierTake:
     if_changed: bool = False
     missing_optional: tuple[str, ...] = ()
     missing_required: tuple[str, ...] = ()
+    missing_artifacts: tuple[str, ...] = ()  # the tier's ``required`` paths the new snapshot lacks
+    hooks: tuple[HookRun, ...] = ()
 
     def incomplete_error(self) -> SnapError | None:
-        """The error to end a take with when required sources were missing (after the commit)."""
-        if not self.missing_required:
-            return None
+        """The error to end a take with when required sources were missing, or the snapshot
+        lacks a required artifact (after the commit: the rest is kept)."""
         from snapstore.errors import IncompleteTake
 
         snap = self.snapshot
-        kept = f"snapshot {snap.short_id} has the rest, marked incomplete" if snap else "nothing taken"
-        return IncompleteTake(f"tier {self.tier}: required source missing: {'; '.join(self.missing_required)} "
-                              f"({kept})")
+        if self.missing_required:
+            kept = f"snapshot {snap.short_id} has the rest, marked incomplete" if snap else "nothing taken"
+            return IncompleteTake(f"tier {self.tier}: required source missing: {'; '.join(self.missing_required)} "
+                                  f"({kept})")
+        if self.missing_artifacts and snap is not None:
+            return IncompleteTake(f"tier {self.tier}: snapshot {snap.short_id} lacks required artifact(s): "
+                                  f"{', '.join(self.missing_artifacts)} (the rest is committed)")
+        return None
+
+    @property
+    def hook_warnings(self) -> list[str]:
+        return [f"{run.describe()}" for run in self.hooks if not run.ok]
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -235,6 +255,13 @@ class TierTake:
         if self.missing_required:
             out["incomplete"] = True
             out["missing"] = list(self.missing_required)
+        if self.missing_artifacts:
+            out["required_missing"] = list(self.missing_artifacts)
+        if self.hooks:
+            out["hooks"] = [run.to_json() for run in self.hooks]
+            if self.hook_warnings:
+                out["warnings"] = out.get("warnings", []) + self.hook_warnings
+                out["hook_output"] = "\n".join(run.output for run in self.hooks if not run.ok)
         out.update({k: v for k, v in (("approved_by", snap.approved_by), ("reason", snap.reason)) if v})
         if snap.unapproved:
             out["unapproved"] = True
@@ -248,8 +275,64 @@ def last_of_tier(repo: Repository, tier: str) -> Snapshot | None:
 
 def take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None = None,
               when: datetime | None = None) -> TierTake:
-    """Run ``plan`` against ``repo`` (open for writing). With ``if_changed``, take only when the
-    sources differ from the tier's newest snapshot."""
+    """Run ``plan`` against ``repo`` (open for writing), between the tier's ``before`` and
+    ``after`` commands (agent.hooks), then check its required artifacts (agent.artifacts).
+    A failing ``before`` raises :class:`HookFailed` (nothing taken; ``after`` still ran)."""
+    from dataclasses import replace
+
+    from snapstore.agent.hooks import run_hook
+    from snapstore.errors import HookFailed
+
+    env = {"SNAP_TIER": plan.tier}
+    runs: list[HookRun] = []
+    if plan.if_changed and (plan.before or plan.after):
+        unchanged = _unchanged(repo, plan)  # nothing to take: no reason to pause an agent
+        if unchanged is not None:
+            return unchanged
+    if plan.before:
+        runs.append(run_hook("before", plan.before, cwd=plan.hook_cwd or ".", timeout=plan.hook_timeout, env=env))
+        if not runs[-1].ok:
+            if plan.after:
+                runs.append(run_hook("after", plan.after, cwd=plan.hook_cwd or ".", timeout=plan.hook_timeout,
+                                     env={**env, "SNAP_RESULT": "error"}))
+            raise HookFailed(f"tier {plan.tier}: {runs[0].describe()}; nothing was taken",
+                             output="\n".join(run.output for run in runs if not run.ok))
+    taken: TierTake | None = None
+    try:
+        taken = _take_tier(repo, plan, progress=progress, when=when)
+    except SnapError as exc:
+        if plan.after:
+            after = run_hook("after", plan.after, cwd=plan.hook_cwd or ".", timeout=plan.hook_timeout,
+                             env={**env, "SNAP_RESULT": "error"})
+            if not after.ok:
+                exc.message += f"; and the {after.describe()}"
+        raise
+    finally:
+        if taken is not None and plan.after:
+            snap_id = taken.snapshot.id if taken.snapshot is not None else ""
+            runs.append(run_hook("after", plan.after, cwd=plan.hook_cwd or ".", timeout=plan.hook_timeout,
+                                 env={**env, "SNAP_RESULT": "ok", "SNAP_SNAPSHOT": snap_id}))
+    missing: tuple[str, ...] = ()
+    if plan.required and taken.snapshot is not None and repo.can_read:
+        from snapstore.agent.artifacts import missing_artifacts
+        from snapstore.view.vfs import SnapshotView
+
+        missing = tuple(missing_artifacts(SnapshotView(repo), taken.snapshot, plan.required))
+    return replace(taken, missing_artifacts=missing, hooks=tuple(runs))
+
+
+def _unchanged(repo: Repository, plan: TierPlan) -> TierTake | None:
+    """The "nothing changed" outcome of an ``if_changed`` plan, or None when there is a change."""
+    from snapstore.agent.watch import find_change
+
+    last = last_of_tier(repo, plan.tier)
+    if plan.missing_required or find_change(repo, last, list(plan.sources), list(plan.excludes), plan.rules):
+        return None
+    return TierTake(plan.tier, None, unchanged_since=last, if_changed=True, missing_optional=plan.missing_optional)
+
+
+def _take_tier(repo: Repository, plan: TierPlan, *, progress: ProgressFn | None = None,
+               when: datetime | None = None) -> TierTake:
     from snapstore.agent.watch import find_change
 
     sources = list(plan.sources)

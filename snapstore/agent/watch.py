@@ -8,7 +8,9 @@ This module owns two things:
   whose entry matches it also asks the files cache: the cached ``(size, mtime_ns, ctime_ns,
   inode)`` must equal the file's stat and the cached chunk list the entry's, which proves the
   content is the same without reading it (a file rewritten with its old mtime has a new ctime).
-  Nothing is read from the source files and no chunk is read from the repository.
+  Nothing is read from the source files and no chunk is read from the repository, except for a
+  file whose size is unchanged and whose mtime is not (a ``touch``): that one is read and
+  chunked, and only different content counts (a new mtime alone is not a change).
   ``snap take --if-changed`` (:func:`snapstore.agent.tiers.take_tier`) takes only when it
   finds a difference from the tier's newest snapshot.
 - :class:`Watcher` and :class:`StopSignals`: ``snap watch``. Directory sources are watched
@@ -22,6 +24,7 @@ This module owns two things:
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import select
 import signal
@@ -55,6 +58,10 @@ def _kind(mode: int) -> str | None:
     return None  # fifos, devices, sockets: compared by type only
 
 
+def _is_glob(part: bytes) -> bool:
+    return any(ch in part for ch in b"*?[")
+
+
 def _show(member: bytes) -> str:
     return os.fsdecode(member) or "/"
 
@@ -79,8 +86,12 @@ class _Compare:
         if kind == SYMLINK:
             return None if os.readlink(path) == entry.target else f"{_show(member)}: link target changed"
         if kind == FILE:
-            if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
+            if st.st_size != entry.size:
                 return f"{_show(member)}: modified"
+            if st.st_mtime_ns != entry.mtime_ns:
+                # a new mtime alone (touch) is no change: the content decides, read and chunked
+                # here as a take would (the files cache cannot tell: its entry has the old mtime)
+                return None if self.same_content(path, entry) else f"{_show(member)}: modified"
             # the files cache, by the rule take uses to skip reading: an entry that no longer
             # proves the content (or proves other content) means a change; no entry at all
             # (a hard link's second name, a file too new to cache) leaves size and mtime to decide
@@ -91,6 +102,20 @@ class _Compare:
                 return f"{_show(member)}: modified (same size and mtime)"
             return None
         return None
+
+    def same_content(self, path: bytes, entry: Entry) -> bool:
+        """Whether the file at ``path`` chunks to exactly ``entry``'s chunk list (ids and sizes)."""
+        from snapstore.format.chunker import Chunker
+        from snapstore.format.tree import CHUNK_REF
+
+        refs = []
+        try:
+            with open(path, "rb") as handle:
+                for piece in Chunker(self.repo.config.chunker).cut(handle):
+                    refs.append(CHUNK_REF.pack(self.repo.blob_id(piece), len(piece)))
+        except OSError:
+            return False
+        return b"".join(refs) == entry.chunks
 
     def tree(self, path: bytes, member: bytes, entry: Entry) -> str | None:
         """Compare the directory at ``path`` with the directory entry ``entry``, depth first."""
@@ -233,7 +258,7 @@ class Watcher:
     ``excludes`` mean what they mean to a take: globs on names and snapshot paths."""
 
     def __init__(self, sources: Sequence[Source], excludes: Sequence[str] | None = None, repo_dir: str = "",
-                 ignore: set[bytes] | None = None) -> None:
+                 ignore: set[bytes] | None = None, patterns: Sequence[str] = ()) -> None:
         from inotify_simple import INotify
 
         flags = _flags()
@@ -248,6 +273,9 @@ class Watcher:
         self.dirs: dict[int, bytes] = {}  # watch descriptor -> directory
         self.only: dict[bytes, set[bytes]] = {}  # directory watched for some of its names only
         self.recursive: set[bytes] = set()  # directories whose whole subtree is watched
+        #: directory -> (pattern components, level): names there matching that level's component
+        #: may become sources (new matches of a glob, a source that does not exist yet)
+        self.pattern_dirs: dict[bytes, set[tuple[tuple[bytes, ...], int]]] = {}
         for path in (s.path for s in self.sources):
             if os.path.isdir(path) and not os.path.islink(path):
                 self._add_tree(path)
@@ -255,6 +283,8 @@ class Watcher:
                 parent, name = os.path.split(path)
                 self.only.setdefault(parent, set()).add(name)
                 self._add(parent)
+        for pattern in patterns:
+            self._add_pattern(os.fsencode(pattern))
 
     @property
     def fd(self) -> int:
@@ -288,6 +318,53 @@ class Watcher:
             self.recursive.add(dirpath)
             self._add(dirpath)
 
+    def _add_pattern(self, pattern: bytes) -> None:
+        """Watch where new matches of the absolute ``pattern`` can appear: its deepest existing
+        directory without wildcards, and below it each directory matching the pattern so far."""
+        parts = tuple(p for p in pattern.split(b"/") if p)
+        base, level = b"/", 0
+        while level < len(parts) and not _is_glob(parts[level]):
+            step = os.path.join(base, parts[level])
+            if not os.path.isdir(step) or os.path.islink(step):
+                break
+            base, level = step, level + 1
+        if level == len(parts):
+            return  # it exists: a source, watched as one
+        if b"**" in parts[level:]:
+            self._add_tree(base)  # any depth may match: the whole tree (a check decides what changed)
+            return
+        self._watch_level(base, parts, level)
+
+    def _watch_level(self, directory: bytes, parts: tuple[bytes, ...], level: int) -> None:
+        if self.repo_dir and os.path.realpath(directory) == self.repo_dir:
+            return
+        self.pattern_dirs.setdefault(directory, set()).add((parts, level))
+        self._add(directory)
+        if level + 1 < len(parts):
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                return
+            for name in names:
+                child = os.path.join(directory, name)
+                if fnmatch.fnmatchcase(name, parts[level]) and os.path.isdir(child) and not os.path.islink(child):
+                    self._watch_level(child, parts, level + 1)
+
+    def _pattern_event(self, directory: bytes, name: bytes, path: bytes, event: Any) -> bool:
+        """Whether ``name`` in ``directory`` matches a pattern level there (a new or changed
+        match, or a directory that may come to hold one: then watched too)."""
+        hit = False
+        made_dir = event.mask & (self.flags.CREATE | self.flags.MOVED_TO) and event.mask & self.flags.ISDIR
+        for parts, level in list(self.pattern_dirs.get(directory, ())):
+            if not fnmatch.fnmatchcase(name, parts[level]):
+                continue
+            hit = True
+            if made_dir and level + 1 < len(parts):
+                self._watch_level(path, parts, level + 1)
+            elif made_dir:
+                self._add_tree(path)  # a new source directory: all of it
+        return hit
+
     def _relevant(self, event: Any) -> bool:
         if event.mask & self.flags.Q_OVERFLOW:
             return True
@@ -298,12 +375,14 @@ class Watcher:
         if event.mask & self.flags.IGNORED:
             self.dirs.pop(event.wd, None)
             return False
-        wanted = self.only.get(directory)
-        in_tree = directory in self.recursive
-        if not in_tree and wanted is not None and name not in wanted:
-            return False
         path = os.path.join(directory, name) if name else directory
         if name and (path in self.ignore or self._excluded(path)):
+            return False
+        if name and self._pattern_event(directory, name, path, event):
+            return True
+        wanted = self.only.get(directory)
+        in_tree = directory in self.recursive
+        if not in_tree and (wanted is None or name not in wanted):
             return False
         if in_tree and name and event.mask & (self.flags.CREATE | self.flags.MOVED_TO) \
                 and event.mask & self.flags.ISDIR:
@@ -344,14 +423,15 @@ class Watcher:
 
 def watch_sources(sources: Sequence[Source], *, debounce: float, action: Callable[[int], None],
                   on_ready: Callable[[Watcher], None] | None = None, excludes: Sequence[str] | None = None,
-                  repo_dir: str = "", ignore: set[bytes] | None = None, max_delay: float | None = None) -> str:
+                  repo_dir: str = "", ignore: set[bytes] | None = None, max_delay: float | None = None,
+                  patterns: Sequence[str] = ()) -> str:
     """Watch ``sources`` and call ``action(events)`` once per settled burst, until SIGTERM/SIGINT.
 
     Returns the name of the signal that stopped it. ``action`` runs with the stop handling in
     its "busy" state: a first signal lets it finish, a second raises KeyboardInterrupt in it."""
     limit = max_delay if max_delay is not None else max(10 * debounce, 60.0)
     with StopSignals() as stop:
-        watcher = Watcher(sources, excludes, repo_dir, ignore)
+        watcher = Watcher(sources, excludes, repo_dir, ignore, patterns)
         try:
             if on_ready is not None:
                 stop.busy = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -28,25 +29,44 @@ def cmd_verify(
     if subset is not None and not 0 < subset <= 100:
         raise UsageError("--read-data-subset wants a percentage in (0, 100]")
     progress = Progress(not app.quiet and not json_out)
+    cfg = app.config()
+    required: dict[str, Sequence[str]] = {name: list(t.required) for name, t in cfg.tiers.items()
+                                          if t.required} if cfg is not None else {}
     with app.open("read", check_index=False) as repo:
         report = verify_repository(repo, read_data=read_data or subset is not None,
                                    subset=(subset or 100.0) / 100.0, progress=progress)
+        lacking = []
+        if required and repo.can_read:  # the tiers' required artifacts, in each tier's newest snapshot
+            from snapstore.agent.artifacts import check_newest
+            from snapstore.view.vfs import SnapshotView
+
+            lacking = check_newest(SnapshotView(repo), repo.snapshots(), required)
     progress.done()
     event = app.record(packs=report.packs, blobs=report.blobs, snapshots=report.snapshots)
     damage = [p for p in report.problems if p.severity == "error"]
     if damage:  # the alert says what is damaged, not only "exit code 4"
         event.update(error=f"{len(damage)} problem(s); first: {damage[0].message}",
                      problems=[p.to_json() for p in damage[:20]])
+    elif lacking:
+        event.update(error=lacking[0].message, problems=[p.to_json() for p in lacking])
+    if lacking:
+        event["required_missing"] = [{"snapshot": p.snapshot.id, "missing": list(p.missing)} for p in lacking]
     if json_out:
-        emit_json(report.to_json())
+        emit_json({**report.to_json(), "required_missing": [p.to_json() for p in lacking]})
     else:
         for problem in report.problems:
             (warn if problem.severity == "error" else echo)(f"{problem.severity}: {problem.message}")
+        for missing in lacking:
+            warn(f"error: {missing.message}")
         read = f", read {report.blobs_read} blobs ({human_bytes(report.bytes_read)})" if report.blobs_read else ""
-        verdict = "DAMAGED" if report.damaged else "no damage found"
+        verdict = "DAMAGED" if report.damaged else (
+            "REQUIRED ARTIFACTS MISSING" if lacking else "no damage found")
+        checked = f", required artifacts of {len(required)} tier(s)" if required else ""
         echo(f"checked {report.packs} packs, {report.blobs} blobs, {report.snapshots} snapshots, "
-             f"{report.trees} trees{read} in {report.duration_s:.2f} s: {verdict}")
-    return ExitCode.DAMAGED if report.damaged else ExitCode.OK
+             f"{report.trees} trees{read}{checked} in {report.duration_s:.2f} s: {verdict}")
+    if report.damaged:
+        return ExitCode.DAMAGED
+    return ExitCode.PARTIAL if lacking else ExitCode.OK
 
 
 repair_app = typer.Typer(help="Repair the repository.", no_args_is_help=True)

@@ -103,6 +103,8 @@ def render_take(app: AppContext, take: TierTake, *, json_out: bool) -> None:
              "--approved-by, marked unapproved")
     for missing in take.missing_optional:
         warn(f"snap: warning: optional source missing: {missing}")
+    for problem in take.hook_warnings:
+        warn(f"snap: warning: {problem}")
     if st.unreadable:
         for err in st.errors:
             warn(f"snap: warning: unreadable: {err}")
@@ -154,6 +156,8 @@ def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
         if result.error is not None:
             exc = result.error
             event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+            if getattr(exc, "output", ""):
+                event["hook_output"] = exc.output  # type: ignore[attr-defined]
             if failures:  # the first one is raised at the end
                 warn(f"snap: error: {result.status.tier}: {exc.message}")
             failures += 1
@@ -250,6 +254,8 @@ def cmd_take(
         progress.done()
     except SnapError as exc:
         event.update(result="error", error=exc.message, exit_code=exc.exit_code)
+        if getattr(exc, "output", ""):  # a failed before hook: its last lines, for the alert
+            event["hook_output"] = exc.output  # type: ignore[attr-defined]
         raise
     record_take(app, event, take)
     render_take(app, take, json_out=json_out)

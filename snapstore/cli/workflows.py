@@ -84,26 +84,45 @@ def cmd_schedule(
                                                   show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print ready-to-install entries that run 'snap take --due' every few minutes."""
-    from snapstore.agent.schedule import cron_entry, systemd_units
+    """Print ready-to-install entries: 'snap take --due' every few minutes, gc after the takes
+    (gc.schedule) and the periodic 'snap verify --read-data-subset' (verify.schedule)."""
+    from snapstore.agent.schedule import cron_entry, cron_line, systemd_job_units, systemd_units
 
     app: AppContext = ctx.obj
     if cron == systemd:
         raise UsageError("give one of --cron or --systemd")
     cfg = _config(app, "snap schedule")
-    argv = [*snap_executable(), "--config", str(cfg.path.absolute())]
+    base = [*snap_executable(), "--config", str(cfg.path.absolute())]
     if app.repo_arg or os.environ.get("SNAP_REPO"):
-        argv += ["--repo", app.repo_location()]
-    argv += ["--wait", "300", "--quiet", "take", "--due"]
+        base += ["--repo", app.repo_location()]
+    argv = [*base, "--wait", "300", "--quiet", "take", "--due"]
+    # gc and verify wait up to an hour for a take holding the lock: they run after it, never beside
+    jobs: list[tuple[str, str, list[str], str]] = []  # (job, cron schedule, argv, what)
+    if cfg.gc.schedule:
+        jobs.append(("gc", cfg.gc.schedule, [*base, "--wait", "3600", "--quiet", "gc"],
+                     "apply retention and free unused data (after the takes)"))
+    if cfg.verify.schedule:
+        subset = f"{cfg.verify.read_data_subset:g}"
+        jobs.append(("verify", cfg.verify.schedule,
+                     [*base, "--wait", "3600", "--quiet", "verify", "--read-data-subset", subset],
+                     f"verify the repository, reading {subset}% of the data back"))
     if cron:
         line = cron_entry(argv, every)
+        extra = {job: cron_line(when, job_argv) for job, when, job_argv, _what in jobs}
         if json_out:
-            emit_json({"cron": line})
+            emit_json({"cron": line, "entries": {"take": line, **extra}})
         else:
-            echo(f"# snap: take the due tiers of {cfg.path.absolute()} (install with 'crontab -e')")
+            echo(f"# snap: take the due tiers of {cfg.path.absolute()}"
+                 + (", then " + " and ".join(extra) if extra else "") + " (install with 'crontab -e')")
             echo(line)
+            for text in extra.values():
+                echo(text)
         return
+    prefix = name[: -len("-take")] if name.endswith("-take") else name
     units = systemd_units(argv, every, name)
+    for job, when, job_argv, what in jobs:
+        units.update(systemd_job_units(job_argv, when, f"{prefix}-{job}", what,
+                                       after=f"{name}.service" if job == "gc" else None))
     if write_dir:
         os.makedirs(write_dir, exist_ok=True)
         for unit, text in units.items():
@@ -114,7 +133,8 @@ def cmd_schedule(
     for unit, text in units.items():
         echo(f"# {os.path.join(write_dir or '/etc/systemd/system', unit)}")
         echo(text)
-    echo(f"# then: systemctl daemon-reload && systemctl enable --now {name}.timer")
+    timers = " ".join(u for u in units if u.endswith(".timer"))
+    echo(f"# then: systemctl daemon-reload && systemctl enable --now {timers}")
 
 
 # -- watch ----------------------------------------------------------------------------------
@@ -142,6 +162,7 @@ def cmd_watch(
     cfg = _config(app, "snap watch")
     plan = plan_tier(tier, config=cfg, options=TakeOptions(if_changed=True))
     sources = plan.sources
+    patterns = cfg.watch_patterns(tier)  # where new sources may appear (globs, paths not there yet)
     repo_path = app.repo_location()
     app.open("read").close()  # fail early, with the right exit code
     app.wait = max(app.wait, 60.0)  # a take must not fail because a scheduled take holds the lock
@@ -157,8 +178,10 @@ def cmd_watch(
             echo(f"{events} change event(s) settled; checking tier {tier}")
             sys.stdout.flush()
         try:
+            # the sources again: a glob may match more (a new agent), a missing source may exist now
+            current = plan_tier(tier, config=cfg, options=TakeOptions(if_changed=True))
             with app.open("write") as repo:
-                outcome = take_tier(repo, plan)
+                outcome = take_tier(repo, current)
         except Interrupted as exc:  # a second signal during the take: nothing was committed
             event["duration_s"] = round(time.monotonic() - started, 3)
             app.write_history([event], exit_code=exc.exit_code, error=exc.message)
@@ -179,7 +202,12 @@ def cmd_watch(
         echo(f"snapshot {snap.short_id} saved ({tier}, {snap.time:%Y-%m-%d %H:%M:%S} UTC): {outcome.change}")
         sys.stdout.flush()
         error = f"{st.unreadable} file(s) could not be read" if st.unreadable else ""
-        app.write_history([event], exit_code=outcome.exit_code, error=error, alert=bool(outcome.exit_code))
+        code = outcome.exit_code
+        problem = outcome.incomplete_error()  # committed, but a required source or artifact is missing
+        if problem is not None:
+            warn(f"snap: error: {problem.message}")
+            error, code = problem.message, problem.exit_code
+        app.write_history([event], exit_code=code, error=error, alert=bool(code))
 
     def ready(watcher: Watcher) -> None:
         action(0)  # catch up with changes made while nobody watched
@@ -189,7 +217,7 @@ def cmd_watch(
 
     app.record_nothing()  # each take is logged as it happens
     stopped = watch_sources(sources, excludes=plan.excludes, debounce=debounce, action=action, on_ready=ready,
-                            repo_dir=repo_path, ignore=ignore, max_delay=max_delay)
+                            repo_dir=repo_path, ignore=ignore, max_delay=max_delay, patterns=patterns)
     if not app.quiet:
         echo(f"stopped ({stopped})")
     return ExitCode.OK

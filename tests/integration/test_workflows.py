@@ -231,7 +231,7 @@ def test_due_take_due_and_catch_up(tmp_path: Path) -> None:
     assert status["monthly"]["due"] and status["monthly"]["slot"] == "2026-12-01T01:00:00Z"
 
     # ready-to-install entries: absolute snap and config paths, 'take --due'
-    cron = ok(snap_in(ws, "schedule", "--cron")).out.strip().splitlines()[-1]
+    cron = next(line for line in ok(snap_in(ws, "schedule", "--cron")).out.splitlines() if "take --due" in line)
     fields = cron.split()
     assert fields[:5] == ["*/5", "*", "*", "*", "*"] and os.path.isabs(fields[5])
     assert str(ws / "backup_schedule.json") in cron and cron.endswith("take --due")
@@ -292,7 +292,8 @@ def test_watch_debounces_bursts_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         out = LineReader(proc)
         out.wait_for("watching")
-        for i in range(5):  # five changes inside the debounce window
+        for i in range(1, 6):  # five changes inside the debounce window (the last is new content:
+            # 0.4 would be the baseline's bytes again, which is no change)
             weights.write_text(json.dumps({"relevance": 0.1 * i, "urgency": 0.3}))
             time.sleep(0.1)
         out.wait_for("snapshot")

@@ -137,3 +137,39 @@ def test_cron_and_systemd_text() -> None:
     assert "OnCalendar=*:0/10" in units["snap-take.timer"] and "Persistent=true" in units["snap-take.timer"]
     with pytest.raises(ValueError):
         cron_entry(argv, 0)
+
+
+# -- maintenance entries: gc after the takes, the monthly verification ------------------------
+
+
+def test_systemd_calendar_forms_that_systemd_itself_accepts() -> None:
+    import subprocess
+
+    from snapstore.agent.schedule import systemd_calendar
+
+    cases = {"30 4 * * *": "*-*-* 04:30:00", "0 5 1 * *": "*-*-01 05:00:00", "0 23 * * 0": "Sun *-*-* 23:00:00",
+             "*/15 * * * 1-5": "Mon..Fri *-*-* *:00/15:00", "@monthly": "*-*-01 00:00:00",
+             "0 7 1,15 * *": "*-*-01,15 07:00:00", "0 0 1 1-6 *": "*-01..06-01 00:00:00"}
+    for cron, calendar in cases.items():
+        assert systemd_calendar(cron) == calendar
+        checked = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True)
+        assert checked.returncode == 0 and "Next elapse" in checked.stdout, (calendar, checked.stderr)
+
+
+def test_systemd_calendar_refuses_what_it_cannot_express() -> None:
+    from snapstore.agent.schedule import systemd_calendar
+    from snapstore.errors import ConfigError
+
+    for cron in ("0 5 1 * 1", "0 5 * * MON", "0 5 L * *"):
+        with pytest.raises(ConfigError):
+            systemd_calendar(cron)
+
+
+def test_job_units_order_gc_after_the_takes() -> None:
+    from snapstore.agent.schedule import cron_line, systemd_job_units
+
+    argv = ["/usr/bin/snap", "--config", "/etc/snap/backup schedule.json", "gc"]
+    assert cron_line("30 4 * * *", argv) == "30 4 * * * /usr/bin/snap --config '/etc/snap/backup schedule.json' gc"
+    units = systemd_job_units(argv, "30 4 * * *", "snap-gc", "gc", after="snap-take.service")
+    assert "After=local-fs.target snap-take.service" in units["snap-gc.service"]
+    assert "OnCalendar=*-*-* 04:30:00" in units["snap-gc.timer"] and "Unit=snap-gc.service" in units["snap-gc.timer"]
