@@ -128,3 +128,25 @@ def test_newest_first(items: list[Snap], policy: RetentionPolicy) -> None:
     keys = [(d.snapshot.time, d.snapshot.id) for d in decisions]
     for (t1, id1), (t2, id2) in zip(keys, keys[1:], strict=False):
         assert t1 > t2 or (t1 == t2 and id1 < id2)
+
+
+@settings(max_examples=100)
+@given(data=st.data(), items=snapshot_lists(), policy=policies, host_policy=policies)
+def test_a_host_with_its_own_policy_is_decided_alone(
+    data: st.DataObject, items: list[Snap], policy: RetentionPolicy, host_policy: RetentionPolicy
+) -> None:
+    """Per-host counts: alpha's snapshots get exactly the verdicts alpha's policy gives them
+    when they are the only snapshots; the others, those of the rest of the policy alone; every
+    input still gets one decision, newest first."""
+    from dataclasses import replace
+
+    pins = data.draw(pins_for(items))
+    combined = apply_policy(items, replace(policy, hosts={"alpha": host_policy}), NOW, pinned=pins)
+    assert sorted(d.snapshot.id for d in combined) == sorted(s.id for s in items)
+    times = [d.snapshot.time for d in combined]
+    assert times == sorted(times, reverse=True)
+    alone = apply_policy([s for s in items if s.hostname == "alpha"], replace(host_policy, group_by_host=True), NOW,
+                         pinned=pins)
+    rest = apply_policy([s for s in items if s.hostname != "alpha"], policy, NOW, pinned=pins)
+    expected = {d.snapshot.id: (d.keep, d.reasons) for d in [*alone, *rest]}
+    assert {d.snapshot.id: (d.keep, d.reasons) for d in combined} == expected
