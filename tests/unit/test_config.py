@@ -202,7 +202,7 @@ def test_unknown_tier_key(workspace: Path) -> None:
 def test_unknown_top_level_key(workspace: Path) -> None:
     message = config_error(workspace, edited(colour="blue"))
     assert message.endswith(
-        ": colour: unknown key (known: repository, history_file, on_failure, gc, retention, tiers, agents, "
+        ": colour: unknown key (known: repository, history_file, on_failure, gc, verify, retention, tiers, agents, "
         "notifications)"
     )
 
