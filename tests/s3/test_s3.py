@@ -167,6 +167,28 @@ def test_two_hosts_share_and_deduplicate(s3_server: S3Server, bucket: str, tmp_p
     assert beta.snap("verify", "--read-data").code == 0
 
 
+def test_tag_on_s3_is_seen_by_the_other_host(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """``snap tag`` rewrites the record in the bucket: the other host's next sync lists the new id
+    (pinned, with the new tags and ``original``) and not the old one; the counts stay exact."""
+    url = f"s3://{bucket}/tagged"
+    alpha = make_host(tmp_path, "alpha", url, s3_server.endpoint)
+    beta = make_host(tmp_path, "beta", url, s3_server.endpoint)
+    tree = _write_tree(tmp_path / "t", {"agents/Z/SOUL.md": b"# Z\n" * 100, "agents/Z/w.bin": _random(MiB, 7)})
+    assert alpha.snap("init").code == 0
+    first = alpha.snap("take", ".", "--tag", "nightly", "--json", cwd=tree).json()
+    assert beta.snap("pin", first["id"][:8]).code == 0
+    assert [s["id"] for s in beta.snap("list", "--json").json()] == [first["id"]]
+    res = alpha.snap("tag", first["id"][:8], "--add", "pre-upgrade", "--remove", "nightly", "--json")
+    assert res.code == 0, res.err
+    [change] = res.json()
+    listed = beta.snap("list", "--json").json()
+    assert [(s["id"], s["tags"], s["original"], s["pinned"]) for s in listed] == [
+        (change["new"], ["pre-upgrade"], first["id"], True)]
+    assert beta.snap("cat", first["id"][:8], "agents/Z/SOUL.md").code == ExitCode.NOT_FOUND
+    assert beta.snap("verify", "--read-data").code == 0
+    assert alpha.snap("verify").code == 0
+
+
 # -- 3. a new host with an empty cache -----------------------------------------------------------
 def test_new_host_fetches_only_what_it_needs(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
     url = f"s3://{bucket}/agents"
