@@ -61,7 +61,14 @@ class _Repo:
 
 
 @contextmanager
-def _open(app: AppContext) -> Iterator[_Repo]:
+def _open(app: AppContext, *, changes: bool = False) -> Iterator[_Repo]:
+    """The repository's key files; with ``changes`` (add, remove, passwd, import) under the
+    ``keys`` lock, so that two of them never interleave (two removes could otherwise each
+    see the other's key as the full key that remains). flock reaches this host's processes:
+    the lock lives in a local repository's ``locks/``, and for S3 in this host's cache."""
+    from snapstore.repo.index import cache_dir_for
+    from snapstore.storage import locking
+    from snapstore.storage.backend import raise_os_error
     from snapstore.storage.locations import open_backend, parse_location
 
     location = parse_location(app.repo_path())
@@ -82,7 +89,18 @@ def _open(app: AppContext) -> Iterator[_Repo]:
         if encryption == "none" or not isinstance(encryption, dict):
             raise UsageError(f"{location.url} is not encrypted: it has no keys (copy it into an encrypted "
                              "repository with 'snap copy --init' to encrypt it)")
-        yield _Repo(backend, repo_id, location.url)
+        held = None
+        if changes:
+            lock_dir = os.path.join(cache_dir_for(repo_id) if location.remote else location.path, "locks")
+            try:
+                held = locking.acquire(lock_dir, "keys", exclusive=True, wait=app.wait, command=app.command)
+            except OSError as exc:
+                raise raise_os_error(exc, f"locking {lock_dir}") from None
+        try:
+            yield _Repo(backend, repo_id, location.url)
+        finally:
+            if held is not None:
+                held.release()
     finally:
         backend.close()
 
@@ -146,7 +164,7 @@ def cmd_key_add(
     app: AppContext = ctx.obj
     passwords = _passwords(app, new_password_file, new_password_command)
     profile = kdf_profile_choice(kdf)
-    with _open(app) as repo:
+    with _open(app, changes=True) as repo:
         unlocked = repo.unlock(passwords)
         if not unlocked.material.full:
             raise WriteOnlyKey("this key is write-only: adding keys needs a full key")
@@ -170,7 +188,7 @@ def cmd_key_remove(
     from snapstore.repo.keystore import forget_cache, remove_key
 
     app: AppContext = ctx.obj
-    with _open(app) as repo:
+    with _open(app, changes=True) as repo:
         unlocked = repo.unlock(_passwords(app))
         if not unlocked.material.full:
             raise WriteOnlyKey("this key is write-only: removing keys needs a full key")
@@ -197,7 +215,7 @@ def cmd_key_passwd(
     app: AppContext = ctx.obj
     passwords = _passwords(app, new_password_file, new_password_command)
     profile = kdf_profile_choice(kdf) if kdf or os.environ.get("SNAP_KDF_PROFILE") else None
-    with _open(app) as repo:
+    with _open(app, changes=True) as repo:
         unlocked = repo.unlock(passwords, use_cache=False)  # proving the old password is the point
         secret = passwords.new("new password: ")
         keyfile = change_password(repo.backend, unlocked, secret, profile=profile)
@@ -256,7 +274,7 @@ def cmd_key_import(
                 raw = handle.read(1 << 20)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with _open(app) as repo:
+    with _open(app, changes=True) as repo:
         keyfile = import_key(repo.backend, repo.id, parse_export(raw),
                              _passwords(app).current(f"password of the key in {path}: "))
     if json_out:

@@ -150,3 +150,20 @@ def test_given_password_is_served_by_the_cache_only_when_it_filled_it(keyed: tup
     assert runs == [b"first", b"nope"]
     entry = (Path(cache_dir) / "unlocked-key").read_bytes()
     assert b"first" not in entry and b"Zmlyc3" not in entry  # the password is not stored, nor its base64
+
+
+def test_key_changes_take_the_keys_lock(keyed: tuple[Path, dict[str, str]]) -> None:
+    """Two key changes never interleave (two removes could each keep the other's key as 'the
+    full key that remains'): a change waits for the lock or fails in one line; reading does not."""
+    from snapstore.storage import locking
+
+    repo, env = keyed
+    held = locking.acquire(str(repo / "locks"), "keys", exclusive=True, wait=0, command="test")
+    try:
+        busy = run_snap("key", "add", repo=repo, env={**env, "SNAP_NEW_PASSWORD": "second"})
+        assert busy.code == 11 and len(busy.err.strip().splitlines()) == 1, busy.err
+        assert len(list_keys(LocalBackend(str(repo)), REPO_ID)) == 1  # nothing written
+        assert run_snap("key", "list", repo=repo, env=env).code == 0
+    finally:
+        held.release()
+    assert run_snap("key", "add", repo=repo, env={**env, "SNAP_NEW_PASSWORD": "second"}).code == 0
