@@ -33,6 +33,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -403,8 +404,11 @@ def compare_manifests(expected: dict[str, tuple[int, str]], actual: dict[str, tu
     return "; ".join(parts)
 
 
-def find_workspace(top: str | os.PathLike[str], max_depth: int = 8) -> Path | None:
-    """The first directory (breadth first) under ``top`` holding ``orchestrator_config.json``."""
+def find_workspace(
+    top: str | os.PathLike[str], max_depth: int = 8, marker: str = "orchestrator_config.json"
+) -> Path | None:
+    """The first directory (breadth first) under ``top`` holding ``marker`` (the data set's
+    top directory inside a restore target or a mount)."""
     level = [Path(top)]
     for _ in range(max_depth + 1):
         following: list[Path] = []
@@ -413,7 +417,7 @@ def find_workspace(top: str | os.PathLike[str], max_depth: int = 8) -> Path | No
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError:
                 continue
-            if any(e.name == "orchestrator_config.json" for e in entries):
+            if any(e.name == marker for e in entries):
                 return directory
             following.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=True))
         level = following
@@ -495,6 +499,117 @@ class Dataset:
     largest: str  # relative path
     small_files: int
     seed: int
+    # what the rows look for: the file that marks the data set's top directory in a restore
+    # target or a mount, and the file the single-file restore takes out
+    marker: str = "orchestrator_config.json"
+    single_file: str = "agents/Z/SOUL.md"
+    name: str = "agent workspace"
+
+
+def _scan(root: Path) -> tuple[int, int, str]:
+    """Regular files, their bytes and the largest one (relative path) under ``root``."""
+    largest, largest_size, files, total = "", -1, 0, 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(dirpath, name))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            files += 1
+            total += st.st_size
+            if st.st_size > largest_size:
+                largest, largest_size = os.path.relpath(os.path.join(dirpath, name), root), st.st_size
+    return files, total, largest
+
+
+REAL_TREE_PACKAGE = "linux-source-6.1"  # Debian 12's kernel source: ~78,600 files, 1.3 GB
+REAL_TREE_MARKER = "MAINTAINERS"
+REAL_TREE_FILE = "kernel/fork.c"
+
+
+def real_tree(workdir: Path) -> Dataset:
+    """A real source tree of small files, from a Debian package (installed once, then reused).
+
+    ``apt-get download linux-source-6.1`` (any user; needs the Debian archive in apt's sources),
+    ``dpkg-deb -x``, then the kernel tarball it ships is unpacked: about 78,600 files of
+    17 KB on average (C sources and headers, documentation, scripts), 1.3 GB, no hard links.
+    A ``<dir>.json`` beside it records the package version and that the unpacking finished.
+    """
+    root_parent = workdir / f"real-{REAL_TREE_PACKAGE}"
+    marker = workdir / f"real-{REAL_TREE_PACKAGE}.json"
+    if marker.is_file() and root_parent.is_dir():
+        info = json.loads(marker.read_text())
+        return Dataset(Path(info["root"]), info["files"], info["bytes"], info["largest"], 0, 0,
+                       marker=REAL_TREE_MARKER, single_file=REAL_TREE_FILE, name=info["name"])
+    for tool in ("apt-get", "dpkg-deb", "tar", "xz"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"--real-tree needs {tool} (a Debian or Ubuntu machine with xz-utils)")
+    remove(root_parent)
+    remove(marker)
+    scratch = workdir / f"real-{REAL_TREE_PACKAGE}.download"
+    remove(scratch)
+    scratch.mkdir(parents=True)
+    print(f"fetching the real tree: apt-get download {REAL_TREE_PACKAGE} ...", file=sys.stderr)
+    subprocess.run(["apt-get", "download", REAL_TREE_PACKAGE], cwd=scratch, check=True,
+                   stdout=subprocess.DEVNULL)
+    (deb,) = scratch.glob(f"{REAL_TREE_PACKAGE}_*.deb")
+    version = deb.name.split("_")[1]
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch / "x")], check=True)
+    (tarball,) = (scratch / "x" / "usr" / "src").glob(f"{REAL_TREE_PACKAGE}.tar.*")
+    root_parent.mkdir(parents=True)
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(root_parent)], check=True)
+    remove(scratch)
+    (root,) = [p for p in root_parent.iterdir() if p.is_dir()]
+    files, total, largest = _scan(root)
+    name = f"{REAL_TREE_PACKAGE} {version} (Debian)"
+    marker.write_text(json.dumps({"root": str(root), "files": files, "bytes": total, "largest": largest,
+                                  "name": name}))
+    print(f"  {files} files, {total / MB:.0f} MB in {root}", file=sys.stderr)
+    return Dataset(root, files, total, largest, 0, 0, marker=REAL_TREE_MARKER, single_file=REAL_TREE_FILE,
+                   name=name)
+
+
+SMALL_TREE_MARKER = "MANIFEST"
+
+
+def small_tree(workdir: Path, count: int, seed: int = 0) -> Dataset:
+    """``count`` text files of 1-30 KB (uniform), 100 to a directory, each distinct (no two
+    share a chunk: a header line names the file), compressing about 2x with zstd -3: the
+    per-file cost of a take, with nothing for a files cache or dedup to skip.
+    Written once under ``workdir`` and reused (a ``<dir>.json`` beside it marks it complete)."""
+    import random
+
+    name = f"small-{count}-s{seed}"
+    root = workdir / name
+    done = workdir / f"{name}.json"
+    if done.is_file() and root.is_dir():
+        info = json.loads(done.read_text())
+        return Dataset(root, info["files"], info["bytes"], info["largest"], count, seed,
+                       marker=SMALL_TREE_MARKER, single_file="d0000/f00000.txt", name=f"{count} files of 1-30 KB")
+    remove(root)
+    remove(done)
+    print(f"generating {count} files of 1-30 KB in {root} ...", file=sys.stderr)
+    rng = random.Random(seed)
+    words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 10))) for _ in range(4000)]
+    lines = [b" ".join(rng.choices(words, k=rng.randint(4, 14))) + b"\n" for _ in range(20000)]
+    corpus = b"".join(lines) * 2
+    half = len(corpus) // 2
+    root.mkdir(parents=True)
+    total = 0
+    for i in range(count):
+        directory = root / f"d{i // 100:04d}"
+        if i % 100 == 0:
+            directory.mkdir()
+        size = rng.randint(1000, 30_000)
+        header = f"file {i} seed {seed} {rng.getrandbits(64):016x}\n".encode()
+        start = rng.randrange(half)
+        body = header + corpus[start : start + size - len(header)]
+        (directory / f"f{i:05d}.txt").write_bytes(body)
+        total += len(body)
+    (root / SMALL_TREE_MARKER).write_text(f"{count} files\n")
+    files, total, largest = _scan(root)
+    done.write_text(json.dumps({"files": files, "bytes": total, "largest": largest}))
+    return Dataset(root, files, total, largest, count, seed, marker=SMALL_TREE_MARKER,
+                   single_file="d0000/f00000.txt", name=f"{count} files of 1-30 KB")
 
 
 def dataset(workdir: Path, size: int, small_files: int = 0, seed: int = 0, data: Path | None = None) -> Dataset:
@@ -507,14 +622,7 @@ def dataset(workdir: Path, size: int, small_files: int = 0, seed: int = 0, data:
         root = data.resolve()
         if not (root / "orchestrator_config.json").is_file():
             raise SystemExit(f"--data {root}: not a sample workspace (no orchestrator_config.json)")
-        largest, largest_size, files, total = "", -1, 0, 0
-        for dirpath, _dirs, names in os.walk(root):
-            for name in names:
-                st = os.lstat(os.path.join(dirpath, name))
-                files += 1
-                total += st.st_size
-                if st.st_size > largest_size:
-                    largest, largest_size = os.path.relpath(os.path.join(dirpath, name), root), st.st_size
+        files, total, largest = _scan(root)
         return Dataset(root, files, total, largest, small_files, seed)
     from snapfixtures import sampledata
 

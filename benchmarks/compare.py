@@ -51,18 +51,19 @@ from common import (
     human_bytes,
     manifest,
     print_table,
+    real_tree,
     remove,
     rss_method,
     run,
     server_peak_rss,
     settle,
+    small_tree,
     tree_bytes,
     unmount,
     wait_until,
     warm,
 )
 
-SINGLE_FILE = "agents/Z/SOUL.md"
 GC_SNAPSHOTS = 30
 MOUNT_TIMEOUT_S = 180.0
 
@@ -71,7 +72,7 @@ ROWS: dict[str, str] = {
     "retake-unchanged": "unchanged re-take",
     "take-after-day": "take after 1 simulated day",
     "restore-full": "full restore",
-    "restore-file": f"single-file restore ({SINGLE_FILE})",
+    "restore-file": "single-file restore",
     "mount-ready": "mount usable",
     "mount-cp-largest": "cp largest file via mount",
     "mount-find": "find over mounted snapshot",
@@ -105,6 +106,10 @@ class Peer:
 
     def repo(self, state: Path) -> Path:
         return state / "repo"
+
+    def cache(self, state: Path) -> Path:
+        """The tool's local cache of this repository (kept per state, never in ~/.cache)."""
+        return state / "cache"
 
     def run(self, state: Path, args: Sequence[str | os.PathLike[str]], **kwargs: Any) -> Result:
         return run(args, env=self.env(state), **kwargs)
@@ -184,40 +189,44 @@ class SnapPeer(Peer):
         assert self.binary
         return [self.binary, "--repo", str(self.repo(state)), *map(str, args)]
 
+    def env(self, state: Path) -> dict[str, str]:
+        # the index and the unlocked-key cache live under $XDG_CACHE_HOME/snapstore/<id>
+        return {"XDG_CACHE_HOME": str(self.cache(state))}
+
     def init(self, state: Path) -> None:
         state.mkdir(parents=True, exist_ok=True)
-        run(self.cmd(state, "init"))
+        self.run(state, self.cmd(state, "init"))
 
     def take(self, state: Path, data: Path) -> tuple[Result, str]:
-        result = run(self.cmd(state, "take", *_entries(data), "--json"), cwd=data)
+        result = self.run(state, self.cmd(state, "take", *_entries(data), "--json"), cwd=data)
         return result, str(result.json()["id"])
 
     def restore(self, state: Path, snapshot: str, target: Path) -> Result:
-        return run(self.cmd(state, "restore", snapshot, "--target", target))
+        return self.run(state, self.cmd(state, "restore", snapshot, "--target", target))
 
     def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
-        return run(self.cmd(state, "restore", snapshot, rel, "--target", target))
+        return self.run(state, self.cmd(state, "restore", snapshot, rel, "--target", target))
 
     def mount(self, state: Path, mountpoint: Path) -> Background:
         # in the foreground, like `restic mount` and `borg mount -f`, so that wait4 sees its RSS
         help_text = subprocess.run(self.cmd(state, "mount", "--help"), capture_output=True, text=True).stdout
         foreground = ["--foreground"] if "--foreground" in help_text else []
-        return Background(self.cmd(state, "mount", *foreground, mountpoint))
+        return Background(self.cmd(state, "mount", *foreground, mountpoint), env=self.env(state))
 
     def umount(self, state: Path, mountpoint: Path) -> None:
         if os.path.ismount(mountpoint):
-            run(self.cmd(state, "umount", mountpoint), check=False)
+            self.run(state, self.cmd(state, "umount", mountpoint), check=False)
         unmount(mountpoint)
 
     def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
         drop = ids[: len(ids) - keep]
-        return [run(self.cmd(state, "forget", *drop)), run(self.cmd(state, "gc"))]
+        return [self.run(state, self.cmd(state, "forget", *drop)), self.run(state, self.cmd(state, "gc"))]
 
     def verify(self, state: Path) -> Result:
-        return run(self.cmd(state, "verify", "--read-data"))
+        return self.run(state, self.cmd(state, "verify", "--read-data"))
 
     def count_snapshots(self, state: Path) -> int:
-        listing = run(self.cmd(state, "list", "--json")).json()
+        listing = self.run(state, self.cmd(state, "list", "--json")).json()
         return len(listing["snapshots"] if isinstance(listing, dict) else listing)
 
 
@@ -242,10 +251,8 @@ class ResticPeer(Peer):
         self.run(state, self.cmd(state, "init", "--repository-version", "2"))
 
     def take(self, state: Path, data: Path) -> tuple[Result, str]:
-        result = run(
-            self.cmd(state, "backup", "--json", "--quiet", "--host", "snapbench", *_entries(data)),
-            cwd=data,
-            env=self.env(state),
+        result = self.run(
+            state, self.cmd(state, "backup", "--json", "--quiet", "--host", "snapbench", *_entries(data)), cwd=data
         )
         return result, str(result.json()["snapshot_id"])
 
@@ -288,16 +295,19 @@ class BorgPeer(Peer):
             "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
         }
 
+    def cache(self, state: Path) -> Path:
+        return state / "base" / ".cache" / "borg"
+
     def init(self, state: Path) -> None:
         state.mkdir(parents=True, exist_ok=True)
         self.run(state, ["borg", "init", "--encryption", "repokey-blake2", self.repo(state)])
 
     def take(self, state: Path, data: Path) -> tuple[Result, str]:
         name = f"a{time.time_ns()}"
-        result = run(
+        result = self.run(
+            state,
             ["borg", "create", "--compression", "zstd,3", f"{self.repo(state)}::{name}", *_entries(data)],
             cwd=data,
-            env=self.env(state),
         )
         return result, name
 
@@ -336,7 +346,7 @@ class SnapPlainPeer(SnapPeer):
 
     def init(self, state: Path) -> None:
         state.mkdir(parents=True, exist_ok=True)
-        run(self.cmd(state, "init", "--encryption", "none"))
+        self.run(state, self.cmd(state, "init", "--encryption", "none"))
 
 
 PEERS: dict[str, Callable[[], Peer]] = {"snap": SnapPeer, "snap-plain": SnapPlainPeer, "restic": ResticPeer,
@@ -354,6 +364,7 @@ class Cell:
     seconds: Stat = field(default_factory=Stat)
     mbps: Stat = field(default_factory=Stat)
     repo_bytes: Stat = field(default_factory=Stat)
+    cache_bytes: Stat = field(default_factory=Stat)  # the tool's local cache, beside the repository
     growth: Stat = field(default_factory=Stat)
     rss: Stat = field(default_factory=Stat)
     status: str = ""  # "", "n/a (not implemented)", "error: ...", "skipped: ..."
@@ -366,7 +377,7 @@ class Cell:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status or "ok", "notes": self.notes}
-        for name in ("seconds", "mbps", "repo_bytes", "growth", "rss"):
+        for name in ("seconds", "mbps", "repo_bytes", "cache_bytes", "growth", "rss"):
             stat: Stat = getattr(self, name)
             if stat:
                 out[name] = stat.to_json()
@@ -390,6 +401,7 @@ class Results:
         *,
         nbytes: int | None = None,
         repo: int | None = None,
+        cache: int | None = None,
         growth: int | None = None,
         rss: int | None = None,
     ) -> None:
@@ -399,6 +411,8 @@ class Results:
             cell.mbps.add(nbytes / MB / seconds)
         if repo is not None:
             cell.repo_bytes.add(repo)
+        if cache is not None:
+            cell.cache_bytes.add(cache)
         if growth is not None:
             cell.growth.add(growth)
         if rss:
@@ -510,7 +524,8 @@ class Bench:
             self.log(f"  first take {result.seconds:.2f} s")
             if "first-take" in self.rows:
                 repo = tree_bytes(peer.repo(state))
-                res.record("first-take", peer.name, result.seconds, nbytes=ds.bytes, repo=repo, rss=result.peak_rss)
+                res.record("first-take", peer.name, result.seconds, nbytes=ds.bytes, repo=repo,
+                           cache=tree_bytes(peer.cache(state)), rss=result.peak_rss)
 
         dependants = [r for r in self.rows if r in BASE_ROWS or r in MOUNT_ROWS]
         if not self.guard(dependants, peer, first):
@@ -524,6 +539,7 @@ class Bench:
                 peer.name,
                 result.seconds,
                 repo=tree_bytes(peer.repo(state)),
+                cache=tree_bytes(peer.cache(state)),
                 rss=result.peak_rss,
             )
 
@@ -535,7 +551,7 @@ class Bench:
             remove(target)
             settle()
             result = peer.restore(state, snapshot, target)
-            where = find_workspace(target)
+            where = find_workspace(target, marker=ds.marker)
             assert where is not None, f"no workspace in the restore target {target}"
             diff = compare_manifests(self.expected, manifest(where))
             assert not diff, f"restored tree differs: {diff}"
@@ -550,13 +566,15 @@ class Bench:
             target = self.workdir / "run" / peer.name / "restore-one"
             remove(target)
             settle()
-            result = peer.restore_file(state, snapshot, SINGLE_FILE, target)
-            found = [p for p in target.rglob("SOUL.md") if p.as_posix().endswith(SINGLE_FILE)]
-            assert len(found) == 1, f"{SINGLE_FILE} not restored (found {found})"
-            assert file_digest(found[0]) == self.expected[SINGLE_FILE][1], "restored file differs"
+            single = ds.single_file
+            result = peer.restore_file(state, snapshot, single, target)
+            found = [p for p in target.rglob(Path(single).name) if p.as_posix().endswith(single)]
+            assert len(found) == 1, f"{single} not restored (found {found})"
+            assert file_digest(found[0]) == self.expected[single][1], "restored file differs"
             others = sum(1 for p in target.rglob("*") if p.is_file())
             assert others == 1, f"{others} files restored instead of 1"
             res.record("restore-file", peer.name, result.seconds, rss=result.peak_rss)
+            res.cell("restore-file", peer.name).note(single)
             remove(target)
 
         if "restore-file" in self.rows:
@@ -595,7 +613,7 @@ class Bench:
                 raise AssertionError(f"mount exited with {result.returncode}: {' | '.join(tail)}")
             if not os.path.ismount(mountpoint):
                 return False
-            found = find_workspace(mountpoint)
+            found = find_workspace(mountpoint, marker=self.ds.marker)
             if found is None:
                 return False
             where.append(found)
@@ -673,6 +691,7 @@ class Bench:
                 peer.name,
                 result.seconds,
                 repo=after,
+                cache=tree_bytes(peer.cache(state)),
                 growth=after - before,
                 rss=result.peak_rss,
             )
@@ -763,7 +782,7 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             (
                 results.cells[(row, p)].seconds.median
                 for p in peers
-                if p != "snap" and (row, p) in results.cells and results.cells[(row, p)].seconds
+                if not p.startswith("snap") and (row, p) in results.cells and results.cells[(row, p)].seconds
             ),
             default=None,
         )
@@ -773,7 +792,7 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
                 continue
             if cell.status and not cell.seconds:
                 short = "n/a" if cell.status.startswith("n/a") else cell.status.split(":")[0]
-                out.append([ROWS.get(row, row), peer, short, "", "", "", "", cell.status[:160]])
+                out.append([ROWS.get(row, row), peer, short, "", "", "", "", "", cell.status[:160]])
                 continue
             mbps = cell.mbps.fmt(0) if cell.mbps else ""
             repo = ""
@@ -783,12 +802,13 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             elif cell.repo_bytes:
                 repo = human_bytes(cell.repo_bytes.median)
             rss = human_bytes(cell.rss.median) if cell.rss else ""
+            cache = human_bytes(cell.cache_bytes.median) if cell.cache_bytes else ""
             ratio = ""
-            if peer == "snap" and best_peer and cell.seconds:
+            if peer.startswith("snap") and best_peer and cell.seconds:
                 ratio = f"{cell.seconds.median / best_peer:.2f}x"
             steps = [" + ".join(f"{step} {stat.median:.2f}" for step, stat in cell.parts.items()) + " s"]
             notes = "; ".join(([cell.status] if cell.status else []) + (steps if cell.parts else []) + cell.notes)
-            out.append([ROWS.get(row, row), peer, cell.seconds.fmt(2), mbps, repo, rss, ratio, notes])
+            out.append([ROWS.get(row, row), peer, cell.seconds.fmt(2), mbps, repo, cache, rss, ratio, notes])
     return out
 
 
@@ -798,6 +818,7 @@ HEADERS = [
     "seconds med (min-max)",
     "MB/s",
     "repository",
+    "cache",
     "peak RSS",
     "snap/best",
     "notes",
@@ -822,6 +843,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-files", type=int, default=10_000, help="extra small files (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, help="use this existing sample workspace instead of generating one")
+    parser.add_argument("--real-tree", action="store_true",
+                        help="instead: the real source tree of the Debian package linux-source-6.1 (fetched with "
+                             "apt-get download and unpacked once into the work directory; ~78,600 files, 1.3 GB)")
+    parser.add_argument("--small-tree", type=int, metavar="N",
+                        help="instead: N generated text files of 1-30 KB (the per-file cost)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per workload (default 3)")
     parser.add_argument("--only", help="comma-separated rows: " + ",".join(ROWS))
     parser.add_argument("--peers", default="snap,snap-plain,restic,borg",
@@ -860,13 +886,25 @@ def main(argv: list[str] | None = None) -> int:
         print("no peer to run", file=sys.stderr)
         return 1
 
-    ds = dataset(workdir, parse_size(args.size), args.small_files, args.seed, args.data)
+    if args.real_tree:
+        ds = real_tree(workdir)
+    elif args.small_tree:
+        ds = small_tree(workdir, args.small_tree, args.seed)
+    else:
+        ds = dataset(workdir, parse_size(args.size), args.small_files, args.seed, args.data)
+    if ds.marker != "orchestrator_config.json":
+        dropped = [r for r in rows if r in ("take-after-day", "gc-half")]
+        if dropped:
+            print(f"leaving out {', '.join(dropped)}: a simulated day changes the agent workspace only",
+                  file=sys.stderr)
+            rows = [r for r in rows if r not in dropped]
     bench = Bench(peers, rows, ds, workdir, seed=args.seed, verbose=not args.quiet)
     started = time.time()
     results = bench.run_all(max(1, args.repeats))
 
     meta = {
-        "dataset": {"root": str(ds.root), "files": ds.files, "bytes": ds.bytes, "largest": ds.largest},
+        "dataset": {"root": str(ds.root), "name": ds.name, "files": ds.files, "bytes": ds.bytes,
+                    "largest": ds.largest, "single_file": ds.single_file},
         "repeats": args.repeats,
         "rows": rows,
         "peers": [p.name for p in peers],
@@ -894,7 +932,7 @@ def load_results(document: dict[str, Any]) -> Results:
         cell = results.cell(item["row"], item["peer"])
         cell.status = "" if item.get("status") == "ok" else item.get("status", "")
         cell.notes = list(item.get("notes", []))
-        for name in ("seconds", "mbps", "repo_bytes", "growth", "rss"):
+        for name in ("seconds", "mbps", "repo_bytes", "cache_bytes", "growth", "rss"):
             if name in item:
                 setattr(cell, name, Stat(list(item[name]["values"])))
         cell.parts = {step: Stat(list(stat["values"])) for step, stat in item.get("parts", {}).items()}
@@ -910,7 +948,8 @@ def render(document: dict[str, Any], file: Any = None) -> None:
     rows = meta.get("rows") or list(dict.fromkeys(item["row"] for item in document["results"]))
     peers = meta.get("peers") or list(dict.fromkeys(item["peer"] for item in document["results"]))
     print(
-        f"\ndata set: {ds['files']} files, {human_bytes(ds['bytes'])} (largest {ds['largest']}); "
+        f"\ndata set: {ds.get('name', 'agent workspace')}: {ds['files']} files, {human_bytes(ds['bytes'])} "
+        f"(largest {ds['largest']}); "
         f"{meta['repeats']} repeat(s); {', '.join(meta['versions'].values())}",
         file=out,
     )
