@@ -105,10 +105,15 @@ class PackWriter:
         offset = self.size + BLOB_HEADER.size
         entry = BlobEntry(blob_id, blob_type, compression, offset, len(payload), raw_len)
         if self._seal_table is None:
-            self._write(blob_header(entry))
+            header = blob_header(entry)
         else:  # the clear header must not tell the raw size; the table (encrypted) does
-            self._write(blob_header(BlobEntry(blob_id, blob_type, ENCRYPTED, offset, len(payload), 0)))
-        self._write(payload)
+            header = blob_header(BlobEntry(blob_id, blob_type, ENCRYPTED, offset, len(payload), 0))
+        faults.check_write(len(header) + len(payload))
+        self._file.write(header)
+        self._file.write(payload)
+        self._hash.update(header)
+        self._hash.update(payload)
+        self.size += len(header) + len(payload)
         self.entries.append(entry)
         return entry
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -46,14 +46,14 @@ from snapstore.format.tree import (
     SYMLINK,
     Entry,
     encode_tree,
-    tree_children,
 )
 from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
 from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir
 from snapstore.ops.protected import is_inside, protected_dirs
+from snapstore.ops.smallfiles import SmallRead, make_pool, racy, read_batch
 from snapstore.repo.index import CachedFile, Txn, index_errors
-from snapstore.repo.packsink import PackSink, StoredPack, encode_blob
+from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
 
@@ -63,6 +63,13 @@ FILES_CACHE_BATCH = 4096
 INLINE_FILE = 64 * 1024  # files smaller than this are read by the walking thread
 INLINE_BLOB = 16 * 1024  # blobs smaller than this are compressed by the thread that found them
 MAX_ERRORS_KEPT = 50
+# small files (one chunk) go to reader processes in batches once a take has met this many (a
+# take of a few files does not pay for starting processes); a batch is at most this many files
+# or bytes; at most this many bytes of such files are read and not yet in a pack
+POOL_AFTER = 200
+BATCH_FILES = 64
+BATCH_BYTES = 512 << 10
+BATCHED_BYTES_MAX = 8 << 20
 
 
 # -- sources: where each given path appears inside the snapshot ---------------------------
@@ -127,6 +134,19 @@ class BlobRegistry:
             self._pending.add(blob_id)
             return True
 
+    def claim_many(self, blob_ids: list[bytes]) -> set[bytes]:
+        """:meth:`claim` for several ids with one index transaction: the ones to store."""
+        out: set[bytes] = set()
+        with self._lock:
+            # begun under the lock: every id released before it is in the index it sees
+            with self.repo.index.read() as txn:
+                for blob_id in blob_ids:
+                    if blob_id not in self._pending and blob_id not in out \
+                            and self.repo.index.get_chunk(blob_id, txn) is None:
+                        out.add(blob_id)
+            self._pending.update(out)
+        return out
+
     def release(self, blob_ids: list[bytes]) -> None:
         """Forget ids once they are in the index (keeps the pending set small)."""
         with self._lock:
@@ -134,7 +154,7 @@ class BlobRegistry:
 
 
 # -- walking ------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class _Walked:
     """One walked item: a directory start/end or a non-directory entry."""
 
@@ -146,6 +166,25 @@ class _Walked:
     result: _FileResult | None = None
     error: str = ""
     shared: bool = False  # a further name of a hard-linked file: its content was read once
+    batch: _Batch | None = None  # the reader-process batch that reads this small file
+
+    def ready(self) -> bool:
+        if self.batch is not None and not self.batch.done():
+            return False
+        return self.future is None or self.future.done()
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Small files read together by a reader process (see snapstore.ops.smallfiles)."""
+
+    items: list[_Walked] = field(default_factory=list)
+    nbytes: int = 0
+    future: Future[list[SmallRead]] | None = None  # None while it is still being filled
+    ingested: bool = False
+
+    def done(self) -> bool:
+        return self.ingested or (self.future is not None and self.future.done())
 
 
 @dataclass
@@ -196,6 +235,17 @@ def _entry_from_stat(name: bytes, st: os.stat_result | None, kind: str) -> Entry
                  mtime_ns=st.st_mtime_ns, user=user, group=group)
 
 
+def _children(entries: list[Entry]) -> bytes:
+    """``b"".join(tree_children(encode_tree(entries)))`` without decoding the tree just encoded."""
+    out: list[bytes] = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.subtree:
+            out.append(entry.subtree)
+        if entry.chunks:
+            out.extend(entry.chunk_ids())
+    return b"".join(out)
+
+
 class TakeCancelled(Exception):
     pass
 
@@ -224,6 +274,14 @@ class Take:
         self.inflight = threading.BoundedSemaphore(INFLIGHT)
         self.failure: BaseException | None = None
         self.local = threading.local()
+        # small files: reader processes (started once a take has met POOL_AFTER of them)
+        self.workers = workers
+        self.small_limit = repo.config.chunker.min_size  # a file up to this size is one chunk
+        self.pool: ProcessPoolExecutor | None = None
+        self._small_seen = 0
+        self._collecting: _Batch | None = None
+        self._batches: deque[_Batch] = deque()
+        self._batched_bytes = 0
         # children of the trees this take creates, as concatenated ids (compact), for the commit
         self.new_trees: dict[bytes, bytes] = {}
         # files-cache entries go to LMDB in batches during the take, so memory does not grow with
@@ -356,16 +414,74 @@ class Take:
             return _FileResult(error=f"{os.fsdecode(path)}: {exc.strerror or exc}")
         chunks = b"".join(refs)
         steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
-        cache = CachedFile.of(after, chunks) if steady and size == after.st_size and not self._racy(after) else None
+        steady = steady and size == after.st_size and not racy(after, self.started_ns)
+        cache = CachedFile.of(after, chunks) if steady else None
         return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache, st=after, st_before=before)
 
-    def _racy(self, st: os.stat_result) -> bool:
-        """A file changed within the timestamp tick of this take cannot be trusted to the files
-        cache: on a filesystem with coarse timestamps a second write in the same tick keeps its
-        mtime (git's "racy clean" problem). Only coarse timestamps (whole microseconds or
-        coarser) within two seconds of the take's start count; nanosecond ones are exact."""
-        newest = max(st.st_mtime_ns, st.st_ctime_ns)
-        return newest % 1000 == 0 and newest >= self.started_ns - 2_000_000_000
+    # -- small files in reader processes (calling thread) -------------------------------
+    def _batch(self, item: _Walked, st: os.stat_result) -> None:
+        batch = self._collecting
+        if batch is None:
+            batch = self._collecting = _Batch()
+        batch.items.append(item)
+        batch.nbytes += st.st_size
+        item.batch = batch
+        if len(batch.items) >= BATCH_FILES or batch.nbytes >= BATCH_BYTES:
+            self._submit_batch()
+
+    def _submit_batch(self) -> None:
+        batch, self._collecting = self._collecting, None
+        if batch is None:
+            return
+        if self.pool is None:
+            self.pool = make_pool(self.workers, crypto=self.repo.crypto, level=self.level, limit=self.small_limit,
+                                  started_ns=self.started_ns)
+        files = [(item.path, item.st.st_size, item.st.st_mtime_ns) for item in batch.items]  # type: ignore[union-attr]
+        batch.future = self.pool.submit(read_batch, files)
+        self._batches.append(batch)
+        self._batched_bytes += batch.nbytes
+        # store what has come back; wait when too many bytes are out
+        while self._batches and (self._batches[0].done() or self._batched_bytes > BATCHED_BYTES_MAX):
+            self._ingest(self._batches[0])
+
+    def _ingest(self, batch: _Batch) -> None:
+        """Claim, seal and store the blobs of a batch read by a reader process (calling thread)."""
+        if batch.ingested:
+            return
+        if batch.future is None:
+            self._submit_batch()  # the one being filled: send it now
+        assert batch.future is not None
+        reads = batch.future.result()
+        batch.ingested = True
+        self._batched_bytes -= batch.nbytes
+        if self._batches and self._batches[0] is batch:
+            self._batches.popleft()
+        elif batch in self._batches:
+            self._batches.remove(batch)
+        if self.failure is not None:
+            raise TakeCancelled
+        new = self.registry.claim_many([read.blob_id for read in reads if read.size])
+        for item, read in zip(batch.items, reads, strict=True):
+            item.result = self._small_result(item, read, new)
+
+    def _small_result(self, item: _Walked, read: SmallRead, new: set[bytes]) -> _FileResult | None:
+        if read.error:
+            return _FileResult(error=read.error)
+        if read.too_big:  # it grew past one chunk since the walk
+            item.future = self.readers.submit(self._read_file, item.path, item.st)  # type: ignore[arg-type]
+            return None
+        chunks = b""
+        if read.size:
+            chunks = CHUNK_REF.pack(read.blob_id, read.size)
+            if read.blob_id in new:
+                new.discard(read.blob_id)  # the same content twice in one batch is stored once
+                faults.slow_store()
+                self.sink.add(read.blob_id, TYPE_DATA, EncodedBlob(read.code, read.payload, read.size))
+                if self.keep_new_blobs:
+                    self.new_blobs.append(read.blob_id)
+        cache = CachedFile.of(read.st, chunks) if read.cacheable and read.st is not None else None
+        return _FileResult(chunks=chunks, size=read.size, read_bytes=read.read_bytes, cache_value=cache, st=read.st,
+                           st_before=item.st, warning=read.warning)
 
     # -- walking (calling thread) -------------------------------------------------------
     def _walk_dir(self, path: bytes, member: bytes, dev: int | None = None) -> Iterator[_Walked]:
@@ -478,7 +594,12 @@ class Take:
         if cached is not None:
             item.result = _FileResult(chunks=cached, size=st.st_size)
         if item.result is None:
-            if st.st_size < INLINE_FILE:
+            small = st.st_nlink == 1 and st.st_size <= self.small_limit
+            if small:
+                self._small_seen += 1
+            if small and self._small_seen > POOL_AFTER:
+                self._batch(item, st)
+            elif st.st_size < INLINE_FILE:
                 # A small file costs less to read here than to hand to a reader thread and back.
                 item.result = self._read_file(item.path, st)
             else:
@@ -490,7 +611,7 @@ class Take:
         data = encode_tree(entries)
         tree_id = self.repo.blob_id(data)
         if self.registry.claim(tree_id):
-            self.new_trees[tree_id] = b"".join(tree_children(data))
+            self.new_trees[tree_id] = _children(entries)
             self._submit_blob(tree_id, TYPE_TREE, data)
         return tree_id
 
@@ -520,6 +641,8 @@ class Take:
         assert st is not None
         mode = st.st_mode
         if stat.S_ISREG(mode):
+            if item.batch is not None and not item.batch.ingested:
+                self._ingest(item.batch)
             result = item.result if item.result is not None else item.future.result()  # type: ignore[union-attr]
             if result.error:
                 self.unreadable += 1
@@ -598,17 +721,21 @@ class Take:
                         txn.abort()
                         txn = self.repo.index.read()
                 window.append(item)
-                while window and (len(window) > WINDOW or window[0].future is None or window[0].future.done()):
+                while window and (len(window) > WINDOW or window[0].ready()):
                     head = window.popleft()
                     root = self._consume(head, stack) or root
                     if head.path:
                         self._report(head.path)
                     if self.failure is not None:
                         break
+            if self.failure is None:
+                self._submit_batch()
             while window and self.failure is None:
                 root = self._consume(window.popleft(), stack) or root
         finally:
             txn.abort()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
         self.readers.shutdown(wait=True)
         self.compressors.shutdown(wait=True)
         if self.failure is not None:
@@ -654,6 +781,8 @@ class Take:
         return tree_id
 
     def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
         self.readers.shutdown(wait=True, cancel_futures=True)
         self.compressors.shutdown(wait=True, cancel_futures=True)
 
