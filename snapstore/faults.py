@@ -12,7 +12,8 @@
                                  ``DIR/paused-N`` (N: the how-manieth read of that file) and waits
                                  for ``DIR/resume-N``, so a test can change the file mid-read.
 ``SNAP_TEST_PAUSE_AT=NAME`` with ``SNAP_TEST_PAUSE_DIR=DIR``: at the named point (archive:
-                                 archive-before-read-back, archive-before-remove) create
+                                 archive-before-read-back, archive-before-remove; take:
+                                 take-before-commit, its packs stored, its lease held) create
                                  ``DIR/paused-NAME`` and wait for ``DIR/resume-NAME``.
 """
 
@@ -93,9 +94,15 @@ def pause_read(path: bytes, attempt: int) -> None:
     where = os.environ.get("SNAP_TEST_PAUSE_DIR")
     if not pattern or not where or not fnmatch.fnmatchcase(os.path.basename(os.fsdecode(path)), pattern):
         return
-    with open(os.path.join(where, f"paused-{attempt}"), "w"):
+    _pause(where, str(attempt))
+
+
+def _pause(where: str, tag: str) -> None:
+    """Say ``DIR/paused-TAG``, then wait for ``DIR/resume-TAG`` (two minutes at most, so that a
+    broken test cannot hang a command for ever)."""
+    with open(os.path.join(where, f"paused-{tag}"), "w"):
         pass
-    resume = os.path.join(where, f"resume-{attempt}")
+    resume = os.path.join(where, f"resume-{tag}")
     deadline = time.monotonic() + 120
     while not os.path.exists(resume) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -106,9 +113,4 @@ def pause_point(name: str) -> None:
     where = os.environ.get("SNAP_TEST_PAUSE_DIR")
     if os.environ.get("SNAP_TEST_PAUSE_AT") != name or not where:
         return
-    with open(os.path.join(where, f"paused-{name}"), "w"):
-        pass
-    resume = os.path.join(where, f"resume-{name}")
-    deadline = time.monotonic() + 120
-    while not os.path.exists(resume) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _pause(where, name)

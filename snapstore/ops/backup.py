@@ -901,6 +901,7 @@ def take_snapshot(
     )
     snapshot = repo.snapshot_with_id(snapshot)
     faults.crash_point("take-before-commit")
+    faults.pause_point("take-before-commit")
     try:
         with index_errors("committing snapshot", repo.index):
             repo.commit_snapshot(snapshot, packs=take.packs, new_trees=take.new_trees, files=take.files_cache)

@@ -257,14 +257,19 @@ def test_gc_while_another_host_takes(s3_server: S3Server, bucket: str, tmp_path:
     for i in range(12):
         (other / f"beta/b{i}.bin").parent.mkdir(exist_ok=True)
         (other / f"beta/b{i}.bin").write_bytes(_random(256 * 1024, 1000 + i))
-    # slow enough to outlast alpha's gc on a loaded machine (the same race runs at exact points, in
-    # process, in tests/unit/test_shared_repository.py)
-    take = beta.popen("take", ".", "--json", cwd=other, env={"SNAP_TEST_SLOW_STORE": "0.5"})
-    deadline = time.monotonic() + 30
+    # beta's take stops with its packs stored and its lease held, just before its commit, until
+    # alpha's gc is over (the same race runs at other exact points, in process, in
+    # tests/unit/test_shared_repository.py)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    take = beta.popen("take", ".", "--json", cwd=other,
+                      env={"SNAP_TEST_PAUSE_AT": "take-before-commit", "SNAP_TEST_PAUSE_DIR": str(pause)})
+    deadline = time.monotonic() + 60
+    while not (pause / "paused-take-before-commit").exists():
+        assert take.poll() is None and time.monotonic() < deadline, "beta's take never reached its commit"
+        time.sleep(0.05)
     # (the lease names a host by a keyed token in an encrypted repository: any take lease is beta's)
-    while not any(k.startswith("agents/locks/take-") for k in s3_server.keys(bucket, "agents/locks/")):
-        assert take.poll() is None and time.monotonic() < deadline, "beta's take lease never appeared"
-        time.sleep(0.1)
+    assert any(k.startswith("agents/locks/take-") for k in s3_server.keys(bucket, "agents/locks/"))
 
     # alpha forgets two snapshots and collects garbage while beta's take runs
     res = alpha.snap("--config", str(config), "gc", "--json")
@@ -272,7 +277,8 @@ def test_gc_while_another_host_takes(s3_server: S3Server, bucket: str, tmp_path:
     gc = res.json()
     assert len(gc["forgotten"]) == 2
     assert gc["deferred"] > 0 and any("left for the next gc" in p for p in gc["problems"]), gc
-    assert take.poll() is None, "the take should still be running"
+    assert take.poll() is None, "the take should still be waiting"
+    (pause / "resume-take-before-commit").touch()
     out, err = take.communicate(timeout=120)
     assert take.returncode == 0, err.decode()
     beta_snap = json.loads(out)
