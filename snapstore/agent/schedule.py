@@ -216,10 +216,18 @@ def systemd_units(argv: list[str], every_minutes: int = 5, name: str = "snap-tak
     persistent timer firing every ``every_minutes`` minutes."""
     if not 1 <= every_minutes <= 59:
         raise ValueError("every_minutes must be in 1..59")
+    return _oneshot_units(argv, name, "take the snapshots whose schedule is due", f"*:0/{every_minutes}",
+                          f"look for due snapshots every {every_minutes} minutes")
+
+
+def _oneshot_units(argv: list[str], name: str, what: str, on_calendar: str, when: str,
+                   after: str | None = None) -> dict[str, str]:
+    """A oneshot ``NAME.service`` running ``argv`` (at low CPU and I/O priority) and a persistent
+    ``NAME.timer`` firing on ``on_calendar``; ``after``: a unit it is ordered after."""
     service = (
         "[Unit]\n"
-        "Description=snap: take the snapshots whose schedule is due\n"
-        "After=local-fs.target\n"
+        f"Description=snap: {what}\n"
+        "After=local-fs.target" + (f" {after}" if after else "") + "\n"
         "\n"
         "[Service]\n"
         "Type=oneshot\n"
@@ -229,10 +237,10 @@ def systemd_units(argv: list[str], every_minutes: int = 5, name: str = "snap-tak
     )
     timer = (
         "[Unit]\n"
-        f"Description=snap: look for due snapshots every {every_minutes} minutes\n"
+        f"Description=snap: {when}\n"
         "\n"
         "[Timer]\n"
-        f"OnCalendar=*:0/{every_minutes}\n"
+        f"OnCalendar={on_calendar}\n"
         "Persistent=true\n"
         f"Unit={name}.service\n"
         "\n"
@@ -296,27 +304,4 @@ def systemd_job_units(argv: list[str], schedule: str, name: str, what: str, afte
                       ) -> dict[str, str]:
     """A oneshot ``NAME.service`` running ``argv`` and a persistent ``NAME.timer`` on ``schedule``;
     ``after``: a unit it is ordered after when both start at once (gc after the takes)."""
-    service = (
-        "[Unit]\n"
-        f"Description=snap: {what}\n"
-        "After=local-fs.target" + (f" {after}" if after else "") + "\n"
-        "\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        f"ExecStart={_command_line(argv)}\n"
-        "Nice=10\n"
-        "IOSchedulingClass=idle\n"
-    )
-    timer = (
-        "[Unit]\n"
-        f"Description=snap: {what} ({schedule})\n"
-        "\n"
-        "[Timer]\n"
-        f"OnCalendar={systemd_calendar(schedule)}\n"
-        "Persistent=true\n"
-        f"Unit={name}.service\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=timers.target\n"
-    )
-    return {f"{name}.service": service, f"{name}.timer": timer}
+    return _oneshot_units(argv, name, what, systemd_calendar(schedule), f"{what} ({schedule})", after)

@@ -11,7 +11,7 @@ import typer
 
 from snapstore.cli.context import AppContext, HostOpt
 from snapstore.cli.output import Progress, echo, emit_json, human_bytes, warn
-from snapstore.errors import ExitCode, Interrupted, SnapError, UsageError
+from snapstore.errors import ExitCode, HookFailed, Interrupted, SnapError, UsageError
 
 if TYPE_CHECKING:
     from snapstore.agent.schedule import TierStatus
@@ -156,8 +156,8 @@ def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
         if result.error is not None:
             exc = result.error
             event.update(result="error", error=exc.message, exit_code=exc.exit_code)
-            if getattr(exc, "output", ""):
-                event["hook_output"] = exc.output  # type: ignore[attr-defined]
+            if isinstance(exc, HookFailed) and exc.output:
+                event["hook_output"] = exc.output
             if failures:  # the first one is raised at the end
                 warn(f"snap: error: {result.status.tier}: {exc.message}")
             failures += 1
@@ -254,8 +254,8 @@ def cmd_take(
         progress.done()
     except SnapError as exc:
         event.update(result="error", error=exc.message, exit_code=exc.exit_code)
-        if getattr(exc, "output", ""):  # a failed before hook: its last lines, for the alert
-            event["hook_output"] = exc.output  # type: ignore[attr-defined]
+        if isinstance(exc, HookFailed) and exc.output:  # a failed before hook: its last lines, for the alert
+            event["hook_output"] = exc.output
         raise
     record_take(app, event, take)
     render_take(app, take, json_out=json_out)
