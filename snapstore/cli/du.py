@@ -23,7 +23,8 @@ def cmd_du(
     host: HostOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Logical and stored size of each directory of a snapshot, and what it alone holds."""
+    """Logical, stored and unique size of each directory of a snapshot (unique: stored bytes no
+    other snapshot holds, what forgetting it would free there)."""
     from snapstore.ops.stats import frees_of, path_usage_of
     from snapstore.view.selectors import resolve_snapshot
     from snapstore.view.vfs import as_bytes_path
@@ -31,16 +32,17 @@ def cmd_du(
     app: AppContext = ctx.obj
     with app.open("read") as repo:
         snap = resolve_snapshot(repo, snapshot, host=host)
-        rows = path_usage_of(repo, [snap], depth=depth, prefix=as_bytes_path(path))
+        rows = path_usage_of(repo, [snap], depth=depth, prefix=as_bytes_path(path), unique=True)
         unique = frees_of(repo, [snap])
     if json_out:
         emit_json({"snapshot": snap.id, "path": path, "unique_bytes": unique,
                    "paths": [r.to_json() for r in rows]})
         return
-    echo(f"{'LOGICAL':>10}  {'STORED':>10}  PATH")
+    echo(f"{'LOGICAL':>10}  {'STORED':>10}  {'UNIQUE':>10}  PATH")
     for row in sorted(rows, key=lambda r: r.path):
         name = row.path.decode("utf-8", "replace") + ("/" if row.to_json()["type"] == "dir" else "")
-        echo(f"{human_bytes(row.usage.logical_bytes):>10}  {human_bytes(row.usage.stored_bytes):>10}  {name}")
+        echo(f"{human_bytes(row.usage.logical_bytes):>10}  {human_bytes(row.usage.stored_bytes):>10}  "
+             f"{human_bytes(row.unique_bytes or 0):>10}  {name}")
     logical = sum(r.usage.logical_bytes for r in rows)
     echo(f"snapshot {snap.short_id} ({snap.tier}): {human_bytes(logical)} logical under "
          f"{path or '/'}; forgetting it would free {human_bytes(unique)} (data no other snapshot holds)")

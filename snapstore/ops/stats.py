@@ -310,10 +310,14 @@ class PathUsage:
     path: bytes
     kind: str
     usage: Usage = field(default_factory=Usage)
+    unique_bytes: int | None = None  # stored bytes under it that no other snapshot holds (when asked)
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path.decode("utf-8", "surrogateescape"), "type": "dir" if self.kind == DIR else "file",
-                **self.usage.to_json()}
+        out = {"path": self.path.decode("utf-8", "surrogateescape"), "type": "dir" if self.kind == DIR else "file",
+               **self.usage.to_json()}
+        if self.unique_bytes is not None:
+            out["unique_bytes"] = self.unique_bytes
+        return out
 
 
 def _join(prefix: bytes, name: bytes) -> bytes:
@@ -321,11 +325,13 @@ def _join(prefix: bytes, name: bytes) -> bytes:
 
 
 def usage_by_path(read_tree: TreeReader, sizes: BlobSizes, tops: Iterable[Entry | None], *,
-                  depth: int = 1, prefix: bytes = b"") -> list[PathUsage]:
+                  depth: int = 1, prefix: bytes = b"", freed: set[bytes] | None = None) -> list[PathUsage]:
     """Figures per path ``depth`` levels below ``prefix`` over several snapshots.
 
     ``tops`` are the entries found at ``prefix`` in each snapshot (None where it is absent).
     Paths are named relative to the snapshot root; a file above the depth is its own path.
+    With ``freed`` (the blobs that forgetting those snapshots would free: :func:`forget_frees`)
+    each path also gets the stored bytes of the freed blobs below it, what it alone holds.
     Sorted by stored bytes, largest first."""
     logical: dict[bytes, tuple[int, int]] = {}
     walkers: dict[bytes, BlobWalker] = {}
@@ -349,6 +355,9 @@ def usage_by_path(read_tree: TreeReader, sizes: BlobSizes, tops: Iterable[Entry 
             got = walker.add_entry(entry)
             got.snapshots = 1
             row.usage.add(got)
+    if freed is not None:
+        for path, walker in walkers.items():
+            out[path].unique_bytes = sum_stored(walker.seen & freed, sizes)
     return sorted(out.values(), key=lambda p: (-p.usage.stored_bytes, p.path))
 
 
@@ -411,8 +420,10 @@ def frees_of(repo: Any, snapshots: Iterable[Snapshot]) -> int:
     return sum_stored(freed, sizes)
 
 
-def path_usage_of(repo: Any, snapshots: Sequence[Snapshot], *, depth: int = 1, prefix: bytes = b"") -> list[PathUsage]:
-    """:func:`usage_by_path` over snapshots of a repository (``prefix``: a path in them)."""
+def path_usage_of(repo: Any, snapshots: Sequence[Snapshot], *, depth: int = 1, prefix: bytes = b"",
+                  unique: bool = False) -> list[PathUsage]:
+    """:func:`usage_by_path` over snapshots of a repository (``prefix``: a path in them); with
+    ``unique``, what each path holds that forgetting these snapshots would free."""
     from snapstore.errors import PathNotFound
     from snapstore.view.vfs import SnapshotView
 
@@ -427,7 +438,10 @@ def path_usage_of(repo: Any, snapshots: Sequence[Snapshot], *, depth: int = 1, p
     tops = [top(s) for s in snapshots]
     if prefix and snapshots and all(t is None for t in tops):
         raise PathNotFound(f"path not in any of {len(tops)} snapshot(s): {prefix.decode('utf-8', 'replace')}")
-    return usage_by_path(repo.read_tree, RepoSizes(repo), tops, depth=depth, prefix=prefix)
+    sizes = RepoSizes(repo)
+    freed = set(forget_frees((bytes.fromhex(s.root) for s in snapshots), sizes.count_of, repo.tree_children)) \
+        if unique else None
+    return usage_by_path(repo.read_tree, sizes, tops, depth=depth, prefix=prefix, freed=freed)
 
 
 def repository_stats(repo: Any, chosen: Sequence[Snapshot] | None = None, *, by: str | None = None,

@@ -199,8 +199,14 @@ def test_du_shows_sizes_by_directory_the_way_stats_by_path_does(tmp_path: Path) 
         p: r["stored_bytes"] for p, r in by_path.items()}  # one computation
     assert du["unique_bytes"] > 300_000  # type: ignore[index]  # the only snapshot: all of it is its own
     text = ok(snap_in(ws, "du", "latest", "agents")).out
-    assert "agents/Z/" in text and "forgetting it would free" in text
+    assert "agents/Z/" in text and "UNIQUE" in text and "forgetting it would free" in text
     assert snap_in(ws, "du", "latest", "no/such").code == ExitCode.NOT_FOUND
+    # a second snapshot in which only Z's memory changed: what each directory alone holds
+    (ws / "agents" / "Z" / "memory" / "big.bin").write_bytes(os.urandom(200_000))
+    ok(snap_in(ws, "take", "--tier", "weekly"))
+    second = {row["path"]: row for row in ok(snap_in(ws, "du", "latest", "agents", "--json")).json()["paths"]}
+    assert 200_000 < second["agents/Z"]["unique_bytes"] < 260_000  # the new big.bin and Z's new trees
+    assert second["agents/Jay"]["unique_bytes"] == 0  # the same in both snapshots
 
 
 def test_exclude_file_leaves_out_what_it_lists(tmp_path: Path) -> None:
