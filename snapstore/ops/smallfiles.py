@@ -15,11 +15,14 @@ one still changing the second time is kept as read with a warning and no files-c
 exactly as the take's own reader does. A file that grew past one chunk is handed back
 (``too_big``) for the take's chunking reader.
 
-The pool is made with ``fork`` (the children inherit the repository's keys and the
-configuration; nothing secret crosses a pipe) and only ever runs :func:`read_batch`: no
-index, lock or backend is touched in a child. Each child seals with a seal session of its own,
-made in the child (a session's nonces are counters: a session copied by fork would repeat
-them). Children ignore SIGINT (the take stops them).
+The pool's processes come from a fork server (``forkserver``), never from a fork of the take:
+the take runs threads (readers sealing with OpenSSL, an S3 lease's refresher) and a fork taken
+while one of them holds a lock inside a C library leaves the child waiting on it for ever. The
+children get the write-only part of the key material (ids and sealing: nothing that decrypts)
+and the configuration once, when they start, over the server's local socket; they only ever run
+:func:`read_batch`: no index, lock or backend is touched in a child. Each child seals with a
+seal session of its own (a session's nonces are counters: two processes must never share one).
+Children ignore SIGINT (the take stops them).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import NamedTuple
 
 from snapstore import faults
 from snapstore.format.chunker import chunk_id
-from snapstore.format.crypto import RepoCrypto
+from snapstore.format.crypto import KeyMaterial, RepoCrypto
 from snapstore.format.packfile import TYPE_DATA
 from snapstore.repo.packsink import encode_blob
 
@@ -62,23 +65,34 @@ class _Config(NamedTuple):
     started_ns: int
 
 
+class _Start(NamedTuple):
+    """What a child is given when it starts (picklable: it crosses the fork server's socket)."""
+
+    material: bytes | None  # write-only KeyMaterial.to_bytes(), None for a plaintext repository
+    pad: bool
+    level: int
+    limit: int
+    started_ns: int
+
+
 _config: _Config | None = None
 
 
-def _init(config: _Config) -> None:
+def _init(start: _Start) -> None:
     global _config
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    crypto = config.crypto
-    if crypto is not None:  # this process's own seal session (never the parent's, see above)
-        crypto = RepoCrypto(crypto.material, pad=crypto.pad)
-    _config = config._replace(crypto=crypto)
+    crypto = None if start.material is None else RepoCrypto(KeyMaterial.from_bytes(start.material), pad=start.pad)
+    _config = _Config(crypto, start.level, start.limit, start.started_ns)
 
 
 def make_pool(workers: int, *, crypto: RepoCrypto | None, level: int, limit: int,
               started_ns: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` reader processes (forked on the first job)."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init,
-                               initargs=(_Config(crypto, level, limit, started_ns),))
+    """A pool of ``workers`` reader processes (started by the fork server on the first job)."""
+    material = None if crypto is None else crypto.material.write_only().to_bytes()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # children start with this module imported
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
+                               initargs=(_Start(material, crypto.pad if crypto else True, level, limit, started_ns),))
 
 
 def racy(st: os.stat_result, started_ns: int) -> bool:
