@@ -390,14 +390,15 @@ class StatsReport:
 class RepoSizes:
     """:data:`BlobSizes` and the count lookup of :func:`forget_frees` over a repository's index."""
 
-    def __init__(self, repo: Any) -> None:
+    def __init__(self, repo: Any, txn: Any = None) -> None:
         from snapstore.format.packfile import TYPE_TREE
 
         self.repo = repo
+        self.txn = txn  # one read transaction for a whole walk (a lookup each is 10,000 begins)
         self._tree_type = TYPE_TREE
 
     def __call__(self, blob_id: bytes) -> BlobSize | None:
-        loc = self.repo.index.get_chunk(blob_id)
+        loc = self.repo.index.get_chunk(blob_id, self.txn)
         if loc is None:
             return None
         return BlobSize(loc.raw_len, loc.stored_len, loc.type == self._tree_type)
@@ -409,8 +410,9 @@ class RepoSizes:
 
 def snapshot_growth(repo: Any, snapshots: Sequence[Snapshot] | None = None) -> list[tuple[Snapshot, Usage]]:
     """:func:`growth` over a repository (every snapshot when none are given)."""
-    sizes = RepoSizes(repo)
-    return growth(repo.snapshots() if snapshots is None else snapshots, BlobWalker(repo.read_tree, sizes))
+    with repo.index.read() as txn:
+        sizes = RepoSizes(repo, txn)
+        return growth(repo.snapshots() if snapshots is None else snapshots, BlobWalker(repo.read_tree, sizes))
 
 
 def frees_of(repo: Any, snapshots: Iterable[Snapshot]) -> int:

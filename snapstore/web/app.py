@@ -113,6 +113,20 @@ class Dashboard:
         status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, UsageError) else 409
         return self.page(request, "error.html", status=status, message=exc.message, kind=exc.kind)
 
+    def warm(self) -> None:
+        """What the first page load would do once, done before it comes (the server calls this
+        in a thread as it starts): the growth walk over every snapshot, the templates compiled,
+        the plot module imported. A request arriving meanwhile waits for the walk, never
+        repeats it. Failures are left for that request to report."""
+        try:
+            from snapstore.web import plots  # noqa: F401  (imported for its cost)
+
+            for name in ("overview.html", "snapshots.html", "snapshot.html", "browse.html", "error.html"):
+                self.templates.env.get_template(name)
+            self.overview_data.state()
+        except Exception:  # noqa: BLE001 - a warm-up only; the request path says what went wrong
+            pass
+
     # -- overview ----------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
         from snapstore.web.plots import Series, line_chart
@@ -390,9 +404,12 @@ def _crumbs(path: bytes) -> list[tuple[str, str]]:
     return [(_show(p), path_query(b"/".join(parts[: i + 1]))) for i, p in enumerate(parts)]
 
 
-def create_app(settings: UiSettings, *, hosts: set[str], cookie: str = "snap_ui") -> Guard:
-    """The dashboard as an ASGI application, behind its :class:`Guard`."""
+def create_app(settings: UiSettings, *, hosts: set[str], cookie: str = "snap_ui", warm: bool = False) -> Guard:
+    """The dashboard as an ASGI application, behind its :class:`Guard`; with ``warm``, a thread
+    starts doing what the first page load needs (:meth:`Dashboard.warm`)."""
     board = Dashboard(settings)
+    if warm:
+        threading.Thread(target=board.warm, name="snap-ui-warm", daemon=True).start()
     routes = [
         Route("/", board.overview),
         Route("/metrics", board.metrics),

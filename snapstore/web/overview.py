@@ -64,23 +64,25 @@ class Overview:
         self._lock = threading.Lock()
         self._growth_key: tuple[str, ...] = ()
         self._growth: list[GrowthPoint] = []
+        self._walking = threading.Lock()  # one growth walk at a time: a second caller waits for it
 
     def growth(self, repo: Any, snaps: list[Snapshot]) -> list[GrowthPoint]:
         from snapstore.ops.stats import snapshot_growth
 
         key = tuple(s.id for s in snaps)
-        with self._lock:
-            if key == self._growth_key and self._growth:
-                return self._growth
-        points: list[GrowthPoint] = []
-        logical = stored = 0
-        for snap, usage in snapshot_growth(repo, snaps):
-            logical += usage.logical_bytes
-            stored += usage.stored_bytes
-            points.append(GrowthPoint(snap, logical, stored))
-        with self._lock:
-            self._growth_key, self._growth = key, points
-        return points
+        with self._walking:
+            with self._lock:
+                if key == self._growth_key and self._growth:
+                    return self._growth
+            points: list[GrowthPoint] = []
+            logical = stored = 0
+            for snap, usage in snapshot_growth(repo, snaps):
+                logical += usage.logical_bytes
+                stored += usage.stored_bytes
+                points.append(GrowthPoint(snap, logical, stored))
+            with self._lock:
+                self._growth_key, self._growth = key, points
+            return points
 
     def state(self, *, with_growth: bool = True) -> OverviewState:
         from snapstore.agent.history import filter_events, read_events

@@ -79,7 +79,7 @@ def serve(settings: UiSettings, listen: str = DEFAULT_LISTEN) -> None:
     port = sock.getsockname()[1]
     settings = replace(settings, token=settings.token or secrets.token_urlsafe(32))
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings, hosts=allowed_hosts(host), cookie=f"snap_ui_{port}")
+    app = create_app(settings, hosts=allowed_hosts(host), cookie=f"snap_ui_{port}", warm=True)
     sys.stdout.write(f"snap ui: http://{shown}:{port}/?token={settings.token}\n")
     if not is_loopback(host):
         sys.stderr.write(f"snap ui: warning: listening on {host}, not loopback: anyone who can reach it and has "
