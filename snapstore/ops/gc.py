@@ -21,6 +21,9 @@ Algorithm (hierarchical refcounts, see snapstore.repo.refcount):
    they were. A gc killed at any point leaves every live blob reachable; the next gc deletes the
    leftovers as orphans. LMDB failures (a full disk) are the one-line NoSpace error.
 
+gc runs only on exact counts: on an index flagged for a recount (after damage) it recounts
+first, and refuses (exit 4) when that cannot finish; ``snap repair index`` recounts.
+
 Safety window: a pack younger than ``safety_window_s`` is neither deleted nor rewritten (the
 default is the backend's: 0 on a local disk, where the exclusive lock keeps takes out; one
 hour on a remote repository, where takes of other hosts run while gc does). On a remote
@@ -38,10 +41,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from snapstore import faults
-from snapstore.errors import ChunkUnreadable, FormatError, SnapError
+from snapstore.errors import ChunkUnreadable, FormatError, RepositoryDamaged, SnapError
 from snapstore.format.packfile import BLOB_HEADER, BlobEntry, remove_unfinished
 from snapstore.format.snapshot import Snapshot
 from snapstore.repo.index import ChunkLocation, Index, Txn, TxnCounts, index_errors
+from snapstore.repo.indexsync import recount
 from snapstore.repo.packsink import EncodedBlob, PackSink
 from snapstore.repo.refcount import drop_reference
 from snapstore.repo.repository import Repository, pack_name
@@ -362,12 +366,29 @@ def execute_gc(repo: Repository, plan: GcPlan, result: GcResult) -> None:
             result.files_cache_pruned = repo.index.prune_files_cache()
 
 
+def _require_exact_counts(repo: Repository) -> None:
+    """gc frees what counts as unreferenced, so it runs only on exact counts: a flagged index
+    (damage left them unsure) is recounted first, and when that cannot finish (a tree the
+    index holds cannot be read) gc refuses, in one line, until a repair."""
+    flag = repo.index.recount_flag()
+    if flag is None:
+        return
+    with index_errors("recounting references", repo.index):
+        unreadable = recount(repo, repo.index)
+    if unreadable:
+        raise RepositoryDamaged(
+            f"gc refused: the index's reference counts are not exact ({flag.reason}; tree "
+            f"{unreadable[0].hex()[:16]} cannot be read), so gc could take live data for garbage; "
+            "run 'snap repair index' (it recounts every reference), then gc again")
+
+
 def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ...]]], *, dry_run: bool = False,
                     threshold: float = 0.1, safety_window_s: float | None = None) -> tuple[GcResult, GcPlan]:
     """Forget ``forget`` (snapshot, reasons), then free what no remaining snapshot needs.
     The repository must be open in ``exclusive`` mode. ``safety_window_s`` None: the
     backend's default (0 local, an hour remote)."""
     repo.require_full_key("forget or gc")
+    _require_exact_counts(repo)
     started = time.monotonic()
     result = GcResult(dry_run=dry_run)
     result.forgotten = [{**snap.summary(), "reasons": list(reasons)} for snap, reasons in forget]

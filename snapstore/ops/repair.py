@@ -31,6 +31,7 @@ from snapstore.repo.indexsync import (
     pack_id_of,
     read_records,
     read_tables,
+    recount,
     sync_pins,
 )
 from snapstore.repo.packsink import EncodedBlob, PackSink
@@ -145,6 +146,7 @@ def repair_index(repo: Repository) -> RepairReport:
         report.incomplete_snapshots = list(sync.incomplete_snapshots)
         report.notes.extend(sync.notes)
         sync_pins(staged, new)
+        _drop_unreadable_trees(staged, new, report)
         with new.read() as txn:
             unreferenced = [blob_id for blob_id, loc in new.iter_chunks(txn) if loc.refcount == 0]
         mark_dead(new, unreferenced)
@@ -171,6 +173,27 @@ def repair_index(repo: Repository) -> RepairReport:
     repo.index = Index(old)
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _drop_unreadable_trees(repo: Repository, index: Index, report: RepairReport) -> None:
+    """Count every reference again; a tree in a sound pack that does not read back (a damaged
+    blob) leaves the index for the ``lost`` table, like a blob in no pack: a take stores it
+    again instead of deduplicating against it, and the counts are exact (no recount flag)."""
+    for _round in range(8):  # a dropped tree's own subtrees may be next; each round drops some
+        unreadable = recount(repo, index)
+        if not unreadable:
+            return
+        with index.write() as txn:
+            for tree_id in set(unreadable):
+                loc = index.get_chunk(tree_id, txn)
+                if loc is None:
+                    continue
+                index.delete_chunk(txn, tree_id)
+                index.set_lost(txn, tree_id, loc.refcount)
+                report.notes.append(f"tree {tree_id.hex()[:16]} in pack {loc.pack.hex()} is damaged: it left the "
+                                    "index ('snap verify' names the paths under it; a take stores it again)")
+    with index.write() as txn:
+        index.flag_recount(txn, "trees kept failing to read during the repair")
 
 
 def _free_name(directory: str, base: str) -> str:

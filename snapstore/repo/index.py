@@ -10,7 +10,18 @@ Named databases (keys and values are bytes)::
     snapshots  snapshot id (hex, ascii) -> the snapshot record (JSON)
     pins       snapshot id (hex, ascii) -> b""
     filecache  BLAKE3-128 of the absolute path (16) -> msgpack [size, mtime_ns, ctime_ns, inode, chunk refs]
-    meta       key -> value (``version``: the index layout, :data:`INDEX_VERSION`)
+    lost       blob id (32)  -> u32 refcount   referenced blobs that are in no pack (lost packs)
+    meta       key -> value (``version``: the index layout, :data:`INDEX_VERSION`;
+               ``recount``: a :class:`RecountFlag`, set while the refcounts may be inexact)
+
+Reference counts stay exact across damage: a blob that is referenced but in no pack (its pack
+vanished, or a repair found it nowhere) is counted in ``lost``, never in ``chunks``, so takes
+store it again instead of deduplicating against it; when a pack holding it is indexed again (a
+take re-stored it, a pack came back) it takes its count from there. A lost *tree* cannot be
+walked, so its children miss its references: when one comes back with references, or a tree
+could not be read while counting, the index is flagged (:meth:`Index.flag_recount`) until a
+full recount (:func:`snapstore.repo.indexsync.recount`) clears the flag; gc refuses to run
+on a flagged index.
 
 The files cache is keyed by a fixed-size hash of the path, so a path of any length works (LMDB
 keys stop at 511 bytes) and the key size does not grow with the paths. An entry proves a file
@@ -28,9 +39,11 @@ database.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,11 +55,13 @@ import msgpack
 
 from snapstore.errors import FormatError, NoSpace, RepositoryDamaged, SnapError
 from snapstore.format.chunker import ID_SIZE
+from snapstore.format.packfile import TYPE_TREE
 from snapstore.format.tree import CHUNK_REF
 
 CHUNK_VALUE = struct.Struct("<16sQIIBBI")
 PACK_VALUE = struct.Struct("<QI")
-INDEX_VERSION = 2
+INDEX_VERSION = 3  # 3: the ``lost`` table and the recount flag
+LOST_VALUE = struct.Struct("<I")
 FILE_KEY_SIZE = 16  # BLAKE3-128 of the path: collisions would also need equal size, times and inode
 MAP_SIZE = 1 << 40  # address space only; the file grows with use
 
@@ -89,6 +104,25 @@ class ChunkLocation:
     def with_refcount(self, value: int) -> ChunkLocation:
         return ChunkLocation(self.pack, self.offset, self.stored_len, self.raw_len, self.type, self.compression,
                              value)
+
+
+@dataclass(frozen=True, slots=True)
+class RecountFlag:
+    """Why the index's refcounts may be inexact (gc must wait for a recount)."""
+
+    reason: str
+    since: float
+
+    def encode(self) -> bytes:
+        return json.dumps({"reason": self.reason, "since": self.since}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RecountFlag:
+        try:
+            data = json.loads(raw)
+            return cls(str(data["reason"]), float(data["since"]))
+        except (ValueError, KeyError, TypeError):
+            return cls("the recount flag is unreadable", 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +200,7 @@ class Index:
         # version 1 had a ``files`` database keyed by raw paths; ``filecache`` replaces it
         self._files = self.env.open_db(b"filecache", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
+        self._lost = self.env.open_db(b"lost", create=create)
         if not readonly:
             self._upgrade()
 
@@ -180,8 +215,11 @@ class Index:
         if version == 1:
             self._rekey_files_cache()
         with self.env.begin(write=True) as txn:
-            if version not in (None, 1):  # a layout this code does not know: start the files cache afresh
+            if version not in (None, 1, 2):  # a layout this code does not know: start the files cache afresh
                 txn.drop(self._files, delete=False)
+            if version is not None:
+                # layouts before 3 kept no counts for lost blobs: count once from the snapshots
+                self.flag_recount(txn, f"index layout {version} kept no counts of lost blobs")
             txn.put(b"version", str(INDEX_VERSION).encode(), db=self._meta)
 
     def _rekey_files_cache(self) -> None:
@@ -260,9 +298,68 @@ class Index:
         get, db = txn.get, self._chunks
         return all(get(blob_id, db=db) is not None for blob_id in chunk_ids(refs))
 
+    def index_blob(self, txn: Txn, blob_id: bytes, loc: ChunkLocation) -> ChunkLocation:
+        """Index a blob found in a pack (a take's, or one listed by a sync or repair). A blob
+        that was lost keeps the count of its references (``loc.refcount`` otherwise); a lost
+        tree that comes back referenced flags the index, since its children miss its counts."""
+        lost = self.pop_lost(txn, blob_id)
+        if lost is not None:
+            loc = loc.with_refcount(lost)
+            if lost > 0 and loc.type == TYPE_TREE:
+                self.flag_recount(txn, f"lost tree {blob_id.hex()[:16]} was stored again")
+        self.put_chunk(txn, blob_id, loc)
+        return loc
+
+    # -- lost blobs -----------------------------------------------------------------------
+    def get_lost(self, txn: Txn, blob_id: bytes) -> int | None:
+        raw = txn.get(blob_id, db=self._lost)
+        return None if raw is None else int(LOST_VALUE.unpack(bytes(raw))[0])
+
+    def set_lost(self, txn: Txn, blob_id: bytes, count: int) -> None:
+        """Count the references to a blob that is in no pack (0: forget it)."""
+        if count > 0:
+            txn.put(blob_id, LOST_VALUE.pack(count), db=self._lost)
+        else:
+            txn.delete(blob_id, db=self._lost)
+
+    def pop_lost(self, txn: Txn, blob_id: bytes) -> int | None:
+        found = self.get_lost(txn, blob_id)
+        if found is not None:
+            txn.delete(blob_id, db=self._lost)
+        return found
+
+    def iter_lost(self, txn: Txn) -> Iterator[tuple[bytes, int]]:
+        with txn.cursor(db=self._lost) as cur:
+            for key, value in cur:
+                yield bytes(key), int(LOST_VALUE.unpack(bytes(value))[0])
+
+    def replace_lost(self, txn: Txn, counts: dict[bytes, int]) -> None:
+        txn.drop(self._lost, delete=False)
+        for blob_id, count in counts.items():
+            self.set_lost(txn, blob_id, count)
+
+    # -- the recount flag -----------------------------------------------------------------
+    def flag_recount(self, txn: Txn, reason: str) -> None:
+        """Mark the refcounts as possibly inexact (kept: the first reason is the one shown)."""
+        if txn.get(b"recount", db=self._meta) is None:
+            txn.put(b"recount", RecountFlag(reason, time.time()).encode(), db=self._meta)
+
+    def recount_flag(self, txn: Txn | None = None) -> RecountFlag | None:
+        raw: bytes | memoryview | None
+        if txn is None:
+            with self.env.begin() as own:
+                raw = own.get(b"recount", db=self._meta)
+        else:
+            raw = txn.get(b"recount", db=self._meta)
+        return None if raw is None else RecountFlag.decode(bytes(raw))
+
+    def clear_recount(self, txn: Txn) -> None:
+        txn.delete(b"recount", db=self._meta)
+
     # -- packs ----------------------------------------------------------------------------
     def add_pack(self, pack: bytes, size: int, entries: list[Any], *, pending: bool) -> None:
-        """Index a finished pack's blobs with refcount 0 (they become live when referenced)."""
+        """Index a finished pack's blobs with refcount 0 (they become live when referenced;
+        a blob that was lost keeps its count: :meth:`index_blob`)."""
         with self.env.begin(write=True) as txn:
             self.put_pack(txn, pack, size, len(entries))
             if pending:
@@ -270,7 +367,7 @@ class Index:
             for e in entries:
                 if txn.get(e.id, db=self._chunks) is None:
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, 0)
-                    txn.put(e.id, loc.pack_value(), db=self._chunks)
+                    self.index_blob(txn, e.id, loc)
 
     def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[Any]]]) -> None:
         """Un-index packs that no commit refers to (a take or copy that failed part way): the
@@ -528,8 +625,6 @@ class TxnCounts:
         return self.location(blob_id).refcount
 
     def is_tree(self, blob_id: bytes) -> bool:
-        from snapstore.format.packfile import TYPE_TREE
-
         return self.location(blob_id).type == TYPE_TREE
 
     def set_count(self, blob_id: bytes, value: int) -> None:

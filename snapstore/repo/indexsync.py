@@ -13,7 +13,14 @@
   4. remembered blobs that are still referenced and were not found (a gc elsewhere moved them
      into a pack this index already knew) are looked for in the other packs, newest first;
   5. records the index does not know are added with their references (rolled forward);
-  6. pins follow ``pins.json``; new blobs nothing references are marked dead for gc.
+  6. pins follow ``pins.json``; new blobs nothing references are marked dead for gc;
+  7. when the index is flagged (:meth:`~snapstore.repo.index.Index.flag_recount`: referenced
+     blobs were lost in step 2, a tree could not be read in step 1, a lost tree was stored
+     again), every reference is recounted from the snapshots kept, which clears the flag.
+
+  Blobs lost in step 2 (and packs cut short: the blobs past their end) leave the index, so a
+  take stores them again rather than deduplicating against them; their references are kept
+  in the ``lost`` table, so a blob stored again starts with its count, never at 0.
 
   Step 5 also rolls forward a take killed between writing its record and committing its index
   transaction, and an empty index (missing, or set aside as damaged) is built by steps 3, 5
@@ -86,6 +93,8 @@ class SyncReport:
     bad_records: list[str] = field(default_factory=list)  # record files that do not parse or match their name
     notes: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)  # notes on this host's takes rolled forward
+    truncated: list[str] = field(default_factory=list)  # notes on packs found cut short
+    recounted: str = ""  # why this sync recounted every reference ("" when it did not)
 
     @property
     def unindexed(self) -> list[str]:
@@ -105,21 +114,25 @@ class SyncReport:
 
 
 class TolerantCounts(TxnCounts):
-    """Counts that skip blobs the index does not have (and remember them)."""
+    """Counts that also cover blobs in no pack: their references are counted in the index's
+    ``lost`` table (and the ids remembered in ``missing``). A lost blob cannot be walked."""
 
     def __init__(self, index: Index, txn: Txn) -> None:
         super().__init__(index, txn)
         self.missing: set[bytes] = set()
 
     def count(self, blob_id: bytes) -> int:
-        try:
-            return super().count(blob_id)
-        except KeyError:
-            self.missing.add(blob_id)
-            return 1  # not 0: a missing tree has no children to walk
+        if blob_id not in self.missing:
+            try:
+                return super().count(blob_id)
+            except KeyError:
+                self.missing.add(blob_id)
+        return self.index.get_lost(self.txn, blob_id) or 0
 
     def set_count(self, blob_id: bytes, value: int) -> None:
-        if blob_id not in self.missing:
+        if blob_id in self.missing:
+            self.index.set_lost(self.txn, blob_id, value)
+        else:
             super().set_count(blob_id, value)
 
     def is_tree(self, blob_id: bytes) -> bool:
@@ -173,7 +186,10 @@ def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEn
                 old = remembered.pop(e.id, None)
                 count = old.refcount if old is not None else 0
                 loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, count)
-                index.put_chunk(txn, e.id, loc)
+                if old is not None:
+                    index.put_chunk(txn, e.id, loc)
+                else:
+                    index.index_blob(txn, e.id, loc)  # a blob counted as lost keeps its count
                 if old is not None:
                     report.blobs_relocated += 1
                 else:
@@ -183,20 +199,35 @@ def add_pack_tables(index: Index, tables: Iterable[tuple[bytes, int, list[BlobEn
     return added
 
 
-def drop_packs(index: Index, packs: set[bytes]) -> dict[bytes, ChunkLocation]:
-    """Remove packs and the blobs located in them; returns those blobs (with refcounts)."""
-    if not packs:
+def drop_packs(index: Index, packs: set[bytes], truncated: dict[bytes, int] | None = None
+               ) -> dict[bytes, ChunkLocation]:
+    """Remove packs and the blobs located in them, and the blobs that lie beyond the end of
+    ``truncated`` packs (pack -> its size now; the pack stays indexed at that size, for a
+    repair to salvage what it still holds); returns the removed blobs (with refcounts)."""
+    truncated = truncated or {}
+    if not packs and not truncated:
         return {}
     lost: dict[bytes, ChunkLocation] = {}
     with index.write() as txn:
         for blob_id, loc in list(index.iter_chunks(txn)):
-            if loc.pack in packs:
+            cut = loc.pack in truncated and loc.offset + loc.stored_len > truncated[loc.pack]
+            if loc.pack in packs or cut:
                 lost[blob_id] = loc
         for blob_id in lost:
             index.delete_chunk(txn, blob_id)
         for pack in packs:
             index.delete_pack(txn, pack)
+        for pack, size in truncated.items():
+            count = sum(1 for loc in lost.values() if loc.pack == pack)
+            index.put_pack(txn, pack, size, max(0, _count_of(index, txn, pack) - count))
     return lost
+
+
+def _count_of(index: Index, txn: Txn, pack: bytes) -> int:
+    for known, _size, count in index.iter_packs(txn):
+        if known == pack:
+            return count
+    return 0
 
 
 def mark_dead(index: Index, ids: Iterable[bytes]) -> None:
@@ -254,17 +285,33 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
             if repo.can_read:  # a write-only host keeps no reference counts (it never runs gc)
                 drop_reference(TolerantCounts(index, txn), bytes.fromhex(snap.root), children)
             index.delete_snapshot(txn, snap_id)
+            if unreadable:
+                index.flag_recount(txn, f"a tree of forgotten snapshot {snap_id[:8]} could not be read")
         report.snapshots_dropped.append(snap_id)
     return bool(unreadable)
 
 
-def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation]) -> None:
+def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation] | None = None) -> list[bytes]:
     """Set every refcount to what the snapshots in the index reference (walking their trees
-    once each), for blobs in the index and for the ``lost`` ones (whose pack vanished)."""
+    once each): the blobs in the index, the ``lost`` table (referenced blobs in no pack) and
+    the in-memory ``lost`` blobs of a sync. Clears the recount flag, unless a tree the index
+    holds could not be read (then its children's counts are unknown: the flag stays, and gc
+    waits for ``snap repair index``). Returns the ids of those unreadable trees."""
     from snapstore.format.packfile import TYPE_TREE
 
+    lost = lost if lost is not None else {}
     values: dict[bytes, int] = {}
-    children = tolerant_children(repo)
+    unreadable: list[bytes] = []
+    with index.read() as txn:
+        types = {blob_id: loc.type for blob_id, loc in index.iter_chunks(txn)}
+        records = index.snapshot_records(txn)
+
+    def children(tree_id: bytes) -> list[bytes]:
+        try:
+            return repo.tree_children(tree_id)
+        except (ChunkUnreadable, FormatError, FileNotFoundError):
+            unreadable.append(tree_id)
+            return []
 
     class Counts:
         def count(self, blob_id: bytes) -> int:
@@ -274,23 +321,27 @@ def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation]) ->
             values[blob_id] = value
 
         def is_tree(self, blob_id: bytes) -> bool:
-            loc = index.get_chunk(blob_id) or lost.get(blob_id)
-            return loc is not None and loc.type == TYPE_TREE
+            return types.get(blob_id) == TYPE_TREE  # a lost tree cannot be walked
 
     store = Counts()
-    for raw in index.snapshot_records():
+    for raw in records:
         add_reference(store, bytes.fromhex(Snapshot.from_bytes(raw).root), children)
     with index.write() as txn:
         for blob_id, loc in list(index.iter_chunks(txn)):
-            value = values.get(blob_id, 0)
+            value = values.pop(blob_id, 0)
             if value != loc.refcount:
                 index.put_chunk(txn, blob_id, replace(loc, refcount=value))
                 if value == 0:
                     index.set_dead(txn, blob_id, True)
                 elif loc.refcount == 0:
                     index.set_dead(txn, blob_id, False)
-    for blob_id, loc in list(lost.items()):
-        lost[blob_id] = replace(loc, refcount=values.get(blob_id, 0))
+        for blob_id, loc in list(lost.items()):
+            lost[blob_id] = replace(loc, refcount=values.get(blob_id, 0))
+        index.replace_lost(txn, {b: v for b, v in values.items() if b not in lost})  # referenced, in no pack
+        index.clear_recount(txn)
+        if unreadable:
+            index.flag_recount(txn, f"tree {unreadable[0].hex()[:16]} could not be read while counting")
+    return unreadable
 
 
 def read_records(repo: Repository, ids: Iterable[str], report: SyncReport) -> list[Snapshot]:
@@ -329,9 +380,10 @@ def indexed_snapshot_ids(index: Index) -> set[str]:
 
 
 # -- the sync ----------------------------------------------------------------------
-def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncReport:
+def sync_index(repo: Repository, *, gone: set[bytes] | None = None, recount_flagged: bool = True) -> SyncReport:
     """Bring this host's index of a repository up to date (see the module docstring).
-    ``gone``: packs to treat as deleted although they are still listed (a live gc's list)."""
+    ``gone``: packs to treat as deleted although they are still listed (a live gc's list).
+    ``recount_flagged``: recount when the index is flagged (writers; a reader leaves it)."""
     report = SyncReport()
     index = repo.index
     gone = gone or set()
@@ -349,27 +401,44 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
         known = {pack: size for pack, size, _count in index.iter_packs(txn)}
     indexed = indexed_snapshot_ids(index)
 
-    # 1. snapshots forgotten elsewhere
+    # 1. snapshots forgotten elsewhere (a tree a gc elsewhere already deleted could not be
+    # released: the index is flagged for a recount)
     unreleased = drop_records(repo, index, sorted(indexed - records), report)
-    # 2. packs deleted elsewhere
+    # 2. packs deleted elsewhere, and packs cut short (a disk fault): their blobs leave the
+    # index, so that no take deduplicates against them
     vanished = {p for p in known if p not in listed}
-    lost = drop_packs(index, vanished)
+    truncated = {p: listed[p][0] for p in known if p in listed and listed[p][0] < known[p]}
+    lost = drop_packs(index, vanished, truncated)
     report.packs_dropped = len(vanished)
+    for pack, size in sorted(truncated.items()):
+        report.truncated.append(f"{pack_name(pack)} is truncated ({size} of {known[pack]} bytes): the blobs past "
+                            "its end leave the index ('snap repair index' salvages what it holds)")
     # 3. packs this index has not seen
     new = sorted((p, listed[p][0]) for p in listed if p not in known)
     added = add_pack_tables(index, _readable(read_tables(repo, new), report), report, remembered=lost)
-    if unreleased:
-        # a forgotten snapshot's trees were already deleted by a gc elsewhere: what they held
-        # was never released, so count again from the snapshots that remain
-        recount(repo, index, lost)
+    exact = False
+    flag = index.recount_flag()
+    if flag is not None and (unreleased or recount_flagged) and repo.can_read:
+        # before step 4: what a forgotten snapshot held and was never released (its trees were
+        # deleted by a gc elsewhere) is not looked for, nor counted as lost
+        exact = not _recount(repo, index, lost, flag.reason, report)
     # 4. referenced blobs whose pack vanished and that no new pack holds
     live_lost = {b: loc for b, loc in lost.items() if loc.refcount > 0}
     if live_lost:
-        newest_first = sorted((p for p in listed if p in known), key=lambda p: -listed[p][1])
+        newest_first = sorted((p for p in listed if p in known and p not in truncated), key=lambda p: -listed[p][1])
         _relocate(repo, index, live_lost, [(p, listed[p][0]) for p in newest_first], report)
         if live_lost:
+            # counted in the lost table (a take that stores them again finds their counts
+            # there), and recounted below from every snapshot kept
+            with index.write() as txn:
+                for blob_id, loc in live_lost.items():
+                    index.set_lost(txn, blob_id, (index.get_lost(txn, blob_id) or 0) + loc.refcount)
+                if not exact:
+                    index.flag_recount(txn, f"{len(live_lost)} referenced blob(s) were lost with their packs")
             report.blobs_lost += len(live_lost)
             report.notes.append(f"{len(live_lost)} referenced blob(s) are in no pack: 'snap verify' names them")
+    if lost:
+        index.prune_files_cache()  # entries naming lost blobs could only ever miss
     # 5. snapshots taken elsewhere, or here by a take killed between its record and its commit
     fresh = read_records(repo, records - indexed, report)
     add_records(repo, index, fresh, report)
@@ -384,9 +453,24 @@ def sync_index(repo: Repository, *, gone: set[bytes] | None = None) -> SyncRepor
     # 6. pins, and dead marks for what nothing references
     sync_pins(repo, index)
     mark_dead(index, added)
+    # 7. a recount, when something above (or an earlier, interrupted sync) flagged the counts
+    flag = index.recount_flag()
+    if flag is not None and recount_flagged and repo.can_read and not report.recounted:
+        _recount(repo, index, None, flag.reason, report)
     for name, _size in report.bad_packs:
         report.notes.append(f"{name}: pack table unreadable ('snap verify' reports it)")
     return report
+
+
+def _recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation] | None, reason: str,
+             report: SyncReport) -> bool:
+    """Step 7 (or the early one): recount, say why; True when some tree could not be read."""
+    unreadable = recount(repo, index, lost)
+    report.recounted = reason
+    if unreadable:
+        report.notes.append(f"{len(unreadable)} tree(s) could not be read while counting references "
+                            f"(e.g. {unreadable[0].hex()[:16]}): gc waits for 'snap repair index'")
+    return bool(unreadable)
 
 
 def _readable(tables: Iterable[tuple[bytes, int, list[BlobEntry] | None]], report: SyncReport

@@ -351,14 +351,17 @@ class Repository:
                     repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
             if note and not note.startswith("no index"):
                 repo.healed.append(note)
-            report = repo.sync(wait=wait, command=command)
+            report = repo.sync(wait=wait, command=command, recount=mode != "read")
             if note.startswith("no index") and report.changed:  # nothing to say of a new repository's
                 repo.healed.append(note)
             if not building:  # a new index adds every record: none of them was interrupted
                 repo.healed.extend(report.interrupted)
+            repo.healed.extend(report.truncated)
             if report.blobs_lost:
                 repo.healed.append(f"{report.blobs_lost} referenced blob(s) are in no pack (packs were lost): "
                                    "'snap verify' names what they belong to")
+            if report.recounted and not building:
+                repo.healed.append(f"recounted every reference ({report.recounted})")
             repo.healed.extend(repo.finish_forgets(tolerant=mode == "read"))
             if check_index and repo.can_read:
                 # what this sync saw and could not index; a fresh listing here would also hold
@@ -373,10 +376,11 @@ class Repository:
             raise
         return repo
 
-    def sync(self, *, wait: float = 0.0, command: str = "") -> SyncReport:
+    def sync(self, *, wait: float = 0.0, command: str = "", recount: bool = False) -> SyncReport:
         """Bring the index up to date with the repository's files (one process of this host
         at a time): other processes, users and hosts change them, and this host's index is a
-        cache (:func:`snapstore.repo.indexsync.sync_index`)."""
+        cache (:func:`snapstore.repo.indexsync.sync_index`). ``recount``: recount every
+        reference when the index is flagged (a writer; gc needs exact counts, readers do not)."""
         gone: set[bytes] = set()
         gc_lease = read_gc_lease(self.backend, self.lease_codec())
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
@@ -384,7 +388,7 @@ class Repository:
         lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
                                wait=max(wait, 600.0), command=command)
         try:
-            self.sync_report = sync_index(self, gone=gone)
+            self.sync_report = sync_index(self, gone=gone, recount_flagged=recount)
         finally:
             lock.release()
         return self.sync_report
