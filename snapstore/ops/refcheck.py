@@ -32,8 +32,8 @@ class _FreshCounts:
 
 
 def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[bytes]]:
-    """``(stored, fresh, missing)``: refcounts as stored, as recounted, and ids referenced but
-    not indexed."""
+    """``(stored, fresh, missing)``: refcounts as stored (in the index and its ``lost``
+    table), as recounted, and ids referenced but not indexed."""
     stored: dict[bytes, int] = {}
     types: dict[bytes, int] = {}
     from snapstore.format.snapshot import Snapshot
@@ -42,6 +42,8 @@ def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[b
         for blob_id, loc in repo.index.iter_chunks(txn):
             stored[blob_id] = loc.refcount
             types[blob_id] = loc.type
+        for blob_id, count in repo.index.iter_lost(txn):  # referenced blobs in no pack count too
+            stored[blob_id] = count
         snapshots = [Snapshot.from_bytes(raw) for raw in repo.index.snapshot_records(txn)]
     fresh = _FreshCounts(types)
 
@@ -52,7 +54,7 @@ def recount(repo: Repository) -> tuple[dict[bytes, int], dict[bytes, int], set[b
 
     for snap in snapshots:
         add_reference(fresh, bytes.fromhex(snap.root), children)
-    return stored, {k: v for k, v in fresh.counts.items() if k not in fresh.missing}, fresh.missing
+    return stored, fresh.counts, fresh.missing
 
 
 def refcount_mismatches(repo: Repository) -> list[tuple[bytes, int, int]]:

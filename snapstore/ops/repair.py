@@ -5,7 +5,9 @@ Nothing is deleted. A pack whose table is unreadable is salvaged by scanning its
 (:mod:`snapstore.repo.packsink`: checked on disk before it is stored), and only once every new
 pack is stored and the new index built is the damaged file moved to ``damaged/packs/`` (a
 failure before that removes the new packs and the half-built index: the repository stays as it
-was); a snapshot record that does not parse goes to ``damaged/snapshots/``; the old index
+was); a snapshot record that does not parse or authenticate goes to ``damaged/snapshots/`` and
+is written again from the old index's copy when it has one (unless a forget intent names the
+snapshot: that forget is finishing), so the snapshot is kept, not dropped; the old index
 directory is kept as ``damaged/index-<time>`` (in the local cache directory of a remote
 repository). Every such move is reported. Snapshots whose blobs are all present come
 back whole; a snapshot with missing blobs comes back too, and the report names what it lacks
@@ -20,8 +22,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from snapstore import faults
 from snapstore.errors import FormatError
 from snapstore.format.packfile import BlobEntry, scan_blobs
+from snapstore.format.snapshot import Snapshot
 from snapstore.repo.index import Index
 from snapstore.repo.indexsync import (
     SyncReport,
@@ -47,11 +51,27 @@ class RepairReport:
     incomplete_snapshots: list[str] = field(default_factory=list)
     salvaged_blobs: int = 0
     moved_aside: list[str] = field(default_factory=list)
+    restored_records: list[str] = field(default_factory=list)  # snapshot ids written again from the index
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+
+def _index_copy(repo: Repository, name: str) -> Snapshot | None:
+    """The copy of the snapshot record ``name`` that the index (the one being replaced) keeps,
+    when it is there and is the record of that name."""
+    snap_id = name.rsplit("/", 1)[-1].removesuffix(".json")
+    with repo.index.read() as txn:
+        raw = repo.index.get_snapshot(txn, snap_id)
+    if raw is None:
+        return None
+    try:
+        snap = Snapshot.from_bytes(raw)
+    except FormatError:
+        return None
+    return snap if snap.id == snap_id and snapshot_name(snap.id) == name else None
 
 
 def _move_aside(repo: Repository, name: str, report: RepairReport) -> None:
@@ -86,6 +106,7 @@ def repair_index(repo: Repository) -> RepairReport:
     repo.require_full_key("repair it")
     started = time.monotonic()
     report = RepairReport()
+    _remove_killed_rebuilds(repo.cache_dir)
     build_dir = os.path.join(repo.cache_dir, f"index.rebuild-{os.getpid()}")
     shutil.rmtree(build_dir, ignore_errors=True)
     os.makedirs(build_dir)
@@ -118,6 +139,7 @@ def repair_index(repo: Repository) -> RepairReport:
                 report.notes.append(f"pack {pack.hex()}: table unreadable; {len(stored.entries)} intact blobs "
                                     f"copied to {stored.id.hex()}")
         add_pack_tables(new, packs, sync)
+        faults.crash_point("repair-mid-build")
         report.packs = len(packs)
         report.blobs = sync.blobs_added
         report.duplicate_blobs = sync.duplicate_blobs
@@ -135,11 +157,18 @@ def repair_index(repo: Repository) -> RepairReport:
             ids.append(snap_id)
         readable = read_records(staged, ids, sync)
         report.notes.extend(sync.notes)
-        for name in sync.bad_records:  # records that do not parse or do not match their name
+        declared = set().union(*repo.forget_intents().values())
+        for name in sync.bad_records:  # records that do not parse, authenticate or match their name
             try:
                 _move_aside(repo, name, report)
             except FileNotFoundError:
-                pass
+                continue
+            copy = _index_copy(repo, name)
+            if copy is not None and copy.id not in declared:
+                repo.store_record(copy)  # the record as it was stored, sealed again
+                readable.append(copy)
+                report.restored_records.append(copy.id)
+                report.notes.append(f"{name} was damaged: written again from the index's copy")
         sync.notes.clear()
         add_records(staged, new, readable, sync, require_root=False)
         report.snapshots = len(sync.snapshots_added)
@@ -194,6 +223,17 @@ def _drop_unreadable_trees(repo: Repository, index: Index, report: RepairReport)
                                     "index ('snap verify' names the paths under it; a take stores it again)")
     with index.write() as txn:
         index.flag_recount(txn, "trees kept failing to read during the repair")
+
+
+def _remove_killed_rebuilds(cache_dir: str) -> None:
+    """Half-built indexes of repairs that were killed (the old index stayed in place: nothing
+    else needs them). Only this host's processes use this cache, so a dead pid is conclusive."""
+    from snapstore.storage.locking import pid_alive
+
+    for name in os.listdir(cache_dir):
+        pid = name.removeprefix("index.rebuild-")
+        if name.startswith("index.rebuild-") and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
 
 
 def _free_name(directory: str, base: str) -> str:

@@ -342,6 +342,11 @@ class Restorer:
         self.stats.duration_s = time.monotonic() - started
         return self.stats
 
+    def unreadable_dir(self, rel: bytes, exc: ChunkUnreadable) -> None:
+        """A directory whose tree cannot be read: named, and everything else is restored."""
+        self.stats.errors.append(f"{show_path(rel) if rel else '/'}: directory unreadable, nothing under it "
+                                 f"restored ({exc.message})")
+
     def _fail(self, rel: bytes, exc: OSError) -> None:
         import errno
 
@@ -350,12 +355,14 @@ class Restorer:
         self.stats.errors.append(f"{show_path(rel)}: {exc.strerror or exc}")
 
 
-def select(view: SnapshotView, snap: Snapshot, paths: list[str]) -> Iterator[tuple[bytes, Entry]]:
+def select(view: SnapshotView, snap: Snapshot, paths: list[str], *,
+           on_unreadable: Callable[[bytes, ChunkUnreadable], None] | None = None) -> Iterator[tuple[bytes, Entry]]:
     """Everything to restore for ``paths`` (all of the snapshot when empty), with the parent
     directories of each selected path so that their metadata is restored too. Every path is
-    looked up before the first item is produced, so a wrong path writes nothing."""
+    looked up before the first item is produced, so a wrong path writes nothing.
+    ``on_unreadable``: told of each directory whose tree cannot be read (skipped, see walk)."""
     if not paths:
-        return view.walk(view.root(snap))
+        return view.walk(view.root(snap), on_unreadable=on_unreadable)
     rels = [as_bytes_path(given) for given in paths]
     for rel in rels:
         view.lookup(snap, rel)  # raises PathNotFound
@@ -370,7 +377,7 @@ def select(view: SnapshotView, snap: Snapshot, paths: list[str]) -> Iterator[tup
                 if parent not in parents_done:
                     parents_done.add(parent)
                     yield parent, view.lookup(snap, parent)
-            yield from view.walk(view.lookup(snap, rel), rel)
+            yield from view.walk(view.lookup(snap, rel), rel, on_unreadable=on_unreadable)
 
     return produce()
 
@@ -381,9 +388,9 @@ def restore_snapshot(view: SnapshotView, snap: Snapshot, paths: list[str], targe
     """Restore ``paths`` of ``snap`` (everything when empty) under ``target``."""
     check_not_protected(target, view.repo)
     check_target(target, overwrite)
-    items = select(view, snap, paths)
     restorer = Restorer(view, target, overwrite=overwrite, partial=partial,
                         workers=workers or max(2, (os.cpu_count() or 2)), progress=progress)
+    items = select(view, snap, paths, on_unreadable=restorer.unreadable_dir)
     try:
         return restorer.run(items)
     except SnapError:

@@ -6,7 +6,8 @@ What :func:`verify_repository` checks, cheapest first:
    its pack exactly where the index says (one ranged read per pack);
 2. every pack on disk is known to the index (an unknown one is a warning: a take in progress
    or an interrupted one; gc removes it);
-3. the snapshot records in ``snapshots/`` and the index agree;
+3. the snapshot records in ``snapshots/`` and the index agree: each record file reads back
+   (decrypts and authenticates when encrypted) and equals the index's copy;
 4. every snapshot's trees are readable and every blob they reference is indexed;
 5. stored refcounts equal a fresh count;
 6. with ``read_data`` (a share ``subset`` of packs, or all) every blob is read, decompressed
@@ -174,13 +175,19 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
     for snap_id in sorted(records - indexed_ids):
         problems.append(Problem("snapshot_unindexed", f"snapshot {snap_id[:8]} has a record but is not in the "
                                 "index: run 'snap repair index'"))
-    for snap_id in sorted(records & indexed_ids):  # each record file reads back (and authenticates)
+    by_id = {s.id: s for s in snapshots}
+    for snap_id in sorted(records & indexed_ids):  # each record file reads back, authenticates, matches
         try:
-            repo.load_record(snap_id)
+            on_disk = repo.load_record(snap_id)
         except FileNotFoundError:
             continue
         except (FormatError, OSError) as exc:
-            problems.append(Problem("snapshot_record_damaged", f"snapshot record {snap_id[:8]} is damaged ({exc})"))
+            problems.append(Problem("snapshot_record_damaged", f"snapshot record {snap_id[:8]} is damaged ({exc}); "
+                                    "the index keeps a copy: 'snap repair index' writes it back"))
+            continue
+        if on_disk.to_bytes() != by_id[snap_id].to_bytes():
+            problems.append(Problem("snapshot_record_differs", f"snapshot record {snap_id[:8]} differs from the "
+                                    "index's copy: 'snap repair index' indexes the record as it is"))
     if repo.backend.size("pins.json") is not None and repo.read_pins() is None:
         problems.append(Problem("pins_damaged", "pins.json is damaged (it does not parse or authenticate); "
                                 "'snap pin' of any snapshot rewrites it from the index"))
@@ -258,7 +265,11 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
                                 pack=where.pack.hex() if where else "", blob=blob_id.hex(), affected=users))
 
     # 5. refcounts (only meaningful when every tree could be read)
-    if not unreadable_trees:
+    flag = index.recount_flag()
+    if flag is not None:
+        problems.append(Problem("recount_pending", f"the index's reference counts wait for a recount ({flag.reason}): "
+                                "the next take or gc recounts, 'snap repair index' too", severity="warning"))
+    elif not unreadable_trees:
         mismatches = refcount_mismatches(repo)
         for blob_id, stored, fresh in mismatches[:20]:
             problems.append(Problem("refcount", f"blob {blob_id.hex()[:16]}: stored refcount {stored}, fresh count "

@@ -4,7 +4,8 @@
 ``locks/read`` protects packs from deletion: readers and takes hold it shared, gc and repair
 exclusive. So readers never block each other or a take, and gc waits for mounts and restores.
 Each holder also leaves ``locks/holders/<pid>-<name>.json`` so that a refused caller can name
-who holds the lock; files of dead processes are ignored and removed.
+who holds the lock; files left by dead processes of this host (a kill -9) are removed by the
+next process that takes a lock there (and ignored when naming holders).
 """
 
 from __future__ import annotations
@@ -47,6 +48,41 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _stale(info: dict[str, object], pid: int) -> bool:
+    """A holder note of a process of this host that no longer runs (the pid says nothing of
+    another host's processes: a note from a shared directory of another host is kept)."""
+    return info.get("host", host_name()) == host_name() and not pid_alive(pid)
+
+
+def sweep_holders(lock_dir: str) -> int:
+    """Remove the holder notes of dead processes of this host; returns how many."""
+    holders_dir = os.path.join(lock_dir, "holders")
+    removed = 0
+    try:
+        names = os.listdir(holders_dir)
+    except OSError:
+        return 0
+    for fname in names:
+        pid_text = fname.split("-", 1)[0]
+        if not fname.endswith(".json") or not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        path = os.path.join(holders_dir, fname)
+        try:
+            with open(path) as handle:
+                info = json.load(handle)
+        except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict):
+            info = {}
+        if _stale(info, int(pid_text)):
+            try:
+                os.unlink(path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def describe_holders(lock_dir: str, name: str) -> str:
     holders_dir = os.path.join(lock_dir, "holders")
     found = []
@@ -66,7 +102,7 @@ def describe_holders(lock_dir: str, name: str) -> str:
             continue
         if pid == os.getpid():
             continue
-        if not pid_alive(pid):
+        if _stale(info, pid):
             try:
                 os.unlink(path)
             except OSError:
@@ -98,6 +134,7 @@ def acquire(lock_dir: str, name: str, *, exclusive: bool, wait: float, command: 
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+    sweep_holders(lock_dir)  # notes a kill -9 left behind would otherwise pile up
     holder = os.path.join(lock_dir, "holders", f"{os.getpid()}-{name}.json")
     try:
         with open(holder, "w") as handle:

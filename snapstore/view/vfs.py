@@ -11,10 +11,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from snapstore.errors import PathNotFound
+from snapstore.errors import ChunkUnreadable, PathNotFound
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import DIR, Entry
 from snapstore.repo.repository import Repository
@@ -127,13 +127,23 @@ class SnapshotView:
             entry = found
         return entry
 
-    def walk(self, entry: Entry, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
-        """``(path, entry)`` for ``entry`` and everything below it, depth first in name order."""
+    def walk(self, entry: Entry, prefix: bytes = b"", *,
+             on_unreadable: Callable[[bytes, ChunkUnreadable], None] | None = None) -> Iterator[tuple[bytes, Entry]]:
+        """``(path, entry)`` for ``entry`` and everything below it, depth first in name order.
+        ``on_unreadable``: called with a directory whose tree cannot be read (then skipped, and
+        the walk goes on); without it the error is raised."""
         yield prefix, entry
         if entry.kind == DIR:
-            for child in self.listdir(entry):
+            try:
+                children = self.listdir(entry)
+            except ChunkUnreadable as exc:
+                if on_unreadable is None:
+                    raise
+                on_unreadable(prefix, exc)
+                return
+            for child in children:
                 path = prefix + b"/" + child.name if prefix else child.name
-                yield from self.walk(child, path)
+                yield from self.walk(child, path, on_unreadable=on_unreadable)
 
     # -- file contents --------------------------------------------------------------------
     def layout(self, entry: Entry) -> FileLayout:

@@ -109,3 +109,41 @@ def test_forget_of_a_snapshot_whose_blobs_are_missing(snap, tmp_path: Path) -> N
     assert "Traceback" not in res.err
     assert _ids(snap) == []
     assert _records(snap.repo) == set()
+
+
+def test_holder_notes_of_killed_processes_are_cleaned_by_the_next_command(snap, tmp_path: Path) -> None:
+    """Finding 14: every kill -9 left ``locks/holders/<pid>-*.json`` behind, and they piled up."""
+    import json
+
+    assert snap("init").code == 0
+    src = _tree(tmp_path / "src", 3)
+    for _ in range(3):
+        _killed(snap.repo, "take-after-record", "take", str(src))
+    holders = snap.repo / "locks" / "holders"
+    # each take cleaned the notes of the one killed before it: only the last one's are left
+    assert len(list(holders.iterdir())) == 2
+    # a note of another host sharing the directory: its pid means nothing here, it stays
+    other = holders / "999999-read.json"
+    other.write_text(json.dumps({"pid": 999999, "command": "snap mount", "host": "elsewhere", "since": 0}))
+    assert snap("list").code == 0
+    assert sorted(p.name for p in holders.iterdir()) == [other.name]
+
+
+def test_repair_killed_mid_build_leaves_the_old_index_working(snap, tmp_path: Path) -> None:
+    """Finding 11: an interrupted 'repair index' left index.rebuild-<pid>; the old index stays in
+    use (takes work), and the next repair removes the half-built one."""
+    from tests.conftest import cache_of
+
+    ids = _three(snap, tmp_path)
+    _killed(snap.repo, "repair-mid-build", "repair", "index")
+    cache = cache_of(snap.repo)
+    assert [n for n in os.listdir(cache) if n.startswith("index.rebuild-")]
+    src = _tree(tmp_path / "src", 9)
+    res = snap("take", str(src))
+    assert res.code == 0, res.err
+    assert _ids(snap) == sorted([*ids, *(set(_records(snap.repo)) - set(ids))])
+    res = snap("repair", "index")
+    assert res.code == 0, res.err
+    assert not [n for n in os.listdir(cache) if n.startswith("index.rebuild-")]
+    verify = snap("verify", "--read-data")
+    assert verify.code == 0, verify.out + verify.err

@@ -157,3 +157,66 @@ def test_gc_refuses_an_index_it_cannot_recount_until_a_repair(snap, tmp_path: Pa
     res = snap("verify", "--read-data")
     assert res.code == 0, res.out + res.err
     _restores_whole(snap, src, tmp_path / "out2")
+
+
+def test_a_damaged_record_is_found_by_verify_and_written_back_by_repair(snap, tmp_path: Path) -> None:
+    """Finding 3: a corrupt (encrypted: failing AEAD) record was invisible to verify, and repair
+    dropped the snapshot, after which gc freed its data. Now verify names it, every command keeps
+    the index's copy, and repair writes the record back from that copy."""
+    src = _workspace(tmp_path / "src", 4)
+    assert snap("init").code == 0
+    assert snap("take", ".", cwd=src).code == 0
+    keep = tree_state(src)
+    (src / "changing.txt").write_text("version 2\n" * 3000)
+    assert snap("take", ".", cwd=src).code == 0
+    first, second = _ids(snap)
+    record = next((snap.repo / "snapshots").rglob(f"{first}.json"))
+    raw = bytearray(record.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    record.write_bytes(bytes(raw))
+    res = snap("verify", "--read-data", "--json")
+    assert res.code == ExitCode.DAMAGED
+    kinds = [p["kind"] for p in res.json()["problems"]]
+    assert kinds == ["snapshot_record_damaged"], kinds
+    assert first[:8] in res.json()["problems"][0]["message"]
+    assert _ids(snap) == [first, second]  # the index's copy is kept, never dropped
+    res = snap("repair", "index", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["restored_records"] == [first]
+    assert res.json()["snapshots"] == 2
+    assert any(m.startswith("snapshots/") and first in m for m in res.json()["moved_aside"])
+    assert _ids(snap) == [first, second]
+    res = snap("verify", "--read-data")
+    assert res.code == 0, res.out + res.err
+    assert snap("gc").code == 0
+    out = tmp_path / "out"
+    assert snap("restore", first, "--target", str(out)).code == 0
+    assert tree_state(out) == keep
+
+
+def test_one_damaged_tree_names_its_directory_and_the_rest_is_restored(snap, tmp_path: Path) -> None:
+    """Finding 7: one damaged tree blob aborted the whole restore (exit 4, no path named),
+    --partial included."""
+    src = tmp_path / "src"
+    rng = random.Random(7)
+    for name in ("alpha", "broken", "gamma"):
+        (src / name / "sub").mkdir(parents=True)
+        for i in range(3):
+            (src / name / f"{name}{i}.bin").write_bytes(rng.randbytes(40_000))
+        (src / name / "sub" / "leaf.txt").write_text(f"{name}\n" * 100)
+    (src / "top.txt").write_text("top\n")
+    assert snap("init").code == 0
+    assert snap("take", ".", cwd=src).code == 0
+    snap_id = _ids(snap)[0]
+    _flip_tree_of(snap.repo, snap_id, b"broken")
+    want = {k: v for k, v in tree_state(src).items() if not k.startswith(b"broken/")}
+    for flags in ([], ["--partial"]):
+        out = tmp_path / f"out{len(flags)}"
+        res = snap("restore", snap_id, "--target", str(out), *flags)
+        assert res.code == ExitCode.PARTIAL, res.err
+        assert "Traceback" not in res.err
+        named = [line for line in res.err.splitlines() if "directory unreadable" in line]
+        assert len(named) == 1 and "broken" in named[0], res.err
+        got = {k: v for k, v in tree_state(out).items() if not k.startswith(b"broken/")}
+        assert {k: v for k, v in got.items() if k != b"broken"} == {k: v for k, v in want.items() if k != b"broken"}
+        assert not list((out / "broken").iterdir())
