@@ -25,10 +25,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from snapstore import faults
 from snapstore.errors import Interrupted, SnapError, SourceNotFound, UsageError
@@ -56,6 +56,9 @@ from snapstore.repo.index import CachedFile, Txn, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 WINDOW = 2048
 INFLIGHT = 4

@@ -27,17 +27,19 @@ Children ignore SIGINT (the take stops them).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from snapstore import faults
 from snapstore.format.chunker import chunk_id
-from snapstore.format.crypto import KeyMaterial, RepoCrypto
 from snapstore.format.packfile import TYPE_DATA
 from snapstore.repo.packsink import encode_blob
+
+if TYPE_CHECKING:  # imported when a pool is made: a take of a few files (and a plaintext one) skips them
+    from concurrent.futures import ProcessPoolExecutor
+
+    from snapstore.format.crypto import RepoCrypto
 
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -79,6 +81,8 @@ _config: _Config | None = None
 
 
 def _init(start: _Start) -> None:
+    from snapstore.format.crypto import KeyMaterial, RepoCrypto
+
     global _config
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     crypto = None if start.material is None else RepoCrypto(KeyMaterial.from_bytes(start.material), pad=start.pad)
@@ -88,6 +92,9 @@ def _init(start: _Start) -> None:
 def make_pool(workers: int, *, crypto: RepoCrypto | None, level: int, limit: int,
               started_ns: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` reader processes (started by the fork server on the first job)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     material = None if crypto is None else crypto.material.write_only().to_bytes()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # children start with this module imported
