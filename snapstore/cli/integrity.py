@@ -1,4 +1,4 @@
-"""Integrity commands: ``verify`` and ``repair index``."""
+"""Integrity commands: ``verify``, ``repair index`` and ``repair snapshots``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,47 @@ def cmd_repair_index(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         echo(f"moved aside: {moved}")
     echo(f"rebuilt the index: {report.packs} packs, {report.blobs} blobs, {report.snapshots} snapshots "
          f"({len(report.incomplete_snapshots)} incomplete) in {report.duration_s:.2f} s")
+
+
+@repair_app.command("snapshots")
+def cmd_repair_snapshots(
+    ctx: typer.Context,
+    snapshots: Annotated[list[str] | None, typer.Argument(help="Snapshots to repair (default: every one).")] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Forget each damaged snapshot once its repaired "
+                                                          "copy is committed.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be left out; write nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rewrite snapshots whose data is partly lost into ones without the lost files (tagged
+    'repaired'); the damaged ones are kept unless --forget."""
+    from snapstore.ops.repairsnap import repair_snapshots
+    from snapstore.view.selectors import resolve_snapshot
+
+    app: AppContext = ctx.obj
+    with app.open("write") as repo:
+        chosen = [resolve_snapshot(repo, spec) for spec in snapshots] if snapshots else repo.snapshots()
+        chosen = list({s.id: s for s in chosen}.values())
+        results = repair_snapshots(repo, chosen, forget=forget, dry_run=dry_run)
+    changed = [r for r in results if r.removed or r.emptied]
+    for r in changed:
+        if not dry_run and r.new is not None:
+            app.record(snapshot=r.new.id, replaced=r.old.id, removed=len(r.removed), forgotten=r.forgotten)
+    if not changed or dry_run:
+        app.record_nothing()
+    if json_out:
+        emit_json([r.to_json() for r in results])
+        return
+    for r in changed:
+        lost = ", ".join([*r.removed[:10], *(f"{d}/ (emptied)" for d in r.emptied[:5])])
+        more = len(r.removed) + len(r.emptied) - min(len(r.removed), 10) - min(len(r.emptied), 5)
+        lost += f" (+{more} more)" if more > 0 else ""
+        if dry_run:
+            echo(f"snapshot {r.old.short_id}: would leave out {lost}")
+        elif r.new is not None:
+            kept = "forgotten" if r.forgotten else "kept (use --forget to drop it)"
+            echo(f"snapshot {r.old.short_id} -> {r.new.short_id} (tag repaired), left out {lost}; "
+                 f"the damaged one is {kept}")
+    echo(f"{len(changed)} of {len(results)} snapshot(s) had lost data" + (" (dry run)" if dry_run else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,12 @@ encoding stays small and new optional keys do not change old trees:
     m  mode (st_mode)          u/g  uid/gid            un/gn  user/group name
     t  mtime_ns                s  size (files)         c  chunks: concatenated (32-byte id, u32 length)
     sub  subtree id (dirs)     lt  symlink target (bytes)   h  hard-link group (files with nlink > 1)
-    r  rdev (devices)
+    r  rdev (devices)          x  extended attributes: map name (bytes) -> value (bytes), POSIX
+                                  ACLs included (``system.posix_acl_access`` / ``_default``)
+
+``x`` came after the first trees (docs/format.md): it is optional, so trees without extended
+attributes are byte-identical to what older versions wrote, and older versions read a tree
+with ``x`` (they keep unknown keys and drop only the attributes).
 
 A tree's id is the BLAKE3 of its bytes, so an unchanged directory has the same id in every
 snapshot and costs nothing to store again.
@@ -59,6 +64,7 @@ class Entry:
     target: bytes = b""
     hardlink: int = 0
     rdev: int = 0
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def chunk_refs(self) -> Iterator[tuple[bytes, int]]:
@@ -94,12 +100,14 @@ class Entry:
             out["h"] = self.hardlink
         if self.rdev:
             out["r"] = self.rdev
+        if self.xattrs:
+            out["x"] = {name: self.xattrs[name] for name in sorted(self.xattrs)}  # canonical order
         out.update(self.extra)
         return out
 
     @classmethod
     def from_map(cls, data: dict[str, Any]) -> Entry:
-        known = {"n", "k", "m", "u", "g", "un", "gn", "t", "s", "c", "sub", "lt", "h", "r"}
+        known = {"n", "k", "m", "u", "g", "un", "gn", "t", "s", "c", "sub", "lt", "h", "r", "x"}
         entry = cls(
             name=data["n"],
             kind=data["k"],
@@ -115,10 +123,14 @@ class Entry:
             target=data.get("lt", b""),
             hardlink=data.get("h", 0),
             rdev=data.get("r", 0),
+            xattrs=data.get("x", {}),
             extra={k: v for k, v in data.items() if k not in known},
         )
         if not isinstance(entry.name, bytes) or entry.kind not in KINDS or len(entry.chunks) % CHUNK_REF.size:
             raise FormatError("malformed tree entry")
+        if not isinstance(entry.xattrs, dict) or not all(
+                isinstance(k, bytes) and isinstance(v, bytes) for k, v in entry.xattrs.items()):
+            raise FormatError("malformed extended attributes in a tree entry")
         return entry
 
 

@@ -207,6 +207,26 @@ class _Frame:
     name: bytes
     st: os.stat_result | None
     entries: list[Entry] = field(default_factory=list)
+    path: bytes = b""
+
+
+def read_xattrs(path: bytes) -> dict[bytes, bytes]:
+    """The extended attributes of ``path`` itself (not a symlink's target), POSIX ACLs
+    included: name -> value. A filesystem without them, or one attribute that vanished or may
+    not be read, gives what could be read (a backup never fails on them)."""
+    if not path:
+        return {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        try:
+            out[os.fsencode(name)] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
 
 
 _names_cache: dict[tuple[str, int], str] = {}
@@ -625,7 +645,7 @@ class Take:
             self._error(item.error)
             return None
         if item.kind == "enter":
-            stack.append(_Frame(item.name, item.st))
+            stack.append(_Frame(item.name, item.st, path=item.path))
             return None
         if item.kind == "leave":
             frame = stack.pop()
@@ -638,6 +658,7 @@ class Take:
                 return tree_id
             entry = _entry_from_stat(frame.name, frame.st, DIR)
             entry.subtree = tree_id
+            entry.xattrs = read_xattrs(frame.path) if frame.st is not None else {}
             stack[-1].entries.append(entry)
             return None
         st = item.st
@@ -687,6 +708,7 @@ class Take:
             entry = _entry_from_stat(item.name, st, kind)
             if kind in (CHARDEV, BLOCKDEV):
                 entry.rdev = st.st_rdev
+        entry.xattrs = read_xattrs(item.path)
         stack[-1].entries.append(entry)
         return None
 

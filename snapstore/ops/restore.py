@@ -128,6 +128,8 @@ class Restorer:
         self.target = os.fsencode(os.path.abspath(target))
         self.overwrite = overwrite
         self.partial = partial
+        self._xattr_refused: set[bytes] = set()
+        self._xattr_lock = threading.Lock()
         self.stats = RestoreStats()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="snap-restore")
         self.zero = _ZeroIds(view.repo.blob_id)
@@ -168,12 +170,27 @@ class Restorer:
         if entry.kind == SYMLINK:
             if self.is_root:
                 os.lchown(path, entry.uid, entry.gid)
+            self._set_xattrs(path, entry)
             os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
             return
         if self.is_root:
             os.chown(path, entry.uid, entry.gid)
         os.chmod(path, stat.S_IMODE(entry.mode))
+        self._set_xattrs(path, entry)  # after chmod: an access ACL's mask is the group bits
         os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
+
+    def _set_xattrs(self, path: bytes, entry: Entry) -> None:
+        """Extended attributes and ACLs; one the target refuses (no support, no permission for
+        ``security.*`` or ``trusted.*``) is skipped and named once per attribute name."""
+        for name, value in entry.xattrs.items():
+            try:
+                os.setxattr(path, name, value, follow_symlinks=False)
+            except OSError as exc:
+                with self._xattr_lock:
+                    if name not in self._xattr_refused:
+                        self._xattr_refused.add(name)
+                        self.stats.skipped.append(f"extended attribute {os.fsdecode(name)} not restored on "
+                                                  f"{os.fsdecode(path)} and others ({exc.strerror})")
 
     def _write_file(self, rel: bytes, entry: Entry) -> None:
         dest = self._dest(rel)

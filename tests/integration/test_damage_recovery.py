@@ -220,3 +220,40 @@ def test_one_damaged_tree_names_its_directory_and_the_rest_is_restored(snap, tmp
         got = {k: v for k, v in tree_state(out).items() if not k.startswith(b"broken/")}
         assert {k: v for k, v in got.items() if k != b"broken"} == {k: v for k, v in want.items() if k != b"broken"}
         assert not list((out / "broken").iterdir())
+
+
+def test_repair_snapshots_leaves_out_what_is_lost(snap, tmp_path: Path) -> None:
+    """'snap repair snapshots' (as restic's): a snapshot whose data is partly lost becomes one
+    without the lost files, tagged repaired; the damaged one goes only with --forget."""
+    src = _workspace(tmp_path / "src", 5)
+    assert snap("init").code == 0
+    assert snap("take", ".", cwd=src).code == 0
+    (src / "own.bin").write_bytes(random.Random(9).randbytes(300_000))
+    assert snap("take", ".", cwd=src).code == 0
+    first, damaged = _ids(snap)
+    newest_data = max(_packs(snap.repo)[-2:], key=lambda p: p.stat().st_size)  # the second take's data
+    newest_data.unlink()
+    res = snap("repair", "snapshots", "--dry-run", "--json")
+    assert res.code == 0, res.err
+    by_old = {r["old"]: r for r in res.json()}
+    assert by_old[first]["removed"] == [] and by_old[damaged]["removed"] == ["own.bin"]
+    assert _ids(snap) == [first, damaged]  # a dry run writes nothing
+    res = snap("repair", "snapshots", "--json")
+    assert res.code == 0, res.err
+    repaired = {r["old"]: r for r in res.json()}[damaged]["new"]
+    assert repaired and repaired != damaged
+    listed = {s["id"]: s for s in snap("list", "--json").json()}
+    assert set(listed) == {first, damaged, repaired}  # the damaged one is kept without --forget
+    assert "repaired" in listed[repaired]["tags"]
+    out = tmp_path / "out"
+    res = snap("restore", repaired, "--target", str(out))
+    assert res.code == 0, res.err
+    assert tree_state(out) == {k: v for k, v in tree_state(src).items() if k != b"own.bin"}
+    assert snap("verify").code == ExitCode.DAMAGED  # the damaged original still lacks own.bin
+    res = snap("repair", "snapshots", "--forget", "--json")  # again: the same repaired snapshot
+    assert res.code == 0, res.err
+    assert {r["old"]: r for r in res.json()}[damaged]["new"] == repaired
+    assert set(_ids(snap)) == {first, repaired}
+    assert snap("gc").code == 0
+    res = snap("verify", "--read-data")
+    assert res.code == 0, res.out + res.err
