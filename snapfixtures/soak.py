@@ -18,7 +18,9 @@ Injected faults: SIGKILL of a running take / gc / forget / copy at a random mome
 in blob payloads and in pack tables (stop-the-world steps: the flip is undone afterwards, so
 "data lost" counts only what the store lost, never what the soak broke), ENOSPC from a small
 tmpfs holding the repository (root only), and simulated time (``SNAP_NOW``: days pass between
-steps, each client's clock a little skewed against the others).
+steps, each client's clock skewed against the others by less than the 30 s the lease protocol
+allows). Besides take, restore, forget, gc, verify, mount and copy, clients import tar archives
+of their folders and run ``repair index`` (killed half way at times).
 
 A seed makes a run reproducible up to thread interleaving: the actions each client draws,
 their arguments, the kill delays and the flip positions all come from per-client generators
@@ -37,6 +39,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -58,6 +61,7 @@ Manifest = dict[str, tuple[str, int, str]]  # relative path -> (kind, size, dige
 
 BASE_TIME = 1_790_000_000  # 2026-09-21: simulated time starts here
 DAY = 86_400
+LEASE_SKEW_S = 30  # the clock skew between hosts the lease protocol allows (docs/format.md, Leases)
 
 
 @dataclass
@@ -234,13 +238,19 @@ class Soak:
     def env_for(self, client: int, step: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG")}
         env.update(self.cfg.env)
-        # simulated time: half a day per step, each client skewed by up to 40 s against client 0
-        now = BASE_TIME + step * DAY // 2 + client * 20
+        # simulated time: half a day per step; each client's clock is off against client 0's by
+        # a skew that changes from step to step and stays below what the lease protocol allows
+        skew = 0 if client == 0 else (client * 11 + step * 7) % (LEASE_SKEW_S - 1)
+        now = BASE_TIME + step * DAY // 2 + skew
         env["SNAP_NOW"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.lock:
             self.last_step = max(self.last_step, step)
         env["SNAP_HOSTNAME"] = env.get("SNAP_HOSTNAME", f"soak-client-{client}")
         env.setdefault("XDG_CACHE_HOME", str(self.work / f"cache-{client}"))
+        # the repository is encrypted (the default): a throwaway password, and the test-only
+        # key-derivation parameters (recorded in the key file) when none were chosen
+        env.setdefault("SNAP_PASSWORD", "soak throwaway password")
+        env.setdefault("SNAP_KDF_PROFILE", "test")
         return env
 
     def snap(self, client: int, step: int, *args: str, repo: str | None = None, name: str = "",
@@ -399,7 +409,12 @@ class Soak:
 
     @staticmethod
     def restored_manifest(target: Path) -> Manifest:
-        """The restored tree below its one agents/A<client> folder (what the take was of)."""
+        """The restored tree below its one agents/A<client> folder (what the take was of), or
+        its one A<client> folder (an import: the archive's top directory was stripped)."""
+        if not (target / "agents").is_dir():
+            tops = sorted(target.iterdir())
+            if len(tops) == 1 and tops[0].is_dir() and tops[0].name.startswith("A"):
+                return manifest_of(tops[0])
         agents = sorted((target / "agents").iterdir()) if (target / "agents").is_dir() else []
         if len(agents) != 1:
             return {"<restore layout>": ("dir", len(agents), "not one agents/ folder")}
@@ -419,6 +434,41 @@ class Soak:
                 self.expected[sid] = manifest  # refused: it must still be there
         elif kill is not None and res.code < 0:
             self.forgotten_maybe[sid] = manifest  # killed: either outcome is right, both are checked
+
+    def do_import(self, client: int, step: int, tree: SourceTree, rng: random.Random) -> None:
+        """A tar of the client's folder (``agents/A<client>/...``) imported as a snapshot: the
+        importer strips the one top directory, so the snapshot holds ``A<client>/...``."""
+        tree.mutate()
+        manifest = manifest_of(tree.root)
+        tag = f"i{client}-s{step}-{rng.randrange(1 << 30):x}"
+        archive = self.work / f"import-{tag}.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(tree.root.parent, arcname="agents")
+        with self.lock:
+            self.pending_takes[tag] = (client, manifest)
+        kill = self.kill_plan(rng, 0.2, ("take-before-commit", "take-after-record"))
+        try:
+            res = self.snap(client, step, "import", str(archive), "--tag", tag, "--json", name="import", kill=kill)
+        finally:
+            archive.unlink(missing_ok=True)
+        if res.code != 0 or not res.out.strip():
+            return
+        try:
+            imported = json.loads(res.out)["imported"]
+        except (ValueError, KeyError, TypeError):
+            self.problem(f"import printed no snapshot: {res.out[:200]}")
+            return
+        with self.lock:
+            for item in imported:
+                self.expected[str(item["id"])] = manifest
+                self.origin[str(item["id"])] = client
+            self.pending_takes.pop(tag, None)
+
+    def do_repair(self, client: int, step: int, rng: random.Random) -> None:
+        """``repair index`` with nothing damaged (flips are stop-the-world): every snapshot must
+        survive it, and a repair killed half way must leave the old index working."""
+        kill = self.kill_plan(rng, 0.3, ("repair-mid-build",))
+        self.snap(client, step, "repair", "index", name="repair", kill=kill)
 
     def do_gc(self, client: int, step: int, rng: random.Random) -> None:
         kill = self.kill_plan(rng, 0.3, ("gc-after-rewrite", "gc-after-commit", "gc-mid-delete"))
@@ -586,7 +636,7 @@ class Soak:
     def client_loop(self, client: int) -> None:
         rng = random.Random(self.cfg.seed * 1000 + client)
         tree = SourceTree(self.work / f"client-{client}" / "agents" / f"A{client}", rng)
-        weights = {"take": 30, "restore": 14, "list": 8, "forget": 8, "gc": 8, "verify": 6}
+        weights = {"take": 30, "restore": 14, "list": 8, "forget": 8, "gc": 8, "verify": 6, "import": 3, "repair": 2}
         if self.cfg.copy:
             weights["copy"] = 4
         if self.cfg.mount:
@@ -622,6 +672,10 @@ class Soak:
                     self.do_gc(client, step, rng)
                 elif action == "verify":
                     self.do_verify(client, step, rng)
+                elif action == "import":
+                    self.do_import(client, step, tree, rng)
+                elif action == "repair":
+                    self.do_repair(client, step, rng)
                 elif action == "copy":
                     self.do_copy(client, step, rng)
                 elif action == "mount":
