@@ -319,13 +319,13 @@ class Soak:
             return Kill(after=None, env={"SNAP_TEST_CRASH_AT": rng.choice(marks)})
         return Kill(after=rng.uniform(0.2, 0.8), env={"SNAP_TEST_SLOW_STORE": "0.05"})
 
-    def do_take(self, client: int, step: int, tree: SourceTree, rng: random.Random) -> None:
+    def do_take(self, client: int, step: int, tree: SourceTree, rng: random.Random, *, kills: bool = True) -> None:
         tree.mutate()
         manifest = manifest_of(tree.root)
         tag = f"c{client}-s{step}-{rng.randrange(1 << 30):x}"
         with self.lock:
             self.pending_takes[tag] = (client, manifest)
-        kill = self.kill_plan(rng, 0.25, ("take-before-commit", "take-after-record"))
+        kill = self.kill_plan(rng, 0.25, ("take-before-commit", "take-after-record")) if kills else None
         # run from the client's directory: the snapshot holds agents/A<client>/..., as a user's would
         res = self.snap(client, step, "take", "--tag", tag, "--json", f"agents/{tree.root.name}", name="take",
                         kill=kill, cwd=tree.root.parent.parent)
@@ -623,11 +623,14 @@ class Soak:
                 pass
             with self.lock:
                 self.report.actions["disk-full"] += 1
+            burst = tree.root / f"burst-{step}.bin"  # more new data than the room left: a real ENOSPC
+            burst.write_bytes(rng.randbytes(1_000_000))
             try:
-                self.do_take(client, step, tree, rng)
+                self.do_take(client, step, tree, rng, kills=False)  # this take is for the full disk
                 self.snap(client, step, "gc", name="gc-full")
             finally:
                 filler.unlink(missing_ok=True)
+                burst.unlink(missing_ok=True)
             res = self.snap(client, step, "verify", name="verify-after-full")
             if res.code != 0:
                 self.problem(f"verify after a full disk exited {res.code}: {res.err.strip()[:200]}")
@@ -647,9 +650,15 @@ class Soak:
             weights["disk-full"] = 2
         names, w = zip(*sorted(weights.items()), strict=True)
         for step in range(self.cfg.steps):
-            if time.monotonic() > self.stop_at:
+            # the first four steps run whatever the time budget: two takes, then (client 0) a
+            # bit flip and a full disk, so that every run meets each fault it was asked for
+            if step >= 4 and time.monotonic() > self.stop_at:
                 break
             action = "take" if step < 2 else rng.choices(names, w)[0]
+            if step == 2 and "flip" in weights:
+                action = "flip"
+            elif step == 3 and "disk-full" in weights:
+                action = "disk-full"
             with self.lock:
                 if action not in ("flip", "disk-full"):
                     self.report.actions[action] += 1

@@ -23,3 +23,6 @@ def test_soak_local_with_kills_flips_and_full_disk(tmp_path: Path) -> None:
     # the run really did something of every kind it was asked for
     assert report.actions["take"] >= 4 and report.restores_checked >= 3, shown
     assert report.flips_found == report.flips, shown
+    assert report.flips >= 1, shown
+    if cfg.enospc:
+        assert report.enospc_hits >= 1, shown  # a take met the full tmpfs for real (exit 13)
