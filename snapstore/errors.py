@@ -21,7 +21,7 @@ class ExitCode:
     TARGET = 7  # restore target not empty or inside a repository, mountpoint not usable
     RECOVERY = 8  # recover: an agent did not come back healthy (escalated) or was not started
     NO_REPO = 10  # repository missing or not a snapshot repository
-    LOCKED = 11  # repository locked by another process
+    LOCKED = 11  # repository locked by another process, or changed under the command (run it again)
     EXISTS = 12  # init on an existing repository
     NO_SPACE = 13  # disk full
     FUSE = 14  # FUSE not available (extra not installed, /dev/fuse missing)
@@ -64,6 +64,12 @@ class RepositoryExists(SnapError):
 class RepositoryLocked(SnapError):
     exit_code = ExitCode.LOCKED
     kind = "locked"
+
+
+class ConcurrentChange(RepositoryLocked):
+    """Another process changed what this command relied on while it ran (run it again)."""
+
+    kind = "concurrent-change"
 
 
 class RepositoryDamaged(SnapError):

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
@@ -474,7 +474,13 @@ class Take:
         if batch.future is None:
             self._submit_batch()  # the one being filled: send it now
         assert batch.future is not None
-        reads = batch.future.result()
+        try:
+            reads = batch.future.result()
+        except BrokenExecutor:
+            # a reader process died (killed, out of memory): what is stored stays unreferenced
+            # for gc, nothing is committed
+            raise SnapError("a small-file reader process of this take died (killed, or out of memory); "
+                            "nothing was committed: run the take again") from None
         batch.ingested = True
         self._batched_bytes -= batch.nbytes
         if self._batches and self._batches[0] is batch:

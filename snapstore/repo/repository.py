@@ -37,6 +37,7 @@ from snapstore import faults
 from snapstore.errors import (
     AmbiguousSnapshot,
     ChunkUnreadable,
+    ConcurrentChange,
     FormatError,
     NoSpace,
     RemoteAccessDenied,
@@ -224,6 +225,7 @@ class Repository:
             compression_level=compression_level, pack_size=pack_size,
         )
         keyfile = None
+        material = None
         if encryption != "none":
             from snapstore.format.crypto import DEFAULT_CIPHER, KeyMaterial
             from snapstore.format.keyfile import wrap_key
@@ -238,6 +240,7 @@ class Repository:
             keyfile = wrap_key(material, password, profile=kdf_profile)
         if location.remote:
             cls._init_remote(location, config, endpoint, keyfile)
+            cls._remember_key(config, material, keyfile, password)
             return config
         path = location.path
         if os.path.exists(os.path.join(path, "config.json")):
@@ -256,7 +259,21 @@ class Repository:
             LocalBackend(path).put_bytes("config.json", config.to_bytes())
         except OSError as exc:
             raise raise_os_error(exc, f"creating repository at {path}") from None
+        cls._remember_key(config, material, keyfile, password)
         return config
+
+    @staticmethod
+    def _remember_key(config: RepoConfig, material: object, keyfile: object, password: bytes | None) -> None:
+        """The new repository's key in this user's unlocked-key cache, tied to its password:
+        the first take after init pays no Argon2id (a second, the first already did)."""
+        if keyfile is None or password is None:
+            return
+        from snapstore.format.crypto import KeyMaterial
+        from snapstore.format.keyfile import KeyFile
+        from snapstore.repo.keystore import Unlocked, write_cache
+
+        assert isinstance(material, KeyMaterial) and isinstance(keyfile, KeyFile)
+        write_cache(cache_dir_for(config.id), Unlocked(material, keyfile), password)
 
     @classmethod
     def _init_remote(cls, location: Location, config: RepoConfig, endpoint: str | None,
@@ -706,6 +723,15 @@ class Repository:
         children = self._children_with(new_trees)
         try:
             self._commit_index(snapshot, packs, files, children, counted=True)
+        except KeyError as exc:
+            # a blob this take deduplicated against left this host's index while it ran (a sync
+            # by another process dropped a pack that a gc elsewhere deleted): the commit was
+            # not made, so the record goes too, and the next take stores that data again
+            self.backend.delete(snapshot_name(snapshot.id))
+            missing = exc.args[0].hex()[:16] if exc.args and isinstance(exc.args[0], bytes) else "?"
+            raise ConcurrentChange(f"blob {missing} that this take deduplicated against was removed from the "
+                                   "repository while it ran (a gc elsewhere); nothing was committed: run the take "
+                                   "again") from None
         except WriteOnlyKey:
             # a write-only host met a tree it cannot read (one that no record of its index keeps
             # alive): it keeps its own record (take --due) without reference counts, which only

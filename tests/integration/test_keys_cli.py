@@ -167,3 +167,15 @@ def test_key_changes_take_the_keys_lock(keyed: tuple[Path, dict[str, str]]) -> N
     finally:
         held.release()
     assert run_snap("key", "add", repo=repo, env={**env, "SNAP_NEW_PASSWORD": "second"}).code == 0
+
+
+def test_init_leaves_the_new_key_in_the_cache(tmp_path: Path) -> None:
+    """The first take after init pays no Argon2id: init caches the key it made, tied to its password."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SNAP_PASSWORD": "first", "SNAP_KDF_PROFILE": "test"}
+    repo = tmp_path / "repo"
+    assert run_snap("init", str(repo), env=env).code == 0
+    repo_id = json.loads((repo / "config.json").read_text())["id"]
+    cache = tmp_path / "cache" / "snapstore" / repo_id / "unlocked-key"
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    assert run_snap("list", repo=repo, env={**env, "SNAP_PASSWORD": ""}).code == 0  # served by it
+    assert run_snap("list", repo=repo, env={**env, "SNAP_PASSWORD": "wrong"}).code == 17  # not for another password

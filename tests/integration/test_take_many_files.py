@@ -112,3 +112,46 @@ def test_small_file_changed_mid_read_by_a_reader_process_is_read_again(snap: Sna
     assert ok(snap("cat", "latest", "src/zz/target.txt")).raw == late.read_bytes()
     entry = next(e for e in snap("ls", "latest", "src/zz", "--json").json() if e["name"] == "target.txt")  # type: ignore[union-attr]
     assert entry["mtime_ns"] == late.stat().st_mtime_ns  # the metadata of what was read
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """The processes two levels below ``pid`` (from /proc): the reader processes, which the fork
+    server (a child, beside multiprocessing's resource tracker) starts."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    return [grandchild for child in children.get(pid, []) for grandchild in children.get(child, [])]
+
+
+def test_a_reader_process_killed_mid_take_fails_it_in_one_line(snap: SnapRunner, tmp_path: Path) -> None:
+    import signal
+
+    src = tmp_path / "src"
+    make_tree(src)
+    late = src / "zz" / "target.txt"
+    late.parent.mkdir()
+    late.write_bytes(b"content\n" * 100)
+    ok(snap("init"))
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG")}
+    env.update(SNAP_TEST_PAUSE_READ="target.txt", SNAP_TEST_PAUSE_DIR=str(ctl))
+    proc = subprocess.Popen([sys.executable, "-m", "snapstore", "--repo", str(snap.repo),  # type: ignore[attr-defined]
+                             "take", "src"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(ctl / "paused-1", proc)
+    readers = _grandchildren(proc.pid)
+    assert readers
+    for pid in readers:
+        os.kill(pid, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=300)
+    text = err.decode()
+    assert proc.returncode == ExitCode.ERROR and "reader process" in text, text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert snap("list", "--json").json() == []  # nothing committed
+    ok(snap("take", "src", cwd=tmp_path))  # and the next take works
