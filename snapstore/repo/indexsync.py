@@ -139,11 +139,15 @@ class TolerantCounts(TxnCounts):
         return blob_id not in self.missing and super().is_tree(blob_id)
 
 
-def tolerant_children(repo: Repository) -> Callable[[bytes], list[bytes]]:
+def tolerant_children(repo: Repository, unreadable: list[bytes] | None = None) -> Callable[[bytes], list[bytes]]:
+    """A tree's children, none for a tree that cannot be read (noted in ``unreadable``)."""
+
     def children(tree_id: bytes) -> list[bytes]:
         try:
             return repo.tree_children(tree_id)
         except (ChunkUnreadable, FormatError, FileNotFoundError):
+            if unreadable is not None:
+                unreadable.append(tree_id)
             return []
 
     return children
@@ -268,13 +272,7 @@ def drop_records(repo: Repository, index: Index, snap_ids: Iterable[str], report
     could not be read (its children were not released: counts stay too high until a
     :func:`recount`)."""
     unreadable: list[bytes] = []
-
-    def children(tree_id: bytes) -> list[bytes]:
-        try:
-            return repo.tree_children(tree_id)
-        except (ChunkUnreadable, FormatError, FileNotFoundError):
-            unreadable.append(tree_id)
-            return []
+    children = tolerant_children(repo, unreadable)
 
     for snap_id in snap_ids:
         with index.write() as txn:
@@ -305,13 +303,7 @@ def recount(repo: Repository, index: Index, lost: dict[bytes, ChunkLocation] | N
     with index.read() as txn:
         types = {blob_id: loc.type for blob_id, loc in index.iter_chunks(txn)}
         records = index.snapshot_records(txn)
-
-    def children(tree_id: bytes) -> list[bytes]:
-        try:
-            return repo.tree_children(tree_id)
-        except (ChunkUnreadable, FormatError, FileNotFoundError):
-            unreadable.append(tree_id)
-            return []
+    children = tolerant_children(repo, unreadable)
 
     class Counts:
         def count(self, blob_id: bytes) -> int:

@@ -88,6 +88,18 @@ def test_unreadable_small_file_in_a_batch_is_named_and_the_rest_stored(snap: Sna
     assert all((target / "src" / rel).read_bytes() == body for rel, body in contents.items() if victim not in rel)
 
 
+def _take_paused_at_target(snap: SnapRunner, tmp_path: Path, ctl: Path) -> subprocess.Popen[bytes]:
+    """``snap take src`` started in the background, paused by a reader process in the middle
+    of reading ``src/zz/target.txt`` (``ctl/paused-1`` exists when this returns)."""
+    ctl.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG")}
+    env.update(SNAP_TEST_PAUSE_READ="target.txt", SNAP_TEST_PAUSE_DIR=str(ctl))
+    proc = subprocess.Popen([sys.executable, "-m", "snapstore", "--repo", str(snap.repo),  # type: ignore[attr-defined]
+                             "take", "src"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(ctl / "paused-1", proc)
+    return proc
+
+
 def test_small_file_changed_mid_read_by_a_reader_process_is_read_again(snap: SnapRunner, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src)
@@ -97,12 +109,7 @@ def test_small_file_changed_mid_read_by_a_reader_process_is_read_again(snap: Sna
     os.utime(late, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
     ok(snap("init"))
     ctl = tmp_path / "ctl"
-    ctl.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG")}
-    env.update(SNAP_TEST_PAUSE_READ="target.txt", SNAP_TEST_PAUSE_DIR=str(ctl))
-    proc = subprocess.Popen([sys.executable, "-m", "snapstore", "--repo", str(snap.repo),  # type: ignore[attr-defined]
-                             "take", "src"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(ctl / "paused-1", proc)
+    proc = _take_paused_at_target(snap, tmp_path, ctl)
     late.write_bytes(b"new content, longer than the old\n" * 100)
     (ctl / "resume-1").touch()
     wait_for(ctl / "paused-2", proc)  # it is read a second time
@@ -139,12 +146,7 @@ def test_a_reader_process_killed_mid_take_fails_it_in_one_line(snap: SnapRunner,
     late.write_bytes(b"content\n" * 100)
     ok(snap("init"))
     ctl = tmp_path / "ctl"
-    ctl.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG")}
-    env.update(SNAP_TEST_PAUSE_READ="target.txt", SNAP_TEST_PAUSE_DIR=str(ctl))
-    proc = subprocess.Popen([sys.executable, "-m", "snapstore", "--repo", str(snap.repo),  # type: ignore[attr-defined]
-                             "take", "src"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(ctl / "paused-1", proc)
+    proc = _take_paused_at_target(snap, tmp_path, ctl)
     readers = _grandchildren(proc.pid)
     assert readers
     for pid in readers:
