@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from snapstore.errors import ExitCode
@@ -83,13 +84,18 @@ def test_take_with_a_bad_write_commits_nothing(tmp_path: Path) -> None:
     first = _take(repo, src)
     kept = {first: tree_state(src)}
     before = _state(repo)
-    (src / "new.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    # six new files of 300 KiB: each is a blob of its own bigger than the pack size, so the take
+    # writes at least six packs whatever the chunker's cut points (one 2 MiB file could be two
+    # chunks, hence two packs, and the third pack's fault would never be met)
+    (src / "new").mkdir()
+    for n in range(6):
+        (src / "new" / f"{n}.bin").write_bytes(os.urandom(300 * 1024))
     res = run_snap("take", ".", repo=repo, cwd=src, env={"SNAP_TEST_FLIP_PACK": "3"})
     assert res.code == ExitCode.DAMAGED
     assert "reads back different from what was written" in _one_line(res)
     _nothing_half_written(repo, before)  # the two packs stored before the bad one were removed too
     assert [s["id"] for s in run_snap("list", "--json", repo=repo).json()] == [first]  # type: ignore[index]
-    (src / "new.bin").unlink()
+    shutil.rmtree(src / "new")
     _restores_identical(repo, kept, tmp_path / "out")
     (src / "new.bin").write_bytes(os.urandom(1024 * 1024))
     second = _take(repo, src)  # a take without the fault stores everything again
