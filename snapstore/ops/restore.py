@@ -132,6 +132,10 @@ class Restorer:
         self._xattr_lock = threading.Lock()
         self.stats = RestoreStats()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="snap-restore")
+        # a small file is written by the walking thread where a read costs less than a thread
+        # handoff (a local disk); on object storage each one waits a round trip, so they go to
+        # the pool like the rest and several wait at once
+        self.inline_small = view.repo.backend.parallel_gets == 0
         self.zero = _ZeroIds(view.repo.blob_id)
         self.is_root = os.geteuid() == 0
         self.progress = progress
@@ -318,7 +322,7 @@ class Restorer:
                             continue
                         if entry.hardlink:
                             first_of_link[entry.hardlink] = rel
-                        if entry.size < INLINE_FILE:
+                        if entry.size < INLINE_FILE and self.inline_small:
                             # a small file is written here: a thread handoff would cost more
                             done: Future[None] = Future()
                             try:
@@ -405,8 +409,8 @@ def restore_snapshot(view: SnapshotView, snap: Snapshot, paths: list[str], targe
     """Restore ``paths`` of ``snap`` (everything when empty) under ``target``."""
     check_not_protected(target, view.repo)
     check_target(target, overwrite)
-    restorer = Restorer(view, target, overwrite=overwrite, partial=partial,
-                        workers=workers or max(2, (os.cpu_count() or 2)), progress=progress)
+    workers = workers or view.repo.backend.parallel_gets or max(2, (os.cpu_count() or 2))
+    restorer = Restorer(view, target, overwrite=overwrite, partial=partial, workers=workers, progress=progress)
     items = select(view, snap, paths, on_unreadable=restorer.unreadable_dir)
     try:
         return restorer.run(items)

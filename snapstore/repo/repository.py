@@ -681,6 +681,28 @@ class Repository:
             self._tree_cache[tree_id] = entries
         return entries
 
+    def prefetch_trees(self, tree_ids: list[bytes]) -> None:
+        """Read the trees of ``tree_ids`` that are not cached yet into the tree cache, neighbours
+        in one pack with one read (a directory's subtrees are written side by side): a walk that
+        calls this with a directory's subdirectories then costs one request per tree pack run on
+        object storage instead of one per directory. Unreadable trees are left out; reading them
+        later raises as usual."""
+        with self._tree_lock:
+            wanted = [t for t in dict.fromkeys(tree_ids) if t not in self._tree_cache]
+        if len(wanted) < 2:
+            return
+        for tree_id, data in self.read_blobs(wanted):
+            if isinstance(data, ChunkUnreadable):
+                continue
+            try:
+                entries = decode_tree(data)
+            except FormatError:
+                continue  # read_tree says what is wrong, if the walk gets there
+            with self._tree_lock:
+                if len(self._tree_cache) > 4096:
+                    self._tree_cache.clear()
+                self._tree_cache[tree_id] = entries
+
     def tree_children(self, tree_id: bytes) -> list[bytes]:
         return tree_children(self.read_blob(tree_id))
 

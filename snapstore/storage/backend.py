@@ -61,6 +61,8 @@ class Backend(Protocol):
       its index and flock files in a local cache directory, holds a lease in ``locks/`` and
       brings its index up to date from the backend at open;
     - ``parallel_puts``: how many pack uploads a take or copy runs at once;
+    - ``parallel_gets``: how many reads a restore keeps in flight (0: one per core; a remote
+      store's reads wait on the network, not on a core, so it wants more than the cores);
     - ``default_safety_window_s``: gc's safety window when the config sets none.
 
     Not found: :meth:`get`, :meth:`get_range` and :meth:`rename` raise ``FileNotFoundError``
@@ -87,6 +89,9 @@ class Backend(Protocol):
 
     @property
     def parallel_puts(self) -> int: ...
+
+    @property
+    def parallel_gets(self) -> int: ...
 
     @property
     def default_safety_window_s(self) -> float: ...
@@ -177,6 +182,10 @@ class ForwardingBackend:
     @property
     def parallel_puts(self) -> int:
         return self.inner.parallel_puts
+
+    @property
+    def parallel_gets(self) -> int:
+        return self.inner.parallel_gets
 
     @property
     def default_safety_window_s(self) -> float:
@@ -278,6 +287,7 @@ class LocalBackend:
 
     remote = False
     parallel_puts = 1
+    parallel_gets = 0
     default_safety_window_s = 0.0
 
     def __init__(self, root: str, max_open: int = 64) -> None:

@@ -62,6 +62,10 @@ class MemoryBackend:
         return self._parallel_puts
 
     @property
+    def parallel_gets(self) -> int:
+        return 4 if self._remote else 0
+
+    @property
     def default_safety_window_s(self) -> float:
         return self._safety
 

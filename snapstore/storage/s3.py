@@ -78,6 +78,7 @@ class S3Backend:
 
     remote = True
     parallel_puts = 4
+    parallel_gets = 8
     default_safety_window_s = 3600.0
 
     def __init__(self, bucket: str, prefix: str, *, endpoint: str | None = None) -> None:

@@ -20,6 +20,7 @@ from snapstore.format.tree import DIR, Entry
 from snapstore.repo.repository import Repository
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+PREFETCH_TREES = 256  # subdirectory trees read ahead per directory a walk enters
 
 
 def as_bytes_path(path: str | bytes) -> bytes:
@@ -141,6 +142,9 @@ class SnapshotView:
                     raise
                 on_unreadable(prefix, exc)
                 return
+            # the subdirectories' trees in as few reads as possible (bounded: a directory of
+            # many subdirectories must not flush the tree cache it fills)
+            self.repo.prefetch_trees([c.subtree for c in children if c.kind == DIR][:PREFETCH_TREES])
             for child in children:
                 path = prefix + b"/" + child.name if prefix else child.name
                 yield from self.walk(child, path, on_unreadable=on_unreadable)
