@@ -10,10 +10,12 @@ and for each of
     restic s3      restic -r s3:http://127.0.0.1:PORT/bench/restic (if restic is installed)
 
 runs one take (first backup) and one restore of the whole workspace, checking that the restore
-is identical. MB/s is the workspace's apparent size over wall time (including process start).
-It prints a table (``--json``: one JSON document).
+is identical, ``--repeats`` times interleaved (snap local, snap S3, restic S3, then again), each
+run into a new repository with a new cache. Both tools encrypt (throwaway password). MB/s is the
+workspace's apparent size over the median wall time (including process start). It prints a
+table (``--json``: one JSON document).
 
-    python benchmarks/bench_s3.py [--size 200M] [--workdir /tmp/snapbench-s3] [--json]
+    python benchmarks/bench_s3.py [--size 200M] [--repeats 3] [--workdir /tmp/snapbench-s3] [--json]
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tupl
 
 def run_snap(name: str, repo: str, ws: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
     snap = [sys.executable, "-m", "snapstore", "--repo", repo]
-    timed([*snap, "init"], env)
+    timed([*snap, "init"], env)  # encrypted (the default): SNAP_PASSWORD is in env
     take_s, out = timed([*snap, "take", ".", "--json", "-q"], env, cwd=ws)
     stored = json.loads(out)["new_bytes"]
     target = work / f"restore-{name}"
@@ -183,9 +185,15 @@ def run_restic(repo: str, ws: Path, work: Path, env: dict[str, str]) -> dict[str
     return {"take_s": take_s, "restore_s": restore_s, "stored": None, "target": target}
 
 
+def _spread(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2], ordered[0], ordered[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="200M", help="workspace size (default 200M)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per tool, interleaved (default 3)")
     parser.add_argument("--workdir", default="/tmp/snapbench-s3")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -205,63 +213,61 @@ def main() -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
         "SNAP_S3_ENDPOINT": endpoint,
-        "XDG_CACHE_HOME": str(work / "cache"),
-        "XDG_STATE_HOME": str(work / "state"),
+        "SNAP_PASSWORD": "bench",  # a throwaway password: both tools encrypt
         "RESTIC_PASSWORD": "bench",
         "RESTIC_CACHE_DIR": str(work / "restic-cache"),
     }
     env.pop("SNAP_REPO", None)
-    rows: list[dict[str, Any]] = []
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # else every snap process compiles its modules again
+    kinds: list[tuple[str, str]] = [("snap", "local disk"), ("snap", "S3 (SeaweedFS, loopback)")]
+    if shutil.which("restic"):
+        kinds.append(("restic", "S3 (SeaweedFS, loopback)"))
+    results: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(kinds))}
     try:
-        runs: list[tuple[str, str, Any]] = [
-            ("snap", "local disk", lambda: run_snap("local", str(work / "repo"), ws, work, env)),
-            ("snap", "S3 (SeaweedFS, loopback)", lambda: run_snap("s3", f"s3://{BUCKET}/snap", ws, work, env)),
-        ]
-        if shutil.which("restic"):
-            runs.append(
-                (
-                    "restic",
-                    "S3 (SeaweedFS, loopback)",
-                    lambda: run_restic(f"s3:{endpoint}/{BUCKET}/restic", ws, work, env),
-                )
-            )
-        for tool, where, fn in runs:
-            result = fn()
-            restored = find_workspace(result["target"]) or result["target"]  # restic keeps absolute paths
-            problem = compare_manifests(want, manifest(restored))
-            if tool == "snap" and "S3" in where:
-                result["stored"] = bucket_bytes(endpoint, "snap/packs/")
-            elif tool == "restic":
-                result["stored"] = bucket_bytes(endpoint, "restic/data/")
-            rows.append(
-                {
-                    "tool": tool,
-                    "where": where,
-                    "take_s": round(result["take_s"], 2),
-                    "take_MBps": round(size / result["take_s"] / 1e6, 1),
-                    "restore_s": round(result["restore_s"], 2),
-                    "restore_MBps": round(size / result["restore_s"] / 1e6, 1),
-                    "stored_bytes": result["stored"],
-                    "identical": not problem,
-                }
-            )
-            shutil.rmtree(result["target"], ignore_errors=True)
+        for rep in range(args.repeats):
+            for i, (tool, where) in enumerate(kinds):
+                # each run starts from nothing: a new repository, a new cache
+                run_env = {**env, "XDG_CACHE_HOME": str(work / f"cache-{rep}"),
+                           "XDG_STATE_HOME": str(work / f"state-{rep}")}
+                if tool == "restic":
+                    result = run_restic(f"s3:{endpoint}/{BUCKET}/restic-{rep}", ws, work, run_env)
+                    result["stored"] = bucket_bytes(endpoint, f"restic-{rep}/data/")
+                elif "S3" in where:
+                    result = run_snap("s3", f"s3://{BUCKET}/snap-{rep}", ws, work, run_env)
+                    result["stored"] = bucket_bytes(endpoint, f"snap-{rep}/packs/")
+                else:
+                    result = run_snap("local", str(work / f"repo-{rep}"), ws, work, run_env)
+                restored = find_workspace(result["target"]) or result["target"]  # restic keeps absolute paths
+                result["identical"] = not compare_manifests(want, manifest(restored))
+                shutil.rmtree(result["target"], ignore_errors=True)
+                results[i].append(result)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    rows: list[dict[str, Any]] = []
+    for i, (tool, where) in enumerate(kinds):
+        take = _spread([r["take_s"] for r in results[i]])
+        restore = _spread([r["restore_s"] for r in results[i]])
+        rows.append({
+            "tool": tool, "where": where, "runs": len(results[i]),
+            "take_s": [round(v, 2) for v in take], "take_MBps": round(size / take[0] / 1e6, 1),
+            "restore_s": [round(v, 2) for v in restore], "restore_MBps": round(size / restore[0] / 1e6, 1),
+            "stored_bytes": results[i][-1]["stored"], "identical": all(r["identical"] for r in results[i]),
+        })
     if args.json:
         print(json.dumps({"workspace_bytes": size, "rows": rows}, indent=2))
         return
-    print(f"workspace {human_bytes(size)} ({args.size}), one take and one full restore each")
+    print(f"workspace {human_bytes(size)} ({args.size}), encrypted; median (min-max) of {args.repeats} "
+          "interleaved runs of one take and one full restore each")
     print_table(
         ["tool", "repository", "take s", "take MB/s", "restore s", "restore MB/s", "stored", "identical"],
         [
             [
                 r["tool"],
                 r["where"],
-                r["take_s"],
+                f"{r['take_s'][0]} ({r['take_s'][1]}-{r['take_s'][2]})",
                 r["take_MBps"],
-                r["restore_s"],
+                f"{r['restore_s'][0]} ({r['restore_s'][1]}-{r['restore_s'][2]})",
                 r["restore_MBps"],
                 human_bytes(r["stored_bytes"]),
                 "yes" if r["identical"] else "NO",

@@ -30,6 +30,10 @@ from snapstore.view.vfs import SnapshotView, as_bytes_path, show_path
 TMP_MARK = b".snap-restore-"
 MAX_QUEUED = 256
 INLINE_FILE = 64 * 1024
+# small files are written in batches whose blobs are read in pack order: neighbours come in one
+# read (one request on object storage instead of one per file)
+SMALL_BATCH_FILES = 64
+SMALL_BATCH_BYTES = 2 * 1024 * 1024
 HOLE_BLOCK = 4096  # the block size of the filesystems restores go to: the smallest hole they keep
 _ZERO_BLOCK = bytes(HOLE_BLOCK)
 
@@ -136,6 +140,8 @@ class Restorer:
         # handoff (a local disk); on object storage each one waits a round trip, so they go to
         # the pool like the rest and several wait at once
         self.inline_small = view.repo.backend.parallel_gets == 0
+        self._small: list[tuple[bytes, Entry]] = []
+        self._small_bytes = 0
         self.zero = _ZeroIds(view.repo.blob_id)
         self.is_root = os.geteuid() == 0
         self.progress = progress
@@ -196,7 +202,23 @@ class Restorer:
                         self.stats.skipped.append(f"extended attribute {os.fsdecode(name)} not restored on "
                                                   f"{os.fsdecode(path)} and others ({exc.strerror})")
 
-    def _write_file(self, rel: bytes, entry: Entry) -> None:
+    def _write_batch(self, batch: list[tuple[bytes, Entry]]) -> list[tuple[bytes, Exception]]:
+        """Write small files whose blobs are read together, in pack order; returns the files
+        that failed with their errors (collected by the walking thread)."""
+        ids = [blob_id for _rel, entry in batch for blob_id, length in entry.chunk_refs()
+               if not self.zero.is_zero(blob_id, length)]
+        fetched = dict(self.view.repo.read_blobs(self.view.repo.in_pack_order(ids)))
+        failures: list[tuple[bytes, Exception]] = []
+        for rel, entry in batch:
+            try:
+                self._write_file(rel, entry, fetched)
+            except (ChunkUnreadable, OSError) as exc:
+                failures.append((rel, exc))
+        return failures
+
+    def _write_file(self, rel: bytes, entry: Entry, fetched: dict[bytes, bytes | ChunkUnreadable] | None = None
+                    ) -> None:
+        """Write one file; ``fetched``: its blobs, already read (a batch of small files)."""
         dest = self._dest(rel)
         tmp = os.path.join(os.path.dirname(dest), TMP_MARK + os.urandom(4).hex().encode() + b"-" +
                            os.path.basename(dest)[:100])
@@ -212,7 +234,9 @@ class Restorer:
                     places.append((pos, length))
                 pos += length
             # neighbouring chunks of one pack come in one read (one request on object storage)
-            for (_blob_id, data), (at, length) in zip(self.view.repo.read_blobs(wanted), places, strict=True):
+            blobs = (self.view.repo.read_blobs(wanted) if fetched is None
+                     else ((blob_id, fetched[blob_id]) for blob_id in wanted))
+            for (_blob_id, data), (at, length) in zip(blobs, places, strict=True):
                 if isinstance(data, ChunkUnreadable):
                     if not self.partial:
                         raise data
@@ -275,18 +299,32 @@ class Restorer:
             return
         self._apply_meta(dest, entry)
 
-    def _collect(self, rel: bytes, fut: Future[None]) -> None:
+    def _collect(self, rel: bytes, fut: Future[list[tuple[bytes, Exception]] | None]) -> None:
         try:
-            fut.result()
-        except ChunkUnreadable as exc:
-            self.stats.errors.append(f"{show_path(rel)}: {exc.message}")
-        except OSError as exc:
-            self._fail(rel, exc)
+            failures = fut.result() or []
+        except (ChunkUnreadable, OSError) as raised:
+            failures = [(rel, raised)]
+        for failed, error in failures:
+            if isinstance(error, ChunkUnreadable):
+                self.stats.errors.append(f"{show_path(failed)}: {error.message}")
+            elif isinstance(error, OSError):
+                self._fail(failed, error)
+
+    def _flush_small(self, futures: deque[tuple[bytes, Future[list[tuple[bytes, Exception]] | None]]]) -> None:
+        batch, self._small, self._small_bytes = self._small, [], 0
+        if not batch:
+            return
+        if self.inline_small:
+            done: Future[list[tuple[bytes, Exception]] | None] = Future()
+            done.set_result(self._write_batch(batch))
+            self._collect(batch[0][0], done)
+        else:
+            futures.append((batch[0][0], self.pool.submit(self._write_batch, batch)))
 
     def run(self, items: Iterable[tuple[bytes, Entry]]) -> RestoreStats:
         started = time.monotonic()
         dirs: list[tuple[bytes, Entry]] = []
-        futures: deque[tuple[bytes, Future[None]]] = deque()
+        futures: deque[tuple[bytes, Future[list[tuple[bytes, Exception]] | None]]] = deque()
         links: list[tuple[bytes, bytes]] = []
         first_of_link: dict[int, bytes] = {}
         # The snapshot root's own metadata goes to the target only if the target is ours.
@@ -322,15 +360,11 @@ class Restorer:
                             continue
                         if entry.hardlink:
                             first_of_link[entry.hardlink] = rel
-                        if entry.size < INLINE_FILE and self.inline_small:
-                            # a small file is written here: a thread handoff would cost more
-                            done: Future[None] = Future()
-                            try:
-                                self._write_file(rel, entry)
-                                done.set_result(None)
-                            except (ChunkUnreadable, OSError) as exc:
-                                done.set_exception(exc)
-                            self._collect(rel, done)
+                        if entry.size < INLINE_FILE:
+                            self._small.append((rel, entry))
+                            self._small_bytes += entry.size
+                            if len(self._small) >= SMALL_BATCH_FILES or self._small_bytes >= SMALL_BATCH_BYTES:
+                                self._flush_small(futures)
                             continue
                         futures.append((rel, self.pool.submit(self._write_file, rel, entry)))
                         while len(futures) > MAX_QUEUED or (futures and futures[0][1].done()):
@@ -339,6 +373,7 @@ class Restorer:
                         self._make_special(rel, entry)
                 except OSError as exc:
                     self._fail(rel, exc)
+            self._flush_small(futures)
             while futures:
                 self._collect(*futures.popleft())
             for first, rel in links:
