@@ -232,6 +232,9 @@ class Soak:
         self.pending_takes: dict[str, tuple[int, Manifest]] = {}  # tag -> (client, manifest) of a take in flight
         self.forgotten_maybe: dict[str, Manifest] = {}  # a killed forget's snapshot: may come back
         self.last_step = 0  # the latest simulated step any client reached
+        # every command run, in order of completion: what a reported loss is explained with
+        self.events: list[str] = []
+        self.adopted: dict[str, str] = {}  # tag -> snapshot id adopted from a listing
         self.stop_at = time.monotonic() + cfg.seconds if cfg.seconds else float("inf")
 
     # -- running snap -----------------------------------------------------------------------
@@ -277,7 +280,12 @@ class Soak:
         what = name or args[0]
         if kill is not None and kill.env and proc.returncode == -signal.SIGKILL:
             killed = True  # it reached the crash mark and killed itself there
+        last_err = result.err.strip().splitlines()[-1:] if result.err.strip() else []
+        mark = kill.env.get("SNAP_TEST_CRASH_AT", "a random moment") if kill else ""
+        outcome = f"killed at {mark}" if killed else str(result.code)
         with self.lock:
+            self.events.append(f"client {client} step {step}: {' '.join(args)} -> {outcome} "
+                               f"{result.out.strip()[:120]!r} {last_err}")
             self.report.outcomes[f"{what}:{'killed' if killed else result.code}"] += 1
             if killed:
                 self.report.kills += 1
@@ -300,10 +308,15 @@ class Soak:
         with self.lock:
             self.report.problems.append(text)
 
-    def lost(self, text: str) -> None:
+    def lost(self, text: str, snap_id: str = "") -> None:
         with self.lock:
             self.report.data_lost += 1
             self.report.problems.append("DATA LOST: " + text)
+            if snap_id:
+                # the commands that named it (its take by id or by tag, forgets, restores)
+                tags = [t for t, sid in self.adopted.items() if sid == snap_id]
+                keys = [snap_id[:8], *tags]
+                self.report.problems += [f"  {e}" for e in self.events if any(k in e for k in keys)][-12:]
 
     # -- actions ----------------------------------------------------------------------------
     def live(self) -> list[str]:
@@ -353,6 +366,8 @@ class Soak:
                     pending = self.pending_takes.pop(str(tag), None)
                     if pending is not None:
                         self.origin[sid], self.expected[sid] = pending
+                        self.adopted[str(tag)] = sid
+                        self.events.append(f"adopted {sid[:8]} (tag {tag}) from a listing")
 
     def do_list_check(self, client: int, step: int) -> list[dict[str, object]] | None:
         res = self.snap(client, step, "list", "--json", name="list")
@@ -373,7 +388,7 @@ class Soak:
             missing = [sid for sid in self.expected if sid not in present]
         for sid in missing:
             # forgotten concurrently by this engine? forget removes from expected before it runs
-            self.lost(f"snapshot {sid[:8]} vanished from the listing")
+            self.lost(f"snapshot {sid[:8]} vanished from the listing", sid)
             with self.lock:
                 self.expected.pop(sid, None)
         return items
@@ -397,14 +412,14 @@ class Soak:
                 if res.code in DAMAGE_CODES and self.world.damaged:
                     return  # the soak's own flip: a refusal naming damage is the right answer
                 if res.code not in (11, 13):
-                    self.lost(f"restore of {sid[:8]} failed (exit {res.code}): {res.err.strip()[:200]}")
+                    self.lost(f"restore of {sid[:8]} failed (exit {res.code}): {res.err.strip()[:200]}", sid)
                 return
             got = self.restored_manifest(target)
             with self.lock:
                 self.report.restores_checked += 1
             if got != want:
                 diff = sorted(set(got.items()) ^ set(want.items()))[:3]
-                self.lost(f"restore of {sid[:8]} differs from what was taken: {diff}")
+                self.lost(f"restore of {sid[:8]} differs from what was taken: {diff}", sid)
         finally:
             shutil.rmtree(target, ignore_errors=True)
 
