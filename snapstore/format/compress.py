@@ -50,11 +50,13 @@ def compress(data: bytes, level: int) -> tuple[int, bytes]:
     return ZSTD, packed
 
 
-def decompress(code: int, payload: bytes, raw_length: int, *, limit: int = 0) -> bytes:
+def decompress(code: int, payload: bytes | memoryview, raw_length: int, *, limit: int = 0) -> bytes:
     """Invert :func:`compress`; raises ``ValueError`` on bad input or a length mismatch.
-    ``raw_length`` -1: not known (salvage of an encrypted pack), at most ``limit`` bytes."""
+    ``raw_length`` -1: not known (salvage of an encrypted pack), at most ``limit`` bytes.
+    ``payload`` may be a view (of a pack read, of a decrypted frame): zstd reads it in place,
+    and a raw one is copied out once, so that the result is always ``bytes``."""
     if code == RAW:
-        out = payload
+        out = payload if isinstance(payload, bytes) else bytes(payload)
     elif code == ZSTD:
         try:
             out = _decompressor().decompress(payload, max_output_size=raw_length if raw_length >= 0 else limit)
