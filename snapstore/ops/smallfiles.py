@@ -75,9 +75,42 @@ class _Start(NamedTuple):
     level: int
     limit: int
     started_ns: int
+    take_pid: int  # the take's process: a reader outlives it by no more than a moment
 
 
 _config: _Config | None = None
+
+
+def _exit_with(pid: int) -> None:
+    """End this reader when process ``pid`` (the take) ends, however it ends. A take killed by
+    SIGKILL cannot stop its pool, and the fork server's children wait on queues whose other
+    ends they hold themselves: without this they lived on, holding the take's stdout and stderr
+    open (a caller reading them, a cron wrapper or a soak, waited forever)."""
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # gone already (or no pidfd: Linux < 5.3)
+        if not _alive(pid):
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])  # readable once the process has ended
+        os._exit(1)
+
+    threading.Thread(target=watch, name="snap-take-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _init(start: _Start) -> None:
@@ -85,6 +118,7 @@ def _init(start: _Start) -> None:
 
     global _config
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(start.take_pid)
     crypto = None if start.material is None else RepoCrypto(KeyMaterial.from_bytes(start.material), pad=start.pad)
     _config = _Config(crypto, start.level, start.limit, start.started_ns)
 
@@ -99,7 +133,8 @@ def make_pool(workers: int, *, crypto: RepoCrypto | None, level: int, limit: int
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # children start with this module imported
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
-                               initargs=(_Start(material, crypto.pad if crypto else True, level, limit, started_ns),))
+                               initargs=(_Start(material, crypto.pad if crypto else True, level, limit, started_ns,
+                                                os.getpid()),))
 
 
 def racy(st: os.stat_result, started_ns: int) -> bool:
