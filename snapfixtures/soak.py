@@ -724,6 +724,13 @@ class Soak:
             raise RuntimeError(f"snap init failed: {res.err.strip()}")
 
     def teardown(self) -> None:
+        if self.report.problems:
+            # what went wrong stays for a post-mortem: the repository (off the tmpfs that goes
+            # away) and the log of every command
+            if self.tmpfs is not None:
+                shutil.copytree(self.tmpfs / "repo", self.work / "repo-at-the-end", symlinks=True,
+                                dirs_exist_ok=True)
+            (self.work / "events.log").write_text("\n".join(self.events) + "\n")
         if self.tmpfs is not None:
             subprocess.run(["umount", "-l", str(self.tmpfs)], capture_output=True)
 
