@@ -165,6 +165,8 @@ def _take_due(app: AppContext, options: TakeOptions, *, json_out: bool) -> int:
     with app.open("write") as repo:
         try:
             run = tiers.take_due(repo, cfg, now=clock.now(), options=options, on_start=start, on_done=done)
+            if run.due:
+                repo.compact_index()
         except Interrupted as exc:
             if "event" in current:
                 current.pop("event").update(result="error", error=exc.message, exit_code=exc.exit_code)
@@ -251,6 +253,7 @@ def cmd_take(
             plan = plan_tier(tier, config=None if paths else app.config(), paths=paths or [], options=options)
             with app.open("write") as repo:
                 take = take_tier(repo, plan, progress=progress)
+                repo.compact_index()
         progress.done()
     except SnapError as exc:
         event.update(result="error", error=exc.message, exit_code=exc.exit_code)

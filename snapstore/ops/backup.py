@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
 
-from snapstore import faults
+from snapstore import faults, memory
 from snapstore.errors import Interrupted, SnapError, SourceNotFound, UsageError
 from snapstore.format.chunker import Chunker
 from snapstore.format.packfile import TYPE_DATA, TYPE_TREE, remove_unfinished
@@ -751,6 +751,8 @@ class Take:
                     if seen % 2048 == 0:
                         txn.abort()
                         txn = self.repo.index.read()
+                        # the index pages looked at so far would stay in this process's RSS
+                        self.repo.index.release_mapped()
                 window.append(item)
                 while window and (len(window) > WINDOW or window[0].ready()):
                     head = window.popleft()
@@ -889,6 +891,7 @@ def take_snapshot(
                             f"snapshot {newest.short_id} ({clock.format_time(newest.time)}): 'latest' will not "
                             "name it (is SNAP_NOW or the clock set in the past?)")
     ncpu = os.cpu_count() or 2
+    memory.tune_for_take()  # before the take's threads start (peak RSS: see snapstore.memory)
     take = Take(repo, level=repo.config.compression_level if level is None else level,
                 workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress,
                 rules=rules)
@@ -931,6 +934,10 @@ def take_snapshot(
         approved_by=approved_by, reason=reason, unapproved=unapproved,
     )
     snapshot = repo.snapshot_with_id(snapshot)
+    # the pipeline's buffers are freed: give them back, and the index pages read, before the
+    # commit reads the index again
+    memory.trim()
+    repo.index.release_mapped()
     faults.crash_point("take-before-commit")
     faults.pause_point("take-before-commit")
     try:

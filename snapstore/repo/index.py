@@ -39,10 +39,12 @@ database.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +55,7 @@ import blake3
 import lmdb
 import msgpack
 
+from snapstore import memory
 from snapstore.errors import FormatError, NoSpace, RepositoryDamaged, SnapError
 from snapstore.format.chunker import ID_SIZE
 from snapstore.format.packfile import TYPE_TREE
@@ -125,6 +128,9 @@ class RecountFlag:
             return cls("the recount flag is unreadable", 0.0)
 
 
+_packers = threading.local()  # CachedFile.encode's msgpack.Packer, one per thread
+
+
 @dataclass(frozen=True, slots=True)
 class CachedFile:
     """A files-cache entry: the stat of a file when it was read, and its chunk refs."""
@@ -136,7 +142,11 @@ class CachedFile:
     chunks: bytes  # concatenated CHUNK_REF records
 
     def encode(self) -> bytes:
-        return msgpack.packb([self.size, self.mtime_ns, self.ctime_ns, self.inode, self.chunks], use_bin_type=True)
+        # a Packer per thread: msgpack.packb makes (and frees) a 256 KiB buffer on every call
+        packer = getattr(_packers, "packer", None)
+        if packer is None:
+            packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+        return packer.pack([self.size, self.mtime_ns, self.ctime_ns, self.inode, self.chunks])
 
     @classmethod
     def decode(cls, raw: bytes) -> CachedFile | None:
@@ -173,9 +183,17 @@ class Index:
     """An open LMDB environment with snapstore's named databases."""
 
     def __init__(self, path: str, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._open()
+        if not readonly:
+            self._upgrade()
+
+    def _open(self) -> None:
+        readonly = self.readonly
         try:
             self.env = lmdb.open(
-                path,
+                self.path,
                 map_size=MAP_SIZE,
                 max_dbs=16,
                 max_readers=512,
@@ -186,8 +204,7 @@ class Index:
                 readahead=False,
             )
         except lmdb.Error as exc:
-            raise RepositoryDamaged(f"cannot open index {path}: {exc}") from None
-        self.path = path
+            raise RepositoryDamaged(f"cannot open index {self.path}: {exc}") from None
         if not readonly:
             self.env.reader_check()
         create = not readonly
@@ -201,8 +218,6 @@ class Index:
         self._files = self.env.open_db(b"filecache", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
         self._lost = self.env.open_db(b"lost", create=create)
-        if not readonly:
-            self._upgrade()
 
     def _upgrade(self) -> None:
         """Bring an index of an older layout to :data:`INDEX_VERSION` (it is a cache: what
@@ -250,6 +265,105 @@ class Index:
 
     def close(self) -> None:
         self.env.close()
+
+    def release_mapped(self) -> None:
+        """Drop this process's resident pages of the index file (:mod:`snapstore.memory`): a
+        take looks at most of the file, and each page read would stay in its RSS."""
+        memory.release_file_mapping(os.path.join(self.path, "data.mdb"))
+
+    # -- compaction -----------------------------------------------------------------------
+    def usage(self) -> tuple[int, int]:
+        """The data file's size and the bytes of the pages its databases use. The B-trees
+        have random keys (ids, path hashes), so the file keeps the high-water mark of every
+        big write (copy-on-write pages, freed only after the transaction) and its pages are
+        about two-thirds full."""
+        size = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        stat = self.env.stat()
+        pages = 2 + stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]  # 2 meta pages
+        with self.env.begin() as txn:
+            for name in self._names(txn):
+                found = txn.stat(self.env.open_db(name, txn=txn, create=False))
+                pages += found["branch_pages"] + found["leaf_pages"] + found["overflow_pages"]
+        return size, pages * stat["psize"]
+
+    def _names(self, txn: Txn) -> list[bytes]:
+        with txn.cursor() as cur:  # the main database holds only the named databases' records
+            return [bytes(key) for key in cur.iternext(keys=True, values=False)]
+
+    def opened_elsewhere(self) -> bool:
+        """Whether another process has this index open. Every process that opens an LMDB
+        environment holds a POSIX lock on its ``lock.mdb`` for as long as it has it open; the
+        kernel lists them in /proc/locks (only Linux says: elsewhere, assume it is shared)."""
+        try:
+            inode = os.stat(os.path.join(self.path, "lock.mdb")).st_ino
+            with open("/proc/locks", "rb") as handle:
+                table = handle.read().splitlines()
+        except OSError:
+            return True
+        me, ours = str(os.getpid()).encode(), str(inode).encode()
+        for line in table:
+            fields = line.split()
+            # "1: POSIX  ADVISORY  READ  <pid> <major>:<minor>:<inode> <start> <end>" (a process of
+            # another pid namespace shows as pid 0: not this one)
+            if len(fields) >= 6 and fields[1] == b"POSIX" and fields[5].rsplit(b":", 1)[-1] == ours \
+                    and fields[4] != me:
+                return True
+        return False
+
+    def compact(self, batch: int = 20_000) -> tuple[int, int]:
+        """Rewrite the index with only its live records, every page full: each database is
+        copied in key order with appends (LMDB then fills a leaf before starting the next, where
+        random inserts split pages in half), in transactions of ``batch`` records so that the
+        copy's dirty pages stay few; the new file then replaces the old one in one rename.
+        Returns the file's size before and after.
+
+        The caller holds the cache's ``sync`` lock (no process opens the index meanwhile) and
+        the repository's write lock (no other writer), and has made sure that no other process
+        has the index open (:meth:`opened_elsewhere`): one would go on with the old file.
+        Killed part way, the old file is intact and the copy is removed by the next compaction."""
+        data = os.path.join(self.path, "data.mdb")
+        before = os.path.getsize(data)
+        work = self.path.rstrip("/") + ".compact"
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        try:
+            copy = lmdb.open(work, map_size=MAP_SIZE, max_dbs=16, subdir=True, sync=False, metasync=False,
+                             readahead=False)
+            try:
+                with self.env.begin() as src:
+                    for name in self._names(src):
+                        self._copy_db(src, name, copy, batch)
+                        self.release_mapped()
+                copy.sync(True)
+            finally:
+                copy.close()
+            self.env.close()
+            os.replace(os.path.join(work, "data.mdb"), data)
+            _fsync_dir(self.path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if not self._is_open():
+                self._open()
+        return before, os.path.getsize(data)
+
+    def _copy_db(self, src: Txn, name: bytes, copy: lmdb.Environment, batch: int) -> None:
+        source = self.env.open_db(name, txn=src, create=False)
+        target = copy.open_db(name, create=True)
+        with src.cursor(db=source) as cur:
+            items = cur.iternext(keys=True, values=True)
+            while True:
+                chunk = [(bytes(k), bytes(v)) for k, v in itertools.islice(items, batch)]
+                if not chunk:
+                    break
+                with copy.begin(write=True) as txn, txn.cursor(db=target) as out:
+                    out.putmulti(chunk, append=True)
+
+    def _is_open(self) -> bool:
+        try:
+            self.env.flags()
+        except lmdb.Error:
+            return False
+        return True
 
     def read(self) -> Txn:
         return self.env.begin(buffers=False)
@@ -368,6 +482,7 @@ class Index:
                 if txn.get(e.id, db=self._chunks) is None:
                     loc = ChunkLocation(pack, e.offset, e.stored_len, e.raw_len, e.type, e.compression, 0)
                     self.index_blob(txn, e.id, loc)
+        self.release_mapped()  # a pack's random ids touch most leaves of the chunks tree
 
     def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[Any]]]) -> None:
         """Un-index packs that no commit refers to (a take or copy that failed part way): the
@@ -464,6 +579,7 @@ class Index:
         if txn is None:
             with self.env.begin(write=True) as own:
                 self.put_files(entries, own)
+            self.release_mapped()  # a batch of random keys touches most leaves of the files cache
             return
         for path, entry in entries.items():
             txn.put(file_key(path), entry.encode(), db=self._files)
@@ -506,6 +622,14 @@ def index_errors(what: str, index: Index | None = None) -> Iterator[None]:
         if "No space left" in text or "quota" in text.lower() or (index is not None and _nearly_full(index)):
             raise NoSpace(f"no space left on device while {what}") from None
         raise SnapError(f"{what}: index error: {text}") from None
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _nearly_full(index: Index) -> bool:

@@ -43,6 +43,7 @@ from snapstore.errors import (
     RemoteAccessDenied,
     RepositoryDamaged,
     RepositoryExists,
+    RepositoryLocked,
     RepositoryNotFound,
     SnapError,
     SnapshotNotFound,
@@ -55,7 +56,15 @@ from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, ENCRYPTED, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.index import CachedFile, ChunkLocation, Index, TxnCounts, cache_dir_for, open_index
+from snapstore.repo.index import (
+    CachedFile,
+    ChunkLocation,
+    Index,
+    TxnCounts,
+    cache_dir_for,
+    index_errors,
+    open_index,
+)
 from snapstore.repo.indexsync import SyncReport, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
@@ -73,6 +82,9 @@ FORMAT_VERSION = 1
 FORMAT_VERSION_ENCRYPTED = 2
 ENCRYPTION_SCHEME = "sealed-sessions-v1"  # docs/security.md, docs/format.md
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+# compact the index after a take when its file is this big and this many times its pages in use
+COMPACT_MIN = 1024 * 1024
+COMPACT_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -422,6 +434,33 @@ class Repository:
         finally:
             lock.release()
         return self.sync_report
+
+    def compact_index(self) -> tuple[int, int] | None:
+        """Rewrite this host's index when its file is much bigger than what it holds (a first
+        take of many files leaves about three times its records' size: random keys, half-full
+        pages and the copies of big writes; :meth:`Index.compact`). Only a writer calls it,
+        between commands' work (no transaction of this process open), and only when no other
+        process has the index open and none is opening it (the cache's ``sync`` lock, not
+        waited for): otherwise it is left for a later take. Returns the sizes before and after,
+        or None when nothing was done."""
+        index = self.index
+        size, used = index.usage()
+        if size < COMPACT_MIN or size < COMPACT_RATIO * used:
+            return None
+        try:
+            lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True, wait=0.0,
+                                   command="compact index")
+        except RepositoryLocked:
+            return None
+        try:
+            if index.opened_elsewhere():
+                return None
+            with index_errors("compacting the index", index):
+                return index.compact()
+        except (SnapError, OSError):
+            return None  # a full disk, say: the index stays as it was, and the take is committed
+        finally:
+            lock.release()
 
     def close(self) -> None:
         if self.lease is not None:
