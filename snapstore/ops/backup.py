@@ -337,6 +337,7 @@ class Take:
         with index_errors(f"indexing pack {pack.id.hex()}", self.repo.index):
             self.repo.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
         self.registry.release([e.id for e in pack.entries])
+        memory.trim()  # every 32 MiB stored: the freed buffers between long-lived objects go back
 
     def _unindex(self, packs: list[StoredPack]) -> None:
         """The take failed: forget the packs it indexed (the sink then deletes them)."""
