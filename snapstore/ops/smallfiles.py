@@ -92,7 +92,9 @@ def _exit_with(pid: int) -> None:
     try:
         fd = os.pidfd_open(pid)
     except OSError:  # gone already (or no pidfd: Linux < 5.3)
-        if not _alive(pid):
+        from snapstore.storage.locking import pid_alive
+
+        if not pid_alive(pid):
             os._exit(1)
         return
 
@@ -101,16 +103,6 @@ def _exit_with(pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="snap-take-watch", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _init(start: _Start) -> None:
