@@ -78,6 +78,36 @@ def count_http_calls() -> Counter[str]:
     return calls
 
 
+class AnonSampler:
+    """The peak of this process's anonymous memory (RssAnon: heap, not the mapped LMDB file,
+    whose pages the kernel drops at will), sampled every 20 ms on a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.now())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
 def host_env(work: Path, endpoint: str, host: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SNAP_REPO", "SNAP_CONFIG", "PYTHONDONTWRITEBYTECODE")}
     env.update({
@@ -124,7 +154,7 @@ def build(url: str, packs: int, blobs_per_pack: int, blob_size: int, per_snapsho
 
         made = 0
         snapshots = 0
-        while made < packs:
+        while made < packs:  # (nothing at all with --init and 0 packs: the repository is created)
             count = min(per_snapshot, packs - made)
             sink = PackSink(repo.backend, pack_size=blobs_per_pack * (blob_size + 48) - blob_size // 2,
                             parallel=parallel, crypto=crypto, what="bench pack")
@@ -185,8 +215,9 @@ def measure_sync(url: str) -> dict[str, Any]:
 
 
 # -- part 2: gc planning over a synthetic index -------------------------------------------
-def synthetic_id(seed: int, pack: int, slot: int) -> bytes:
-    return hashlib.blake2b(f"{seed}:{pack}:{slot}".encode(), digest_size=32).digest()
+def synthetic_id(pid: bytes, slot: int) -> bytes:
+    """A blob id of the synthetic index: as random as its pack's id, cheap to make again."""
+    return pid + slot.to_bytes(4, "little") + pid[4:16]
 
 
 def pack_id(seed: int, pack: int) -> bytes:
@@ -198,14 +229,13 @@ class SyntheticTables:
 
     def __init__(self, seed: int, packs: int, per_pack: int, blob_size: int) -> None:
         self.seed, self.packs, self.per_pack, self.blob_size = seed, packs, per_pack, blob_size
-        self.by_id = {pack_id(seed, p): p for p in range(packs)}
+        self.ids = [pack_id(seed, p) for p in range(packs)]
 
     def table(self, pack: bytes) -> list[Any]:
         from snapstore.format.packfile import BLOB_HEADER, TYPE_DATA, BlobEntry
 
-        p = self.by_id[pack]
         step = self.blob_size + BLOB_HEADER.size
-        return [BlobEntry(synthetic_id(self.seed, p, j), TYPE_DATA, 0, 16 + BLOB_HEADER.size + j * step,
+        return [BlobEntry(synthetic_id(pack, j), TYPE_DATA, 0, 16 + BLOB_HEADER.size + j * step,
                           self.blob_size, self.blob_size) for j in range(self.per_pack)]
 
     def size(self) -> int:
@@ -242,7 +272,7 @@ def build_index(path: Path, chunks: int, per_pack: int, dead_fraction: float, pa
                     index.put_pack(txn, pid, size, per_pack)
                     fate = gc_fate(seed, p, dead_fraction, partial_fraction)
                     for e in tables.table(pid):
-                        forgotten = fate == "dead" or (fate == "partial" and e.id[0] < 64)
+                        forgotten = fate == "dead" or (fate == "partial" and e.id[16] % 4 == 0)
                         index.put_chunk(txn, e.id, ChunkLocation(pid, e.offset, e.stored_len, e.raw_len, e.type,
                                                                  e.compression, 0 if forgotten else 1))
                         if forgotten:
@@ -271,7 +301,7 @@ def measure_plan(path: Path, chunks: int, per_pack: int, seed: int) -> dict[str,
         default_safety_window_s = 3600.0
 
         def list_stat(self, prefix: str) -> Iterator[tuple[str, int, float]]:
-            for pid in tables.by_id:
+            for pid in sorted(tables.ids):
                 yield pack_name(pid), size, 0.0
 
     class Repo:
@@ -283,11 +313,14 @@ def measure_plan(path: Path, chunks: int, per_pack: int, seed: int) -> dict[str,
             return tables.table(pack)
 
     before = peak_rss()
+    sampler = AnonSampler()
     started = time.perf_counter()
     plan = plan_gc(Repo(), safety_window_s=3600.0)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
+    sampler.stop()
     Repo.index.close()
-    return {"seconds": seconds, "peak_rss": peak_rss(), "rss_before": before,
+    return {"seconds": seconds, "peak_rss": peak_rss(), "rss_before": before, "peak_anon": sampler.peak,
+            "postponed": getattr(plan, "postponed", 0),
             "delete": len(plan.to_delete), "rewrite": len(plan.to_rewrite), "dead_blobs": plan.dead_blobs}
 
 
@@ -299,7 +332,8 @@ def run_s3(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         writer = host_env(work, endpoint, "writer")
         common = ["--blobs-per-pack", str(args.blobs_per_pack), "--blob-size", str(args.blob_size),
                   "--packs-per-snapshot", str(args.packs_per_snapshot), "--parallel", str(args.parallel)]
-        built = child(["_build", url, str(args.packs), "--init", "--seed", "0", *common], writer)
+        child(["_build", url, "0", "--init", *common], writer)
+        built = build_parallel(work, endpoint, url, args.packs, args.builders, common)
         repo_bytes = bucket_bytes(endpoint, "scale/")
         pack_bytes = bucket_bytes(endpoint, "scale/packs/")
         host = host_env(work, endpoint, "fresh")
@@ -313,6 +347,27 @@ def run_s3(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def build_parallel(work: Path, endpoint: str, url: str, packs: int, builders: int, common: list[str]
+                   ) -> dict[str, Any]:
+    """``packs`` packs from ``builders`` writer processes at once (hosts of their own: a
+    repository takes writers side by side), so that the server, not one Python process, sets
+    the pace."""
+    started = time.perf_counter()
+    procs = []
+    for k in range(builders):
+        share = packs // builders + (1 if k < packs % builders else 0)
+        env = host_env(work, endpoint, f"builder{k}")
+        procs.append(subprocess.Popen([sys.executable, __file__, "_build", url, str(share), "--seed", str(10 + k),
+                                       *common], env=env, stdout=subprocess.PIPE, text=True))
+    snapshots = 0
+    for proc in procs:
+        out, _err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a builder failed ({proc.returncode})")
+        snapshots += json.loads(out.strip().splitlines()[-1])["snapshots"]
+    return {"seconds": time.perf_counter() - started, "snapshots": snapshots}
 
 
 def run_gc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -396,6 +451,7 @@ def main() -> int:
         parser.add_argument("--skip-s3", action="store_true")
         parser.add_argument("--skip-gc", action="store_true")
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--builders", type=int, default=3, help="writer processes building the repository (3)")
     parser.add_argument("--blobs-per-pack", type=int, default=8)
     parser.add_argument("--blob-size", type=int, default=4096)
     parser.add_argument("--packs-per-snapshot", type=int, default=2000)

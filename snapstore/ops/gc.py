@@ -10,7 +10,10 @@ Algorithm (hierarchical refcounts, see snapstore.repo.refcount):
 3. Each pack holding candidates is classified from its own table: wholly dead -> delete;
    dead share >= ``repack_threshold`` -> rewrite its live blobs into new packs; else keep
    (its dead blobs stay marked for a later gc). Pack files that the index does not know
-   (left by a killed take or gc) are orphans and are deleted.
+   (left by a killed take or gc) are orphans and are deleted. Planning holds pack ids, not
+   blob ids, and the table entries only of the packs it will delete or rewrite, up to
+   :data:`PLAN_ENTRY_BUDGET` (the rest waits for the next gc): its memory is bounded, whatever
+   the size of the index or of the forget.
 4. Execute, in two steps. First the wholly dead packs: one LMDB transaction drops them, then
    their files and the orphans are deleted. That needs no new byte on disk, so it comes first:
    gc frees space on a full disk. Then the rewrites: the live blobs are copied into new packs by
@@ -36,7 +39,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -59,6 +61,11 @@ class PackPlan:
     dead: tuple[BlobEntry, ...]
     dead_bytes: int
     action: str  # "delete", "rewrite" or "keep"
+    dead_count: int = -1  # dead blobs in the pack (a kept pack's entries are not held); -1: len(dead)
+
+    def __post_init__(self) -> None:
+        if self.dead_count < 0:
+            object.__setattr__(self, "dead_count", len(self.dead))
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class GcPlan:
     orphans: tuple[tuple[str, int], ...]  # (backend name, size) of unindexed pack files
     dead_blobs: int
     dead_bytes: int
+    postponed: int = 0  # candidate packs left for the next gc (past the plan's entry budget)
 
     @property
     def to_delete(self) -> list[PackPlan]:
@@ -98,6 +106,7 @@ class GcResult:
     problems: list[str] = field(default_factory=list)
     deferred: int = 0  # pack files whose deletion waits for the next gc (remote: others at work)
     files_cache_pruned: int = 0  # files-cache entries dropped because their chunks are gone
+    postponed: int = 0  # candidate packs the plan left for the next gc (its entry budget)
 
     @property
     def reclaimed(self) -> int:
@@ -149,71 +158,96 @@ def simulate_forget(repo: Repository, snapshots: Iterable[Snapshot]) -> set[byte
     return freed
 
 
-def _candidates(repo: Repository, extra_dead: set[bytes]) -> dict[bytes, ChunkLocation]:
+def _candidate_packs(repo: Repository, extra_dead: set[bytes]) -> tuple[set[bytes], set[bytes]]:
+    """The packs that hold dead-marked blobs (or ``extra_dead`` ones), and the pending packs
+    (their unreferenced blobs are candidates too). Only pack ids are kept: the dead table is
+    read once, in key order, and planning's memory follows the packs to look at, not the blobs."""
     index = repo.index
-    found: dict[bytes, ChunkLocation] = {}
+    packs: set[bytes] = set()
     with index.read() as txn:
-        ids = set(index.iter_dead(txn)) | extra_dead
-        for blob_id in ids:
+        for blob_id in index.iter_dead(txn):
             loc = index.get_chunk(blob_id, txn)
-            if loc is not None and (loc.refcount == 0 or blob_id in extra_dead):
-                found[blob_id] = loc
-        pending = list(index.iter_pending(txn))
-    if pending:
-        pending_set = set(pending)
-        for pack in pending:
-            for entry in repo.read_pack_table(pack):
-                loc = index.get_chunk(entry.id)
-                if loc is not None and loc.pack in pending_set and (loc.refcount == 0 or entry.id in extra_dead):
-                    found[entry.id] = loc
-    return found
+            if loc is not None and loc.refcount == 0:
+                packs.add(loc.pack)
+        for blob_id in extra_dead:
+            loc = index.get_chunk(blob_id, txn)
+            if loc is not None:
+                packs.add(loc.pack)
+        pending = set(index.iter_pending(txn))
+    return packs, pending
 
 
 def default_safety_window(repo: Repository) -> float:
     return repo.backend.default_safety_window_s
 
 
+#: planning keeps the table entries of the packs it will delete or rewrite; past this many it
+#: stops choosing more (their dead marks stay: the next gc takes them), so that a gc after a
+#: huge forget holds a bounded plan in memory (a few hundred MB), not one entry per dead blob
+PLAN_ENTRY_BUDGET = 2_000_000
+
+
 def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float | None = None,
-            extra_dead: set[bytes] | None = None) -> GcPlan:
+            extra_dead: set[bytes] | None = None, entry_budget: int = PLAN_ENTRY_BUDGET) -> GcPlan:
     """Decide what to delete and rewrite. ``extra_dead``: blobs a pending forget would free.
-    ``safety_window_s`` None: the backend's default."""
+    ``safety_window_s`` None: the backend's default. ``entry_budget``: see
+    :data:`PLAN_ENTRY_BUDGET` (packs past it are counted in ``GcPlan.postponed``)."""
     if safety_window_s is None:
         safety_window_s = default_safety_window(repo)
     extra = extra_dead or set()
-    listing = list(repo.backend.list_stat("packs"))
-    mtimes = {name: mtime for name, _size, mtime in listing}
-    candidates = _candidates(repo, extra)
-    by_pack: dict[bytes, list[bytes]] = defaultdict(list)
-    for blob_id, loc in candidates.items():
-        by_pack[loc.pack].append(blob_id)
-    with repo.index.read() as txn:
-        known_packs = {pack: size for pack, size, _count in repo.index.iter_packs(txn)}
-        pending = set(repo.index.iter_pending(txn))
+    candidates, pending = _candidate_packs(repo, extra)
+    wanted = candidates | pending
+    index = repo.index
     now = time.time()
+    # one pass over the listing, nothing of it kept but the candidates' times and the orphans
+    # (pack files the index does not know): a listing held whole grows with the repository
+    mtimes: dict[bytes, float] = {}
+    orphans: list[tuple[str, int]] = []
+    with index.read() as txn:
+        for name, size, mtime in repo.backend.list_stat("packs"):
+            stem = os.path.basename(name)
+            if not stem.endswith(".pack"):
+                continue
+            try:
+                pack = bytes.fromhex(stem[: -len(".pack")])
+            except ValueError:
+                continue
+            if pack in wanted:
+                mtimes[pack] = mtime
+            if not index.has_pack(txn, pack):
+                if safety_window_s > 0 and now - mtime < safety_window_s:
+                    continue
+                orphans.append((name, size))
     plans: list[PackPlan] = []
-    for pack in sorted(set(by_pack) | pending):
-        if pack not in known_packs:
+    held = 0
+    postponed = 0
+    for pack in sorted(wanted):
+        with index.read() as txn:
+            size = index.pack_size(txn, pack)
+        if size is None:
+            continue
+        if held >= entry_budget:
+            postponed += 1
             continue
         if safety_window_s > 0:
-            mtime = mtimes.get(pack_name(pack))
+            mtime = mtimes.get(pack)
             if mtime is not None and now - mtime < safety_window_s:
                 continue
         try:
-            table = repo.read_pack_table(pack, size=known_packs[pack])  # packs never change: no stat needed
+            table = repo.read_pack_table(pack, size=size)  # packs never change: no stat needed
         except (FormatError, OSError):
             continue  # a damaged pack is verify's business; gc leaves it alone
         live: list[BlobEntry] = []
         dead: list[BlobEntry] = []
-        with repo.index.read() as txn:
+        with index.read() as txn:
             for entry in table:
-                where = repo.index.get_chunk(entry.id, txn)
+                where = index.get_chunk(entry.id, txn)
                 is_here = where is not None and where.pack == pack and where.offset == entry.offset
                 if is_here and where is not None and where.refcount > 0 and entry.id not in extra:
                     live.append(entry)
                 else:
                     dead.append(entry)
         dead_bytes = sum(e.stored_len + BLOB_HEADER.size for e in dead)
-        size = known_packs[pack]
         if not dead:
             action = "keep"
         elif not live:
@@ -222,24 +256,26 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
             action = "rewrite"
         else:
             action = "keep"
-        plans.append(PackPlan(pack, size, tuple(live), tuple(dead), dead_bytes, action))
-    orphans = []
-    for name, size, mtime in listing:
-        stem = os.path.basename(name)
-        if not stem.endswith(".pack"):
-            continue
-        try:
-            pack = bytes.fromhex(stem[: -len(".pack")])
-        except ValueError:
-            continue
-        if pack not in known_packs:
-            if safety_window_s > 0 and now - mtime < safety_window_s:
-                continue
-            orphans.append((name, size))
+        dead_count = len(dead)
+        if action == "keep" and pack not in pending:
+            # nothing to carry out: its dead blobs stay marked for a later gc (only an unmarked
+            # one, which execution marks, is kept)
+            with index.read() as txn:
+                dead = [e for e in dead if _unmarked_here(index, txn, pack, e)]
+            live = []
+        held += len(live) + len(dead)
+        plans.append(PackPlan(pack, size, tuple(live), tuple(dead), dead_bytes, action, dead_count))
     return GcPlan(
         packs=tuple(plans), orphans=tuple(orphans),
-        dead_blobs=sum(len(p.dead) for p in plans), dead_bytes=sum(p.dead_bytes for p in plans),
+        dead_blobs=sum(p.dead_count for p in plans), dead_bytes=sum(p.dead_bytes for p in plans),
+        postponed=postponed,
     )
+
+
+def _unmarked_here(index: Index, txn: Txn, pack: bytes, entry: BlobEntry) -> bool:
+    loc = index.get_chunk(entry.id, txn)
+    return (loc is not None and loc.pack == pack and loc.offset == entry.offset and loc.refcount == 0
+            and not index.is_dead(txn, entry.id))
 
 
 def _delete_files(repo: Repository, names: list[str], result: GcResult, announced: list[str]) -> bool:
@@ -401,12 +437,14 @@ def collect_garbage(repo: Repository, forget: list[tuple[Snapshot, tuple[str, ..
         result.packs_rewritten = len(plan.to_rewrite)
         result.orphans_deleted = len(plan.orphans)
         result.blobs_removed = plan.dead_blobs
+        result.postponed = plan.postponed
     else:
         if forget:
             with index_errors("forgetting snapshots", repo.index):
                 repo.forget([s for s, _r in forget])
         plan = plan_gc(repo, threshold=threshold, safety_window_s=safety_window_s)
         execute_gc(repo, plan, result)
+        result.postponed = plan.postponed
         result.bytes_after = repo.pack_bytes()
     result.duration_s = time.monotonic() - started
     return result, plan

@@ -399,6 +399,9 @@ class Index:
         else:
             txn.delete(blob_id, db=self._dead)
 
+    def is_dead(self, txn: Txn, blob_id: bytes) -> bool:
+        return txn.get(blob_id, db=self._dead) is not None
+
     def iter_chunks(self, txn: Txn) -> Iterator[tuple[bytes, ChunkLocation]]:
         with txn.cursor(db=self._chunks) as cur:
             for key, value in cur:
@@ -497,6 +500,11 @@ class Index:
 
     def put_pack(self, txn: Txn, pack: bytes, size: int, count: int) -> None:
         txn.put(pack, PACK_VALUE.pack(size, count), db=self._packs)
+
+    def pack_size(self, txn: Txn, pack: bytes) -> int | None:
+        """The size of an indexed pack (None: not indexed)."""
+        raw = txn.get(pack, db=self._packs)
+        return None if raw is None else int(PACK_VALUE.unpack(bytes(raw))[0])
 
     def has_pack(self, txn: Txn, pack: bytes) -> bool:
         return txn.get(pack, db=self._packs) is not None
