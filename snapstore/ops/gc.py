@@ -223,15 +223,16 @@ def plan_gc(repo: Repository, *, threshold: float = 0.1, safety_window_s: float 
     postponed = 0
     for pack in sorted(wanted):
         with index.read() as txn:
-            size = index.pack_size(txn, pack)
-        if size is None:
+            indexed_size = index.pack_size(txn, pack)
+        if indexed_size is None:
             continue
+        size = indexed_size
         if held >= entry_budget:
             postponed += 1
             continue
         if safety_window_s > 0:
-            mtime = mtimes.get(pack)
-            if mtime is not None and now - mtime < safety_window_s:
+            stored_at = mtimes.get(pack)
+            if stored_at is not None and now - stored_at < safety_window_s:
                 continue
         try:
             table = repo.read_pack_table(pack, size=size)  # packs never change: no stat needed
