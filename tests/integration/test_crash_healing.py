@@ -147,3 +147,19 @@ def test_repair_killed_mid_build_leaves_the_old_index_working(snap, tmp_path: Pa
     assert not [n for n in os.listdir(cache) if n.startswith("index.rebuild-")]
     verify = snap("verify", "--read-data")
     assert verify.code == 0, verify.out + verify.err
+
+
+def test_verify_meets_a_record_stored_after_its_sync(snap, tmp_path: Path) -> None:
+    """A take on another client stores its record after verify's open (and is killed before its
+    commit, or commits a moment later): verify syncs again and finds nothing wrong, where it
+    reported "has a record but is not in the index: run 'snap repair index'" (the soak's race)."""
+    from snapstore.ops.verify import verify_repository
+    from snapstore.repo.repository import Repository
+
+    assert snap("init").code == 0
+    assert snap("take", str(_tree(tmp_path / "a", 1))).code == 0
+    with Repository.open(str(snap.repo), mode="read") as repo:
+        _killed(snap.repo, "take-after-record", "take", str(_tree(tmp_path / "b", 2)))
+        report = verify_repository(repo, read_data=True)
+        assert not report.damaged, [p.message for p in report.problems]
+        assert report.snapshots == 2
