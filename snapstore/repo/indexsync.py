@@ -268,7 +268,8 @@ def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], rep
                 require_root: bool = True) -> None:
     """Add snapshot records the index lacks, counting their references. With ``require_root``
     a record whose root tree is not indexed is skipped (only a repair can help it)."""
-    children = tolerant_children(repo)
+    unreadable: list[bytes] = []
+    children = tolerant_children(repo, unreadable)
     for snap in records:
         root = bytes.fromhex(snap.root)
         with index.write() as txn:
@@ -278,8 +279,14 @@ def add_records(repo: Repository, index: Index, records: Iterable[Snapshot], rep
                 report.skipped_records.append(snap.id)
                 continue
             counts = TolerantCounts(index, txn)
+            unreadable.clear()
             add_reference(counts, root, children)
             index.put_snapshot(txn, snap.id, snap.to_bytes())
+            if unreadable:
+                # the children of a tree that could not be read were not counted: counts too
+                # low, which a gc would take for garbage; a writer recounts before any gc
+                index.flag_recount(txn, f"a tree of snapshot {snap.short_id} could not be read when it was "
+                                        "counted")
         report.snapshots_added.append(snap.id)
         if counts.missing:
             report.incomplete_snapshots.append(snap.id)

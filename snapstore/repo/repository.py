@@ -870,7 +870,8 @@ class Repository:
             intent = None
         faults.crash_point("forget-after-intent")
         freed = 0
-        children = tolerant_children(self)
+        unreadable: list[bytes] = []
+        children = tolerant_children(self, unreadable)
         index = self.index
         with index.write() as txn:
             counts = TolerantCounts(index, txn)
@@ -879,6 +880,8 @@ class Repository:
                     continue
                 freed += len(drop_reference(counts, bytes.fromhex(snap.root), children))
                 index.delete_snapshot(txn, snap.id)
+            if unreadable:  # their children were not released: counts too high until a recount
+                index.flag_recount(txn, f"a tree of forgotten snapshot {chosen[0].short_id} could not be read")
         for n, snap in enumerate(chosen):
             if n == 1:
                 faults.crash_point("forget-mid-delete")
