@@ -230,7 +230,9 @@ class Soak:
         self.lock = threading.Lock()  # guards expected / report
         self.world = _SharedExclusive()  # normal actions shared, flips and disk-full exclusive
         self.pending_takes: dict[str, tuple[int, Manifest]] = {}  # tag -> (client, manifest) of a take in flight
-        self.forgotten_maybe: dict[str, Manifest] = {}  # a killed forget's snapshot: may come back
+        # a killed (or failed) forget's snapshot, and when the forget ended: it may stay, or the
+        # next command may finish the forget (its intent was stored)
+        self.forgotten_maybe: dict[str, tuple[Manifest, float]] = {}
         self.last_step = 0  # the latest simulated step any client reached
         # every command run, in order of completion: what a reported loss is explained with
         self.events: list[str] = []
@@ -370,6 +372,7 @@ class Soak:
                         self.events.append(f"adopted {sid[:8]} (tag {tag}) from a listing")
 
     def do_list_check(self, client: int, step: int) -> list[dict[str, object]] | None:
+        began = time.monotonic()
         res = self.snap(client, step, "list", "--json", name="list")
         if res.code != 0:
             return None
@@ -382,8 +385,11 @@ class Soak:
         self.adopt_killed_takes(items)
         present = {str(s["id"]) for s in items}
         with self.lock:
-            for sid in [s for s in self.forgotten_maybe if s in present]:
-                self.expected[sid] = self.forgotten_maybe.pop(sid)  # the killed forget did not happen
+            # Only a listing by a command that began after the forget ended says the forget did
+            # not happen (that command would have finished it): a listing already under way
+            # when the forget was killed may still show a snapshot whose intent was stored.
+            for sid in [s for s, (_m, ended) in self.forgotten_maybe.items() if s in present and ended < began]:
+                self.expected[sid] = self.forgotten_maybe.pop(sid)[0]  # the killed forget did not happen
         with self.lock:
             missing = [sid for sid in self.expected if sid not in present]
         for sid in missing:
@@ -445,11 +451,13 @@ class Soak:
             manifest = self.expected.pop(sid)  # from now on its absence is no loss
         kill = self.kill_plan(rng, 0.3, ("forget-after-intent", "forget-mid-delete"))
         res = self.snap(client, step, "forget", sid, name="forget", kill=kill)
-        if res.code in (11, 13) and kill is None:
+        if res.code == 11 and kill is None:
             with self.lock:
-                self.expected[sid] = manifest  # refused: it must still be there
-        elif kill is not None and res.code < 0:
-            self.forgotten_maybe[sid] = manifest  # killed: either outcome is right, both are checked
+                self.expected[sid] = manifest  # refused (a lock): it must still be there
+        elif res.code == 13 or (kill is not None and res.code < 0):
+            # killed, or a full disk after its intent was stored: either outcome is right
+            with self.lock:
+                self.forgotten_maybe[sid] = (manifest, time.monotonic())
 
     def do_import(self, client: int, step: int, tree: SourceTree, rng: random.Random) -> None:
         """A tar of the client's folder (``agents/A<client>/...``) imported as a snapshot: the
