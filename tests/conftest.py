@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,15 @@ def run_snap(*args: str, repo: str | os.PathLike[str] | None = None, cwd: str | 
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, input=input, capture_output=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
                   proc.stdout)
+
+
+def run_threads(target: Callable[[int], None], count: int) -> None:
+    """Run ``target(0)`` ... ``target(count - 1)`` on threads at once and wait for them all."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 @pytest.fixture(autouse=True, scope="session")

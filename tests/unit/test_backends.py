@@ -17,6 +17,7 @@ from snapstore.storage.locations import parse_location
 from snapstore.storage.memory import MemoryBackend, serve
 from snapstore.storage.metered import MeteredBackend
 from snapstore.storage.retrying import RetryingBackend
+from tests.conftest import run_threads
 
 
 def _no_sleep(_seconds: float) -> None:
@@ -112,11 +113,7 @@ def test_exclusive_create_has_one_winner(backend: Backend) -> None:
         with lock:
             results.append(tag)
 
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(racer, 8)
     winners = [t for t in results if t is not None]
     assert len(winners) == 1 and len(results) == 8
     data, tag = backend.get_tagged("locks/gc.json") or (b"", "")

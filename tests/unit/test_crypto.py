@@ -20,6 +20,7 @@ from snapstore.format.crypto import (
     padded_length,
 )
 from snapstore.format.keyfile import KeyFile, KeyFileDamaged, WrongKeyPassword, wrap_key
+from tests.conftest import run_threads
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,7 @@ def test_blob_bodies_of_parallel_readers_do_not_mix(material: KeyMaterial) -> No
             if got[0] != i or got[-1] != i or bytes(got) != bodies[i]:
                 wrong.append(i)
 
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(reader, 4)
     assert not wrong
 
 
