@@ -878,10 +878,11 @@ class Repository:
             for snap in chosen:
                 if not index.has_snapshot(txn, snap.id):
                     continue
+                before = len(unreadable)
                 freed += len(drop_reference(counts, bytes.fromhex(snap.root), children))
                 index.delete_snapshot(txn, snap.id)
-            if unreadable:  # their children were not released: counts too high until a recount
-                index.flag_recount(txn, f"a tree of forgotten snapshot {chosen[0].short_id} could not be read")
+                if len(unreadable) > before:  # its children were not released: counts too high until a recount
+                    index.flag_recount(txn, f"a tree of forgotten snapshot {snap.short_id} could not be read")
         for n, snap in enumerate(chosen):
             if n == 1:
                 faults.crash_point("forget-mid-delete")
