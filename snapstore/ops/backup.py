@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from snapstore import faults, memory
 from snapstore.errors import Interrupted, SnapError, SourceNotFound, UsageError
@@ -51,14 +51,11 @@ from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
 from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir
 from snapstore.ops.protected import is_inside, protected_dirs
-from snapstore.ops.smallfiles import SmallRead, make_pool, racy, read_batch
+from snapstore.ops.smallfiles import ReaderPool, SmallRead, make_pool, racy
 from snapstore.repo.index import CachedFile, Txn, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
-
-if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
 
 WINDOW = 2048
 INFLIGHT = 4
@@ -300,7 +297,7 @@ class Take:
         # small files: reader processes (started once a take has met POOL_AFTER of them)
         self.workers = workers
         self.small_limit = repo.config.chunker.min_size  # a file up to this size is one chunk
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: ReaderPool | None = None
         self._small_seen = 0
         self._collecting: _Batch | None = None
         self._batches: deque[_Batch] = deque()
@@ -461,7 +458,7 @@ class Take:
             self.pool = make_pool(self.workers, crypto=self.repo.crypto, level=self.level, limit=self.small_limit,
                                   started_ns=self.started_ns)
         files = [(item.path, item.st.st_size, item.st.st_mtime_ns) for item in batch.items]  # type: ignore[union-attr]
-        batch.future = self.pool.submit(read_batch, files)
+        batch.future = self.pool.submit(files)
         self._batches.append(batch)
         self._batched_bytes += batch.nbytes
         # store what has come back; wait when too many bytes are out
@@ -769,7 +766,7 @@ class Take:
         finally:
             txn.abort()
             if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool.shutdown()
         self.readers.shutdown(wait=True)
         self.compressors.shutdown(wait=True)
         if self.failure is not None:
@@ -816,7 +813,7 @@ class Take:
 
     def shutdown(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown()
         self.readers.shutdown(wait=True, cancel_futures=True)
         self.compressors.shutdown(wait=True, cancel_futures=True)
 

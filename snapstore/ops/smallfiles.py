@@ -23,21 +23,34 @@ and the configuration once, when they start, over the server's local socket; the
 :func:`read_batch`: no index, lock or backend is touched in a child. Each child seals with a
 seal session of its own (a session's nonces are counters: two processes must never share one).
 Children ignore SIGINT (the take stops them).
+
+The pool is :class:`ReaderPool`, not ``concurrent.futures.ProcessPoolExecutor``: the executor's
+workers share one result pipe, and a worker killed (SIGKILL, the OOM killer) while it is writing
+a result larger than the pipe's buffer leaves the executor's manager thread waiting for the rest
+of that message for ever: no future fails, the take hangs (CPython 3.11 and 3.12 alike). Here
+each child has a socket of its own, whose other end only the take holds, so a child that dies
+mid-message gives end-of-file on its own socket and the pool fails every outstanding batch.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING, NamedTuple
+import threading
+from collections import deque
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from snapstore import faults
+from snapstore.errors import SnapError
 from snapstore.format.chunker import chunk_id
 from snapstore.format.packfile import TYPE_DATA
 from snapstore.repo.packsink import encode_blob
 
 if TYPE_CHECKING:  # imported when a pool is made: a take of a few files (and a plaintext one) skips them
-    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
     from snapstore.format.crypto import RepoCrypto
 
@@ -83,9 +96,9 @@ _config: _Config | None = None
 
 def _exit_with(pid: int) -> None:
     """End this reader when process ``pid`` (the take) ends, however it ends. A take killed by
-    SIGKILL cannot stop its pool, and the fork server's children wait on queues whose other
-    ends they hold themselves: without this they lived on, holding the take's stdout and stderr
-    open (a caller reading them, a cron wrapper or a soak, waited forever)."""
+    SIGKILL cannot stop its pool; an idle child sees end-of-file on its socket, but one busy
+    with a slow read (a network file system) would live on, holding the take's stdout and
+    stderr open (a caller reading them, a cron wrapper or a soak, waits until it ends)."""
     import select
     import threading
 
@@ -115,18 +128,174 @@ def _init(start: _Start) -> None:
     _config = _Config(crypto, start.level, start.limit, start.started_ns)
 
 
-def make_pool(workers: int, *, crypto: RepoCrypto | None, level: int, limit: int,
-              started_ns: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` reader processes (started by the fork server on the first job)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+_DIED = "a small-file reader process died (killed, or out of memory) while the batch was pending"
 
+
+def _serve(conn: Connection, start: _Start) -> None:
+    """A child's loop: read a batch, send back its :class:`SmallRead` list; until end-of-file."""
+    _init(start)
+    while True:
+        try:
+            files = conn.recv()
+        except (EOFError, OSError):  # the take closed its end (or ended)
+            return
+        if files is None:
+            return
+        reply: tuple[bool, Any]
+        try:
+            reply = (True, read_batch(files))
+        except Exception as exc:  # a defect: the take reports it, the child serves on
+            reply = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:
+            return
+
+
+class _Child:
+    """One reader process, its socket, and the futures of the batches sent to it (in order)."""
+
+    __slots__ = ("conn", "futures", "process")
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.futures: deque[Future[list[SmallRead]]] = deque()
+
+
+class ReaderPool:
+    """``workers`` reader processes from the fork server, fed batches by one thread (the take's
+    calling thread); a thread of the pool reads their results and completes each batch's future.
+    A child that dies fails every outstanding future with ``BrokenProcessPool``, and later
+    submits too.
+
+    Only the submitting thread writes to the children and only the pool's thread reads from
+    them, never holding a lock while it reads: a child's result can always be read, so the child
+    always comes back for its next batch, so a submit blocked on a full socket (the only
+    back-pressure: the take bounds the bytes it has out) always goes on."""
+
+    def __init__(self, workers: int, start: _Start) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # children start with this module imported
+        self._lock = threading.Lock()  # the futures of the children, the flags
+        self._send_lock = threading.Lock()  # a batch's future is queued in the order it is sent
+        self._broken = False
+        self._closed = False
+        self._children: list[_Child] = []
+        self._wake_reader, self._wake_writer = multiprocessing.Pipe(duplex=False)
+        try:
+            for _ in range(workers):
+                ours, theirs = context.Pipe(duplex=True)
+                process = context.Process(target=_serve, args=(theirs, start), name="snap-small-reader", daemon=True)
+                process.start()
+                theirs.close()  # only the child holds its end now: its death is end-of-file here
+                self._children.append(_Child(process, ours))
+        except BaseException:
+            self._stop_children()
+            raise
+        self._receiver = threading.Thread(target=self._receive, name="snap-small-results", daemon=True)
+        self._receiver.start()
+
+    def submit(self, files: list[tuple[bytes, int, int]]) -> Future[list[SmallRead]]:
+        """Read ``(path, size, mtime_ns)`` files in the least busy child (see :func:`read_batch`)."""
+        future: Future[list[SmallRead]] = Future()
+        with self._send_lock:
+            with self._lock:
+                if self._broken or self._closed:
+                    future.set_exception(BrokenProcessPool(_DIED if self._broken else "the reader pool is shut down"))
+                    return future
+                child = min(self._children, key=lambda c: len(c.futures))
+                child.futures.append(future)
+            try:
+                child.conn.send(files)
+            except OSError:  # it died: the pool's thread sees its end-of-file and fails the pool
+                pass
+        return future
+
+    def _receive(self) -> None:
+        """The pool's thread: complete futures as results come back; fail all when a child dies."""
+        from multiprocessing.connection import wait
+
+        try:
+            conns = {child.conn: child for child in self._children}
+            sentinels = {child.process.sentinel: child for child in self._children}
+            while True:
+                ready = wait([self._wake_reader, *conns, *sentinels])
+                if self._wake_reader in ready:
+                    return
+                for conn in ready:
+                    child = conns.get(conn)  # type: ignore[call-overload]
+                    if child is None:
+                        continue
+                    ok, value = child.conn.recv()  # EOFError: it died, mid-message or between
+                    with self._lock:
+                        future = child.futures.popleft()
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(SnapError(f"a small-file reader process failed: {value}"))
+                for sentinel, child in sentinels.items():
+                    if sentinel in ready and not conn_ready(child.conn):
+                        raise EOFError  # it ended, and left no result to read
+        except BaseException:  # noqa: BLE001 - any failure here must fail the futures, never strand them
+            self._fail()
+
+    def _fail(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._broken = True
+            futures = [future for child in self._children for future in child.futures]
+            for child in self._children:
+                child.futures.clear()
+        for child in self._children:  # the others may be mid-batch: what they read is not wanted
+            if child.process.is_alive():
+                child.process.kill()
+        for future in futures:
+            if not future.done():
+                future.set_exception(BrokenProcessPool(_DIED))
+
+    def shutdown(self) -> None:
+        """Stop the children and the pool's thread; outstanding batches are cancelled."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            futures = [future for child in self._children for future in child.futures]
+        self._wake_writer.send(None)
+        self._receiver.join()
+        for future in futures:
+            future.cancel()
+        self._stop_children()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def _stop_children(self) -> None:
+        for child in self._children:
+            child.conn.close()  # end-of-file: an idle child returns from its loop
+        for child in self._children:
+            child.process.join(timeout=2)
+            if child.process.is_alive():  # busy with a slow read: nothing it holds needs keeping
+                child.process.kill()
+                child.process.join()
+
+
+def conn_ready(conn: Connection) -> bool:
+    """Whether ``conn`` has something to read (a message, or end-of-file)."""
+    try:
+        return conn.poll()
+    except (EOFError, OSError):
+        return True
+
+
+def make_pool(workers: int, *, crypto: RepoCrypto | None, level: int, limit: int,
+              started_ns: int) -> ReaderPool:
+    """A pool of ``workers`` reader processes for this take."""
     material = None if crypto is None else crypto.material.write_only().to_bytes()
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # children start with this module imported
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
-                               initargs=(_Start(material, crypto.pad if crypto else True, level, limit, started_ns,
-                                                os.getpid()),))
+    return ReaderPool(workers, _Start(material, crypto.pad if crypto else True, level, limit, started_ns,
+                                      os.getpid()))
 
 
 def racy(st: os.stat_result, started_ns: int) -> bool:

@@ -59,3 +59,57 @@ def test_a_killed_take_leaves_no_reader_and_closes_its_output(tmp_path: Path) ->
     # and the repository takes the tree afterwards as if nothing had happened
     res = run_snap("take", ".", repo=repo, cwd=src)
     assert res.code == 0, res.err
+
+
+def _blocked_in_write(pid: int) -> bool:
+    """Whether process ``pid`` is blocked in write(2) (x86-64 and arm64 numbers, from /proc)."""
+    try:
+        number = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return number in {"1", "64"} if os.uname().machine in ("x86_64", "aarch64") else False
+
+
+def test_a_reader_killed_while_it_sends_a_result_fails_the_take_in_one_line(tmp_path: Path) -> None:
+    """A reader killed halfway through writing a result (the OOM killer picks the biggest
+    process) once left a partial message in the pool's one shared result pipe: the executor
+    waited for the rest of it for ever, the take never ended. The take is stopped (SIGSTOP) so
+    that a reader fills its socket and blocks inside write(2); that reader is killed there."""
+    import random
+
+    repo = tmp_path / "repo"
+    assert run_snap("init", repo=repo).code == 0
+    src = tmp_path / "src-killed-mid-send"
+    src.mkdir()
+    rng = random.Random(7)
+    for n in range(600):  # incompressible files of one chunk: each batch's result is ~500 KiB
+        (src / f"blob-{n:04}.bin").write_bytes(rng.randbytes(200 << 10))
+    env = {**os.environ, "SNAP_TEST_SLOW_STORE": "0.002"}
+    env.pop("SNAP_REPO", None)
+    proc = subprocess.Popen([sys.executable, "-m", "snapstore", "--repo", str(repo), "take", "."], cwd=src,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = None
+    try:
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            readers = _readers_of(str(src))
+            if not readers:
+                time.sleep(0.02)
+                continue
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)  # the readers go on until their results fill the socket
+            victim = next((pid for pid in readers if _blocked_in_write(pid)), None)
+            if victim is None:
+                proc.send_signal(signal.SIGCONT)
+                time.sleep(0.05)
+        assert victim is not None, "no reader was ever seen blocked writing a result"
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    _out, err = proc.communicate(timeout=60)  # hung for ever before
+    text = err.decode()
+    assert proc.returncode == 1 and "reader process" in text, text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert run_snap("list", "--json", repo=repo).out.strip() == "[]"  # nothing committed
+    res = run_snap("take", ".", repo=repo, cwd=src)
+    assert res.code == 0, res.err
