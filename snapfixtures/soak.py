@@ -225,6 +225,9 @@ class Soak:
         self.repo = cfg.repo
         self.repo2 = str(self.work / "copy-target")
         self.expected: dict[str, Manifest] = {}  # snapshot id -> what it must restore to
+        # snapshot id -> when it became expected (time.monotonic()): a listing that began before
+        # then may rightly not show it (the take committed while the listing ran)
+        self.expected_since: dict[str, float] = {}
         self.origin: dict[str, int] = {}  # snapshot id -> the client whose tree it holds
         self.copied: set[str] = set()
         self.lock = threading.Lock()  # guards expected / report
@@ -353,6 +356,7 @@ class Soak:
                 return
             with self.lock:
                 self.expected[snap_id] = manifest
+                self.expected_since[snap_id] = time.monotonic()
                 self.origin[snap_id] = client
                 self.pending_takes.pop(tag, None)
 
@@ -368,6 +372,7 @@ class Soak:
                     pending = self.pending_takes.pop(str(tag), None)
                     if pending is not None:
                         self.origin[sid], self.expected[sid] = pending
+                        self.expected_since[sid] = time.monotonic()
                         self.adopted[str(tag)] = sid
                         self.events.append(f"adopted {sid[:8]} (tag {tag}) from a listing")
 
@@ -390,8 +395,11 @@ class Soak:
             # when the forget was killed may still show a snapshot whose intent was stored.
             for sid in [s for s, (_m, ended) in self.forgotten_maybe.items() if s in present and ended < began]:
                 self.expected[sid] = self.forgotten_maybe.pop(sid)[0]  # the killed forget did not happen
+                self.expected_since[sid] = time.monotonic()
         with self.lock:
-            missing = [sid for sid in self.expected if sid not in present]
+            # only what was expected before the listing began must be in it: a take that ended
+            # while the listing ran committed after the listing's sync, or before it
+            missing = [sid for sid in self.expected if sid not in present and self.expected_since.get(sid, 0.0) < began]
         for sid in missing:
             if "://" not in self.repo and (Path(self.repo) / "snapshots" / f"{sid}.json").is_file():
                 # its record is still there: no loss, but a listing must show every snapshot
@@ -461,6 +469,7 @@ class Soak:
         if res.code == 11 and kill is None:
             with self.lock:
                 self.expected[sid] = manifest  # refused (a lock): it must still be there
+                self.expected_since[sid] = time.monotonic()
         elif res.code == 13 or (kill is not None and res.code < 0):
             # killed, or a full disk after its intent was stored: either outcome is right
             with self.lock:
@@ -492,6 +501,7 @@ class Soak:
         with self.lock:
             for item in imported:
                 self.expected[str(item["id"])] = manifest
+                self.expected_since[str(item["id"])] = time.monotonic()
                 self.origin[str(item["id"])] = client
             self.pending_takes.pop(tag, None)
 
