@@ -38,8 +38,7 @@ import os
 import signal
 import threading
 from collections import deque
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from snapstore import faults
@@ -128,6 +127,10 @@ def _init(start: _Start) -> None:
     _config = _Config(crypto, start.level, start.limit, start.started_ns)
 
 
+class ReaderPoolBroken(BrokenExecutor):
+    """A reader process died: every batch not yet back fails with this."""
+
+
 _DIED = "a small-file reader process died (killed, or out of memory) while the batch was pending"
 
 
@@ -166,7 +169,7 @@ class _Child:
 class ReaderPool:
     """``workers`` reader processes from the fork server, fed batches by one thread (the take's
     calling thread); a thread of the pool reads their results and completes each batch's future.
-    A child that dies fails every outstanding future with ``BrokenProcessPool``, and later
+    A child that dies fails every outstanding future with :class:`ReaderPoolBroken`, and later
     submits too.
 
     Only the submitting thread writes to the children and only the pool's thread reads from
@@ -204,7 +207,7 @@ class ReaderPool:
         with self._send_lock:
             with self._lock:
                 if self._broken or self._closed:
-                    future.set_exception(BrokenProcessPool(_DIED if self._broken else "the reader pool is shut down"))
+                    future.set_exception(ReaderPoolBroken(_DIED if self._broken else "the reader pool is shut down"))
                     return future
                 child = min(self._children, key=lambda c: len(c.futures))
                 child.futures.append(future)
@@ -255,7 +258,7 @@ class ReaderPool:
                 child.process.kill()
         for future in futures:
             if not future.done():
-                future.set_exception(BrokenProcessPool(_DIED))
+                future.set_exception(ReaderPoolBroken(_DIED))
 
     def shutdown(self) -> None:
         """Stop the children and the pool's thread; outstanding batches are cancelled."""
