@@ -24,6 +24,7 @@ import ctypes.util
 import os
 import sys
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
@@ -31,6 +32,12 @@ M_ARENA_MAX = -8
 # glibc's starting 128 KiB would map every chunk, and fresh pages for each of them cost more
 # CPU than the trims below (measured: 1 GB first take +2.5 s CPU for 12 MB less RSS).
 MMAP_THRESHOLD = 4 * 1024 * 1024 + 64 * 1024
+# Setting the mmap threshold also freezes the trim threshold at glibc's 128 KiB (the dynamic
+# mode would raise it to twice the mmap threshold): then nearly every free() of a chunk's buffer
+# shrinks the heap and the next chunk faults fresh zeroed pages back in. The take trims by itself
+# after each pack (:func:`trim`), so free() need not: measured on the 1 GB first take, 4 A/B
+# rounds, a quiet 2-core machine: 10.7 -> 9.7 s CPU, 7.6 -> 6.8 s wall, peak RSS 122 -> 129 MB.
+TRIM_THRESHOLD = 64 * 1024 * 1024
 ARENAS = 2
 
 _libc: ctypes.CDLL | None | bool = False  # False: not looked up yet
@@ -60,6 +67,7 @@ def tune_for_take() -> bool:
         return False
     done = libc.mallopt(M_ARENA_MAX, ARENAS) == 1
     done = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and done
+    done = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and done
     return done
 
 
