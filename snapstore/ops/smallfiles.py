@@ -245,14 +245,25 @@ class ReaderPool:
         except BaseException:  # noqa: BLE001 - any failure here must fail the futures, never strand them
             self._fail()
 
-    def _fail(self) -> None:
+    def _detach(self, *, broken: bool) -> list[Future[list[SmallRead]]] | None:
+        """Mark the pool broken (or closed) and take its outstanding futures; None when it was
+        shut down already."""
         with self._lock:
             if self._closed:
-                return
-            self._broken = True
+                return None
+            if broken:
+                self._broken = True
+            else:
+                self._closed = True
             futures = [future for child in self._children for future in child.futures]
             for child in self._children:
                 child.futures.clear()
+        return futures
+
+    def _fail(self) -> None:
+        futures = self._detach(broken=True)
+        if futures is None:
+            return
         for child in self._children:  # the others may be mid-batch: what they read is not wanted
             if child.process.is_alive():
                 child.process.kill()
@@ -262,11 +273,9 @@ class ReaderPool:
 
     def shutdown(self) -> None:
         """Stop the children and the pool's thread; outstanding batches are cancelled."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            futures = [future for child in self._children for future in child.futures]
+        futures = self._detach(broken=False)
+        if futures is None:
+            return
         self._wake_writer.send(None)
         self._receiver.join()
         for future in futures:
