@@ -93,6 +93,7 @@ class Peer:
 
     name = ""
     install_hint = ""
+    reference = False  # a limit shown beside the tools, left out of snap/best
 
     def missing(self) -> str:
         """Why the peer cannot run ('' if it can)."""
@@ -349,8 +350,60 @@ class SnapPlainPeer(SnapPeer):
         self.run(state, self.cmd(state, "init", "--encryption", "none"))
 
 
+class TarPeer(Peer):
+    """GNU tar piped through ``zstd -3 -T2``: the cron job snap replaces, and this machine's limit.
+
+    Not a peer in the ratios (snap/best leaves it out): it keeps no index, dedups nothing and
+    checks nothing, so its take is the cost of walking, reading and compressing every file, and
+    its restore (``zstd -dc | tar -x``) the cost of creating and writing every file on this file
+    system, measured in the same run as the tools. Rows it has no equivalent for show n/a.
+    """
+
+    name = "tar"
+    install_hint = "apt-get install tar zstd"
+    reference = True
+
+    def missing(self) -> str:
+        return "" if shutil.which("tar") and shutil.which("zstd") else "tar or zstd not installed"
+
+    def version(self) -> str:
+        first = subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+        return (first[0] if first else "tar") + " + zstd -3 -T2"
+
+    def archive(self, state: Path) -> Path:
+        return self.repo(state) / "archive.tar.zst"
+
+    def init(self, state: Path) -> None:
+        self.repo(state).mkdir(parents=True, exist_ok=True)
+
+    def take(self, state: Path, data: Path) -> tuple[Result, str]:
+        if self.archive(state).exists():
+            raise NotImplementedBySnap("tar has no incremental take here")
+        script = 'tar -cf - "$@" | zstd -3 -T2 -q -o "$0"'
+        return self.run(state, ["sh", "-c", script, self.archive(state), *_entries(data)], cwd=data), "archive"
+
+    def restore(self, state: Path, snapshot: str, target: Path) -> Result:
+        target.mkdir(parents=True, exist_ok=True)
+        return self.run(state, ["sh", "-c", 'zstd -dcq "$0" | tar -xf - -C "$1"', self.archive(state), target])
+
+    def restore_file(self, state: Path, snapshot: str, rel: str, target: Path) -> Result:
+        target.mkdir(parents=True, exist_ok=True)
+        script = 'zstd -dcq "$0" | tar -xf - -C "$1" "$2"'
+        return self.run(state, ["sh", "-c", script, self.archive(state), target, rel])
+
+    def verify(self, state: Path) -> Result:
+        return self.run(state, ["zstd", "-tq", self.archive(state)])
+
+    def mount(self, state: Path, mountpoint: Path) -> Background:
+        raise NotImplementedBySnap("tar cannot mount an archive")
+
+    def forget_and_gc(self, state: Path, ids: list[str], keep: int) -> list[Result]:
+        raise NotImplementedBySnap("one tar archive per snapshot: nothing to collect")
+
+
 PEERS: dict[str, Callable[[], Peer]] = {"snap": SnapPeer, "snap-plain": SnapPlainPeer, "restic": ResticPeer,
-                                        "borg": BorgPeer}
+                                        "borg": BorgPeer, "tar": TarPeer}
+REFERENCES = {name for name, make in PEERS.items() if getattr(make, "reference", False)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -782,7 +835,8 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             (
                 results.cells[(row, p)].seconds.median
                 for p in peers
-                if not p.startswith("snap") and (row, p) in results.cells and results.cells[(row, p)].seconds
+                if not p.startswith("snap") and p not in REFERENCES and (row, p) in results.cells
+                and results.cells[(row, p)].seconds
             ),
             default=None,
         )
@@ -806,8 +860,12 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             ratio = ""
             if peer.startswith("snap") and best_peer and cell.seconds:
                 ratio = f"{cell.seconds.median / best_peer:.2f}x"
+            limits = [results.cells[(row, r)] for r in REFERENCES if r in peers and (row, r) in results.cells]
+            limit_notes = [f"{cell.seconds.median / lim.seconds.median:.2f}x tar's time"
+                           for lim in limits if peer.startswith("snap") and lim.seconds and cell.seconds]
             steps = [" + ".join(f"{step} {stat.median:.2f}" for step, stat in cell.parts.items()) + " s"]
-            notes = "; ".join(([cell.status] if cell.status else []) + (steps if cell.parts else []) + cell.notes)
+            notes = "; ".join(([cell.status] if cell.status else []) + (steps if cell.parts else []) + limit_notes
+                              + cell.notes)
             out.append([ROWS.get(row, row), peer, cell.seconds.fmt(2), mbps, repo, cache, rss, ratio, notes])
     return out
 
@@ -850,8 +908,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: N generated text files of 1-30 KB (the per-file cost)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per workload (default 3)")
     parser.add_argument("--only", help="comma-separated rows: " + ",".join(ROWS))
-    parser.add_argument("--peers", default="snap,snap-plain,restic,borg",
-                        help="comma-separated (default snap,snap-plain,restic,borg)")
+    parser.add_argument("--peers", default="snap,snap-plain,restic,borg,tar",
+                        help="comma-separated (default snap,snap-plain,restic,borg,tar; tar is GNU tar | zstd "
+                             "-3 -T2, this machine's limit, left out of snap/best)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/snapbench"), help="local-disk scratch dir")
     parser.add_argument("--snap-bin", help="the snap executable (default: next to this Python, then PATH)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -958,8 +1017,8 @@ def render(document: dict[str, Any], file: Any = None) -> None:
     print(file=out)
     print_table(HEADERS, table_rows(results, rows, peers), file=out)
     print(
-        "\nsnap/best: snap's median time over the fastest other tool's (below 1 = snap faster). "
-        "MB/s over the logical data size.",
+        "\nsnap/best: snap's median time over the fastest other tool's (below 1 = snap faster; tar, the "
+        "limit, is left out). MB/s over the logical data size.",
         file=out,
     )
 

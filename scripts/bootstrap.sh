@@ -36,3 +36,7 @@ if ! .venv/bin/python -c "import snapstore, snapfixtures, pyfuse3, pytest, impor
   fi
   touch .venv/.installed
 fi
+# The bytecode a wheel install compiles, compiled here for the editable source tree: without it
+# every `snap` run compiles its modules again when the environment sets PYTHONDONTWRITEBYTECODE
+# (measured: `snap list` 0.33 s -> 0.15 s). A stale .pyc is ignored by Python, never used.
+.venv/bin/python -m compileall -q snapstore snapfixtures >/dev/null
