@@ -840,6 +840,9 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             ),
             default=None,
         )
+        # the references measured on this row (tar): snap's time over theirs goes in the notes
+        limits = [(r, results.cells[(row, r)]) for r in peers
+                  if r in REFERENCES and (row, r) in results.cells and results.cells[(row, r)].seconds]
         for peer in peers:
             cell = results.cells.get((row, peer))
             if cell is None:
@@ -860,9 +863,8 @@ def table_rows(results: Results, rows: list[str], peers: list[str]) -> list[list
             ratio = ""
             if peer.startswith("snap") and best_peer and cell.seconds:
                 ratio = f"{cell.seconds.median / best_peer:.2f}x"
-            limits = [results.cells[(row, r)] for r in REFERENCES if r in peers and (row, r) in results.cells]
-            limit_notes = [f"{cell.seconds.median / lim.seconds.median:.2f}x tar's time"
-                           for lim in limits if peer.startswith("snap") and lim.seconds and cell.seconds]
+            limit_notes = [f"{cell.seconds.median / lim.seconds.median:.2f}x {name}'s time"
+                           for name, lim in limits if peer.startswith("snap") and cell.seconds]
             steps = [" + ".join(f"{step} {stat.median:.2f}" for step, stat in cell.parts.items()) + " s"]
             notes = "; ".join(([cell.status] if cell.status else []) + (steps if cell.parts else []) + limit_notes
                               + cell.notes)
