@@ -171,7 +171,7 @@ def build(url: str, packs: int, blobs_per_pack: int, blob_size: int, per_snapsho
                                      size=blob_size * blobs_per_pack, chunks=refs))
             tree = encode_tree(entries)
             root = repo.blob_id(tree)
-            sink.add(root, TYPE_TREE, encode_blob(root, tree, 3, crypto=crypto))
+            sink.add(root, TYPE_TREE, encode_blob(root, tree, 3, blob_type=TYPE_TREE, crypto=crypto))
             stored = sink.flush()
             with repo.index.write() as txn:  # one transaction for the batch (a take: one per pack)
                 for pack in stored:
@@ -211,6 +211,7 @@ def measure_sync(url: str) -> dict[str, Any]:
         repo.close()
     return {"seconds": seconds, "requests": stats.requests, "fetched": stats.fetched_bytes, "http": dict(calls),
             "packs_added": report.packs_added if report else 0, "snapshots": snapshots,
+            "listed": not (report and report.skipped),
             "peak_rss": peak_rss()}
 
 
@@ -396,7 +397,8 @@ def report(s3: dict[str, Any] | None, gc: dict[str, Any] | None) -> None:
 
         def row(name: str, r: dict[str, Any], seconds: str | None = None) -> list[Any]:
             ratio = 100.0 * r["fetched"] / s3["repo_bytes"]
-            return [name, seconds or f"{r['seconds']:.2f}", r["requests"], http_summary(r["http"]),
+            return [name, "yes" if r["listed"] else "no", seconds or f"{r['seconds']:.2f}", r["requests"],
+                    http_summary(r["http"]),
                     human_bytes(r["fetched"]), f"{ratio:.2f}%", r["packs_added"], human_bytes(r["peak_rss"])]
 
         rows.append(row("first sync (empty cache)", s3["first"]))
@@ -405,18 +407,23 @@ def report(s3: dict[str, Any] | None, gc: dict[str, Any] | None) -> None:
         spread = f"{statistics.median(times):.2f} ({times[0]:.2f}-{times[-1]:.2f})"
         rows.append(row(f"up to date (median of {len(again)})", again[len(again) // 2], spread))
         rows.append(row(f"lacks the last {s3['lacking']} packs", s3["behind"]))
-        print_table(["sync", "seconds", "requests", "HTTP calls", "fetched", "of repo", "packs added", "peak RSS"],
-                    rows)
+        print_table(["sync", "listed", "seconds", "requests", "HTTP calls", "fetched", "of repo", "packs added",
+                     "peak RSS"], rows)
     if gc is not None:
         b = gc["built"]
         print(f"\nsynthetic index: {gc['chunks']:,} chunks in {b['packs']:,} packs, {b['dead']:,} dead; "
               f"LMDB {human_bytes(b['index_bytes'])}, built in {b['seconds']:.0f} s")
         times = sorted(p["seconds"] for p in gc["plans"])
         rss = sorted(p["peak_rss"] for p in gc["plans"])
+        anon = sorted(p["peak_anon"] for p in gc["plans"])
         p = gc["plans"][0]
-        print_table(["gc planning", "seconds (median, min-max)", "peak RSS", "delete", "rewrite", "dead blobs"],
+        # RSS counts the LMDB file's pages mapped in (the kernel's to drop); anonymous memory
+        # (RssAnon: heap) is what planning holds itself
+        print_table(["gc planning", "seconds (median, min-max)", "peak RSS", "peak anonymous", "delete", "rewrite",
+                     "dead blobs"],
                     [["plan_gc", f"{statistics.median(times):.1f} ({times[0]:.1f}-{times[-1]:.1f})",
-                      human_bytes(statistics.median(rss)), p["delete"], p["rewrite"], p["dead_blobs"]]])
+                      human_bytes(statistics.median(rss)), human_bytes(statistics.median(anon)), p["delete"],
+                      p["rewrite"], p["dead_blobs"]]])
 
 
 def main() -> int:

@@ -174,7 +174,7 @@ def verify_repository(repo: Repository, *, read_data: bool = False, subset: floa
         # a take elsewhere stored its record after this command's sync and commits next (or
         # was killed there): a sync now rolls such records in, and only what it cannot index
         # is a problem (the robustness soak met this race with three clients)
-        repo.sync(command="verify")
+        repo.sync(command="verify", full=True)
         records = repo.record_ids()
         snapshots = repo.snapshots()
     report.snapshots = len(snapshots)

@@ -473,6 +473,39 @@ class Index:
     def clear_recount(self, txn: Txn) -> None:
         txn.delete(b"recount", db=self._meta)
 
+    # -- the repository's change marker (snapstore.repo.generation) ------------------------
+    def synced_generation(self) -> str | None:
+        """The marker token the last complete sync ran under (None: list at the next open)."""
+        with self.env.begin() as txn:
+            raw = txn.get(b"generation", db=self._meta)
+        return None if raw is None else bytes(raw).decode("ascii", "replace")
+
+    def set_synced_generation(self, token: str | None) -> None:
+        with self.env.begin(write=True) as txn:
+            if token is None:
+                txn.delete(b"generation", db=self._meta)
+            else:
+                txn.put(b"generation", token.encode("ascii"), db=self._meta)
+
+    def writer_in_flight(self) -> bool:
+        """Whether a writer of this host changed (or may have changed) a remote repository
+        and has not announced it yet (set at its open, cleared after its announcement)."""
+        with self.env.begin() as txn:
+            return txn.get(b"writer-in-flight", db=self._meta) is not None
+
+    def set_writer_in_flight(self, value: bool, *, synced: str | None = None) -> None:
+        """Set or clear the flag; clearing it also records ``synced`` as the token the index is
+        up to date under (None: list at the next open), in the same transaction."""
+        with self.env.begin(write=True) as txn:
+            if value:
+                txn.put(b"writer-in-flight", b"1", db=self._meta)
+                return
+            txn.delete(b"writer-in-flight", db=self._meta)
+            if synced is None:
+                txn.delete(b"generation", db=self._meta)
+            else:
+                txn.put(b"generation", synced.encode("ascii"), db=self._meta)
+
     # -- packs ----------------------------------------------------------------------------
     def add_pack(self, pack: bytes, size: int, entries: list[Any], *, pending: bool) -> None:
         """Index a finished pack's blobs with refcount 0 (they become live when referenced;

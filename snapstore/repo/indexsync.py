@@ -95,6 +95,7 @@ class SyncReport:
     interrupted: list[str] = field(default_factory=list)  # notes on this host's takes rolled forward
     truncated: list[str] = field(default_factory=list)  # notes on packs found cut short
     recounted: str = ""  # why this sync recounted every reference ("" when it did not)
+    skipped: bool = False  # nothing listed: the remote repository's marker said nothing changed
 
     @property
     def unindexed(self) -> list[str]:

@@ -56,6 +56,7 @@ from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, ENCRYPTED, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
+from snapstore.repo.generation import ChangeNoting, Generation, announce, may_skip_sync, read_marker
 from snapstore.repo.index import (
     CachedFile,
     ChunkLocation,
@@ -69,7 +70,7 @@ from snapstore.repo.indexsync import SyncReport, sync_index
 from snapstore.repo.refcount import add_reference, drop_reference
 from snapstore.storage import locking
 from snapstore.storage.backend import Backend, LocalBackend, raise_os_error
-from snapstore.storage.lease import Lease, LeaseCodec, read_gc_lease
+from snapstore.storage.lease import Lease, LeaseCodec, read_gc_lease_object
 from snapstore.storage.locations import Location, open_backend, parse_location
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ FORMAT_VERSION = 1
 FORMAT_VERSION_ENCRYPTED = 2
 ENCRYPTION_SCHEME = "sealed-sessions-v1"  # docs/security.md, docs/format.md
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+# on object storage a request costs what a few hundred KiB of transfer does: blobs this close
+# together in one pack come in one ranged read, the bytes between them read and dropped
+REMOTE_READ_GAP = 256 * 1024
 # compact the index after a take when its file is this big and this many times its pages in use
 COMPACT_MIN = 1024 * 1024
 COMPACT_RATIO = 1.5
@@ -224,6 +228,9 @@ class Repository:
         self.cache_dir = cache_dir or path  # index/, locks/, tmp/
         self.lease: Lease | None = None
         self.sync_report: SyncReport | None = None  # the last sync_index report
+        self.writer = False  # opened to write (a remote writer announces its changes at close)
+        self._announce_owed = False  # a writer of this host died before announcing its changes
+        self._synced_under: Generation | None = None  # the marker this index is up to date under
         self.finished_forgets: set[str] = set()  # snapshots whose killed forget this open finished
         self.healed: list[str] = []  # what this open repaired by itself (after a crash), for the log
         self._locks: list[locking.HeldLock] = []
@@ -342,6 +349,8 @@ class Repository:
         would take its data for garbage."""
         location = parse_location(path)
         backend = open_backend(location, endpoint=endpoint)
+        if location.remote:
+            backend = ChangeNoting(backend)  # a writer announces its changes (snapstore.repo.generation)
         try:
             config = _read_config(backend, location)
             cache_dir = cache_dir_for(config.id)
@@ -391,9 +400,15 @@ class Repository:
                     if kind != "read":
                         raise
                     repo.lease = None  # read-only credentials: read without announcing it (gc cannot see us)
+                if mode != "read":
+                    # set before the first change, cleared after its announcement (close)
+                    repo.writer = True
+                    repo._announce_owed = index.writer_in_flight()
+                    index.set_writer_in_flight(True)
             if note and not note.startswith("no index"):
                 repo.healed.append(note)
-            report = repo.sync(wait=wait, command=command, recount=mode != "read")
+            report = repo.sync(wait=wait, command=command, recount=mode != "read",
+                               full=mode == "exclusive" or not check_index)  # gc, repair, verify list
             if note.startswith("no index") and report.changed:  # nothing to say of a new repository's
                 repo.healed.append(note)
             if not building:  # a new index adds every record: none of them was interrupted
@@ -418,22 +433,60 @@ class Repository:
             raise
         return repo
 
-    def sync(self, *, wait: float = 0.0, command: str = "", recount: bool = False) -> SyncReport:
+    def sync(self, *, wait: float = 0.0, command: str = "", recount: bool = False, full: bool = False) -> SyncReport:
         """Bring the index up to date with the repository's files (one process of this host
         at a time): other processes, users and hosts change them, and this host's index is a
         cache (:func:`snapstore.repo.indexsync.sync_index`). ``recount``: recount every
-        reference when the index is flagged (a writer; gc needs exact counts, readers do not)."""
+        reference when the index is flagged (a writer; gc needs exact counts, readers do not).
+
+        A remote repository whose change marker is the one this index was last brought up to
+        date under, with no gc lease, is not listed (:mod:`snapstore.repo.generation`); ``full``
+        lists all the same (gc, repair, verify: they look for what nobody announced)."""
+        marker = read_marker(self.backend) if self.remote else None
         gone: set[bytes] = set()
-        gc_lease = read_gc_lease(self.backend, self.lease_codec())
+        gc_present, gc_lease = read_gc_lease_object(self.backend, self.lease_codec())
         if gc_lease is not None and gc_lease.alive() and (self.lease is None or gc_lease.owner != self.lease.owner):
             gone = {p for p in (pack_id_of(n) for n in gc_lease.deleting) if p is not None}
+        in_flight = self._announce_owed if self.writer else self.remote and self.index.writer_in_flight()
+        stored = self.index.synced_generation() if self.remote else None
+        if (self.remote and not full and not (recount and self.index.recount_flag() is not None)
+                and may_skip_sync(stored=stored, current=marker, gc_lease=gc_present, in_flight=in_flight)):
+            self._synced_under = marker
+            self.sync_report = SyncReport(skipped=True)
+            return self.sync_report
         lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
                                wait=max(wait, 600.0), command=command)
         try:
-            self.sync_report = sync_index(self, gone=gone, recount_flagged=recount)
+            report = sync_index(self, gone=gone, recount_flagged=recount)
+            if self.remote:
+                complete = (marker is not None and not gc_present and not in_flight and not report.unindexed
+                            and not report.bad_packs)
+                self._synced_under = marker if complete else None
+                token = marker.token if complete and marker is not None else None
+                if token != stored:
+                    self.index.set_synced_generation(token)
         finally:
             lock.release()
-        return self.sync_report
+        self.sync_report = report
+        return report
+
+    def _announce_changes(self) -> None:
+        """A remote writer's last act before its lease goes: a new marker token when it changed
+        the repository (or inherited a dead writer's changes), then the in-flight flag cleared.
+        When its token replaced the one its index was up to date under, the index is up to date
+        under the new one (its own changes are in it), so its next open lists nothing either."""
+        changed = isinstance(self.backend, ChangeNoting) and self.backend.changed
+        synced = self._synced_under.token if self._synced_under is not None else None
+        if changed or self._announce_owed:
+            try:
+                token, alone = announce(self.backend, self._synced_under)
+                gc_present, gc_lease = read_gc_lease_object(self.backend, self.lease_codec())
+            except (SnapError, OSError):
+                return  # the flag stays: this host lists at its next open, its next writer announces
+            mine = gc_lease is not None and self.lease is not None and gc_lease.owner == self.lease.owner
+            clean = alone and (not gc_present or mine)
+            synced = token if clean else None
+        self.index.set_writer_in_flight(False, synced=synced)
 
     def compact_index(self) -> tuple[int, int] | None:
         """Rewrite this host's index when its file is much bigger than what it holds (a first
@@ -463,6 +516,12 @@ class Repository:
             lock.release()
 
     def close(self) -> None:
+        if self.writer:
+            self.writer = False
+            try:
+                self._announce_changes()  # before the lease goes: see snapstore.repo.generation
+            except (SnapError, OSError):
+                pass  # the index could not be written: the flag stays, and this host lists again
         if self.lease is not None:
             self.lease.release()
             self.lease = None
@@ -676,8 +735,10 @@ class Repository:
     def read_blobs(self, blob_ids: list[bytes], max_span: int = 8 * 1024 * 1024
                    ) -> Iterator[tuple[bytes, bytes | ChunkUnreadable]]:
         """``(id, data or the error)`` for each id, in order. Blobs that lie next to each other
-        in one pack (as a file's chunks usually do) are fetched with one ranged read of up to
+        in one pack (as a file's chunks usually do), or on object storage within
+        :data:`REMOTE_READ_GAP` of each other, are fetched with one ranged read of up to
         ``max_span`` bytes: one request instead of one per chunk on object storage."""
+        gap = REMOTE_READ_GAP if self.remote else 0
         i = 0
         while i < len(blob_ids):
             first = self.index.get_chunk(blob_ids[i])
@@ -689,7 +750,7 @@ class Repository:
             end = first.offset + first.stored_len
             while i + len(span) < len(blob_ids):
                 nxt = self.index.get_chunk(blob_ids[i + len(span)])
-                if nxt is None or nxt.pack != first.pack or nxt.offset != end + BLOB_HEADER.size \
+                if nxt is None or nxt.pack != first.pack or not 0 <= nxt.offset - end - BLOB_HEADER.size <= gap \
                         or nxt.offset + nxt.stored_len - first.offset > max_span:
                     break
                 span.append((blob_ids[i + len(span)], nxt))

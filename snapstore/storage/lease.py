@@ -111,11 +111,16 @@ def read_leases(backend: Backend, codec: LeaseCodec | None = None) -> list[Lease
 
 
 def read_gc_lease(backend: Backend, codec: LeaseCodec | None = None) -> LeaseInfo | None:
+    return read_gc_lease_object(backend, codec)[1]
+
+
+def read_gc_lease_object(backend: Backend, codec: LeaseCodec | None = None) -> tuple[bool, LeaseInfo | None]:
+    """Whether the gc lease object exists (alive, dead or unreadable), and the lease when it parses."""
     try:
         raw = backend.get(GC_LEASE)
     except FileNotFoundError:
-        return None
-    return LeaseInfo.parse(GC_LEASE, raw, codec)
+        return False, None
+    return True, LeaseInfo.parse(GC_LEASE, raw, codec)
 
 
 class Lease:

@@ -261,3 +261,109 @@ def test_a_host_opening_during_gc_treats_announced_packs_as_gone(shared, tmp_pat
     # the packs gc announced are still in the store, but beta's index has let them go
     assert report.packs_dropped >= 1 and report.snapshots_dropped == sorted(s.id for s in snaps[:2])
     assert result.deferred == 0 and result.problems == []  # beta had finished by the time gc looked
+
+
+# -- the change marker (snapstore.repo.generation): an up-to-date host lists nothing --------
+def _count_listings(store: FaultyBackend) -> list[str]:
+    """Every listing of ``packs`` or ``snapshots`` from now on (names appended as they happen)."""
+    seen: list[str] = []
+    for prefix in ("packs", "snapshots"):
+        store.add(Fault(op="list*", name=prefix, action="call", times=1_000_000,
+                        hook=lambda _op, name: seen.append(name)))
+    return seen
+
+
+def test_an_up_to_date_host_lists_nothing_and_hears_of_every_change(shared, tmp_path: Path) -> None:
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    first = alpha.take(src)
+    assert not beta.sync_report().skipped  # a new host lists everything
+    listings = _count_listings(store)
+    report = beta.sync_report()
+    assert report.skipped and listings == []  # nothing changed since: two GETs, no listing
+    with beta.open() as repo:
+        assert [s.id for s in repo.snapshots()] == [first.id]
+
+    (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
+    second = alpha.take(src)  # announced at its end: beta lists again, once
+    report = beta.sync_report()
+    assert not report.skipped and report.snapshots_added == [second.id] and listings
+    listings.clear()
+    assert beta.sync_report().skipped and listings == []
+    # the writer's own next open lists nothing either: its announcement replaced the token its
+    # index was up to date under, so its index (its own take in it) is up to date
+    assert alpha.sync_report().skipped and listings == []
+
+    with alpha.open("write") as repo:  # a pin is a change too
+        repo.set_pin(repo.resolve(first.id), True)
+    with beta.open() as repo:
+        assert repo.sync_report is not None and not repo.sync_report.skipped
+        assert repo.index.pinned() == {first.id}
+
+
+def test_gc_elsewhere_is_never_skipped(shared, tmp_path: Path) -> None:
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src_kept, snaps = _three_snapshots(alpha, tmp_path)
+    assert not beta.sync_report().skipped
+    assert beta.sync_report().skipped
+    with alpha.open("exclusive") as repo:
+        assert repo.sync_report is not None and not repo.sync_report.skipped  # gc always lists
+        result, _plan = collect_garbage(repo, [(repo.resolve(s.id), ("test",)) for s in snaps[:2]],
+                                        safety_window_s=0)
+    assert result.packs_deleted + result.packs_rewritten >= 1
+    report = beta.sync_report()
+    assert not report.skipped and report.packs_dropped >= 1 and len(report.snapshots_dropped) == 2
+    assert beta.restore(snaps[2].id, tmp_path / "kept") == src_kept
+
+    # a gc lease object (here a dead one, as a gc killed half way leaves it) means: list
+    assert beta.sync_report().skipped
+    store.put_bytes(GC_LEASE, b"{}")
+    assert not beta.sync_report().skipped
+    assert not beta.sync_report().skipped  # and nothing is recorded while it is there
+    store.delete(GC_LEASE)
+    assert not beta.sync_report().skipped  # the first sync after it records the token again
+    assert beta.sync_report().skipped
+
+
+def test_a_writer_killed_before_announcing(shared, tmp_path: Path) -> None:
+    _store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    first = alpha.take(src)
+    assert not beta.sync_report().skipped and beta.sync_report().skipped
+    (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
+    with alpha.open("write") as repo:
+        second = alpha.take(src, repo)
+        repo.writer = False  # killed after its take: close() announces nothing, the flag stays
+    # beta lags behind (what a take that did not finish looks like) but loses nothing
+    with beta.open() as repo:
+        assert repo.sync_report is not None and repo.sync_report.skipped
+        assert [s.id for s in repo.snapshots()] == [first.id]
+    # alpha's own host lists (a writer of it is in flight), and its next writer announces
+    with alpha.open() as repo:
+        assert repo.sync_report is not None and not repo.sync_report.skipped
+    with alpha.open("write") as repo:
+        assert repo.sync_report is not None and not repo.sync_report.skipped
+    report = beta.sync_report()
+    assert not report.skipped and report.snapshots_added == [second.id]
+    assert beta.restore(second.id, tmp_path / "second") == tree_state(src)
+
+
+def test_damage_nobody_announced_is_found_by_verify(shared, tmp_path: Path) -> None:
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    alpha.take(src)
+    assert not beta.sync_report().skipped and beta.sync_report().skipped
+    victim = next(name for name, _size in store.list("packs"))
+    store.delete(victim)  # by hand, on the server: no process announced it
+    beta._be_me()
+    repo = Repository.open(beta.url, mode="read", command="verify", check_index=False)
+    try:
+        assert repo.sync_report is not None and not repo.sync_report.skipped
+        assert repo.sync_report.packs_dropped == 1
+        assert verify_repository(repo).problems
+    finally:
+        repo.close()
