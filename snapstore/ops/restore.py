@@ -34,6 +34,12 @@ INLINE_FILE = 64 * 1024
 # read (one request on object storage instead of one per file)
 SMALL_BATCH_FILES = 64
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
+# on object storage files up to 1 MiB go in batches too, of up to 8 MiB (a worker holds one
+# batch's blobs at a time): their blobs, in pack order and read across small gaps
+# (``Repository.read_blobs``), come in a few requests instead of one per file
+REMOTE_BATCH_FILE = 1024 * 1024
+REMOTE_BATCH_FILES = 256
+REMOTE_BATCH_BYTES = 8 * 1024 * 1024
 HOLE_BLOCK = 4096  # the block size of the filesystems restores go to: the smallest hole they keep
 _ZERO_BLOCK = bytes(HOLE_BLOCK)
 
@@ -159,6 +165,10 @@ class Restorer:
         # handoff (a local disk); on object storage each one waits a round trip, so they go to
         # the pool like the rest and several wait at once
         self.inline_small = view.repo.backend.parallel_gets == 0
+        remote = view.repo.backend.remote
+        self.batch_file = REMOTE_BATCH_FILE if remote else INLINE_FILE
+        self.batch_files = REMOTE_BATCH_FILES if remote else SMALL_BATCH_FILES
+        self.batch_bytes = REMOTE_BATCH_BYTES if remote else SMALL_BATCH_BYTES
         self._small: list[tuple[bytes, Entry]] = []
         self._small_bytes = 0
         self.zero = _ZeroIds(view.repo.blob_id, self._stored_len)
@@ -383,10 +393,10 @@ class Restorer:
                             continue
                         if entry.hardlink:
                             first_of_link[entry.hardlink] = rel
-                        if entry.size < INLINE_FILE:
+                        if entry.size < self.batch_file:
                             self._small.append((rel, entry))
                             self._small_bytes += entry.size
-                            if len(self._small) >= SMALL_BATCH_FILES or self._small_bytes >= SMALL_BATCH_BYTES:
+                            if len(self._small) >= self.batch_files or self._small_bytes >= self.batch_bytes:
                                 self._flush_small(futures)
                             continue
                         futures.append((rel, self.pool.submit(self._write_file, rel, entry)))
