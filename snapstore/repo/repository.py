@@ -993,7 +993,14 @@ class Repository:
     def follow_records(self) -> bool:
         """For a long-lived reader (the mount): sync the index when the repository's snapshot
         records are no longer those it holds (another process, user or host took or forgot
-        one). True when it synced."""
+        one). True when it synced. On a remote repository whose marker is still the one the
+        index was brought up to date under, that is one GET and no listing."""
+        if self.remote and self._synced_under is not None:
+            marker = read_marker(self.backend)
+            if marker is not None and marker.token == self._synced_under.token:
+                return False  # nothing announced since (snapstore.repo.generation)
+            self.sync()
+            return True
         if self.record_ids() == self.index.snapshot_ids():
             return False
         self.sync()

@@ -367,3 +367,20 @@ def test_damage_nobody_announced_is_found_by_verify(shared, tmp_path: Path) -> N
         assert verify_repository(repo).problems
     finally:
         repo.close()
+
+
+def test_a_long_lived_reader_follows_by_the_marker(shared, tmp_path: Path) -> None:
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    first = alpha.take(src)
+    with beta.open() as mounted:  # as the mount holds it
+        listings = _count_listings(store)
+        assert not mounted.follow_records() and listings == []  # one GET, no listing
+        (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
+        second = alpha.take(src)
+        beta._be_me()
+        assert mounted.follow_records()
+        assert {s.id for s in mounted.snapshots()} == {first.id, second.id}
+        listings.clear()
+        assert not mounted.follow_records() and listings == []
