@@ -211,7 +211,8 @@ def measure_sync(url: str) -> dict[str, Any]:
         repo.close()
     return {"seconds": seconds, "requests": stats.requests, "fetched": stats.fetched_bytes, "http": dict(calls),
             "packs_added": report.packs_added if report else 0, "snapshots": snapshots,
-            "listed": not (report and report.skipped),
+            "listed": not (report and (report.skipped or report.announcements)),
+            "announcements": report.announcements if report else 0,
             "peak_rss": peak_rss()}
 
 
@@ -397,7 +398,8 @@ def report(s3: dict[str, Any] | None, gc: dict[str, Any] | None) -> None:
 
         def row(name: str, r: dict[str, Any], seconds: str | None = None) -> list[Any]:
             ratio = 100.0 * r["fetched"] / s3["repo_bytes"]
-            return [name, "yes" if r["listed"] else "no", seconds or f"{r['seconds']:.2f}", r["requests"],
+            read = f"no ({r['announcements']} announcement(s) read)" if r.get("announcements") else "no"
+            return [name, "yes" if r["listed"] else read, seconds or f"{r['seconds']:.2f}", r["requests"],
                     http_summary(r["http"]),
                     human_bytes(r["fetched"]), f"{ratio:.2f}%", r["packs_added"], human_bytes(r["peak_rss"])]
 

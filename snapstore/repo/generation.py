@@ -22,26 +22,59 @@ its end; a writer killed before that leaves a flag in its own host's index
 next writer announces. Until then other hosts lag behind (they do not see that record), which
 is what a take that did not finish looks like anyway.
 
+A host that is behind need not list either. The marker also holds a sequence number, and an
+announcement made by a conditional replace first writes what it changed to
+``changes/<number>.json`` (records stored and forgotten, packs stored with their sizes), with
+its token and the token it replaced: a host whose index was up to date under number ``k`` reads
+the announcements ``k+1 .. n`` (one GET each: what it lacks, not the repository) and applies
+them, when they chain from its token to the marker's. A broken chain, a missing announcement, a
+process whose changes cannot be written as one (it deleted packs: gc, repair), a gc lease, or
+being more than :data:`MAX_BEHIND` behind: the listing, as before.
+
 A local repository is listed at every open (a directory scan), and has no marker.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from snapstore.storage.backend import Backend, ForwardingBackend
 
 MARKER = "generation"
+CHANGES = "changes"
+MAX_BEHIND = 200  # announcements a host reads instead of listing (more: the listing is cheaper)
+KEEP_CHANGES = 1000  # announcements kept; an announcement deletes the one this many before it
 _TOKEN_HEX = 32
 
 
 @dataclass(frozen=True)
 class Generation:
-    """The marker as read: its token and the backend's tag for a conditional replace."""
+    """The marker as read: its token, its sequence number (None: no chain to follow) and the
+    backend's tag for a conditional replace."""
 
     token: str
     tag: str
+    seq: int | None = None
+
+    @property
+    def stored(self) -> str:
+        """How an index records it: ``token`` or ``token seq``."""
+        return self.token if self.seq is None else f"{self.token} {self.seq}"
+
+
+def _is_token(text: str) -> bool:
+    return len(text) == _TOKEN_HEX and all(c in "0123456789abcdef" for c in text)
+
+
+def parse_stored(text: str | None) -> tuple[str, int | None] | None:
+    """An index's recorded ``token [seq]`` (None when absent or malformed)."""
+    parts = (text or "").split()
+    if not parts or not _is_token(parts[0]) or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        return None
+    return parts[0], int(parts[1]) if len(parts) == 2 else None
 
 
 def read_marker(backend: Backend) -> Generation | None:
@@ -50,77 +83,188 @@ def read_marker(backend: Backend) -> Generation | None:
     if found is None:
         return None
     raw, tag = found
-    token = raw.decode("ascii", "replace").strip()
-    if len(token) != _TOKEN_HEX or any(c not in "0123456789abcdef" for c in token):
+    parsed = parse_stored(raw.decode("ascii", "replace"))
+    if parsed is None:
         return None
-    return Generation(token, tag)
+    return Generation(parsed[0], tag, parsed[1])
 
 
-def announce(backend: Backend, seen: Generation | None) -> tuple[str, bool]:
-    """Write a new token: this process changed the repository. Returns ``(token, alone)``:
-    ``alone`` when the token replaced ``seen`` conditionally, so that no other process
-    announced anything since ``seen`` was read (then a host whose index was up to date under
-    ``seen`` is up to date under the new token, its own changes included)."""
+def change_name(seq: int) -> str:
+    return f"{CHANGES}/{seq:012d}.json"
+
+
+@dataclass
+class ChangeSet:
+    """What one process changed, as other hosts need it: records stored and forgotten, packs
+    stored (name -> size); ``whole``: something that cannot be written as a change (a pack
+    deleted, an object renamed), so a host behind lists."""
+
+    records: set[str] = field(default_factory=set)
+    forgotten: set[str] = field(default_factory=set)
+    packs: dict[str, int] = field(default_factory=dict)
+    whole: bool = False
+
+    def to_json(self, token: str, prev: str) -> bytes:
+        return json.dumps({"token": token, "prev": prev, "records": sorted(self.records),
+                           "forgotten": sorted(self.forgotten), "packs": sorted(self.packs.items()),
+                           "whole": self.whole}).encode()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One announcement as read back."""
+
+    token: str
+    prev: str
+    records: frozenset[str]
+    forgotten: frozenset[str]
+    packs: tuple[tuple[str, int], ...]
+    whole: bool
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Change | None:
+        try:
+            doc = json.loads(raw)
+            change = cls(str(doc["token"]), str(doc["prev"]), frozenset(map(str, doc["records"])),
+                         frozenset(map(str, doc["forgotten"])),
+                         tuple((str(name), int(size)) for name, size in doc["packs"]), bool(doc["whole"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return change if _is_token(change.token) and _is_token(change.prev) else None
+
+
+def announce(backend: Backend, changes: ChangeSet | None = None, *, attempts: int = 3
+             ) -> tuple[Generation, Generation | None]:
+    """Write a new token: this process changed the repository. Returns the new marker and the
+    one it replaced conditionally (None: it could not, and wrote a token without a number,
+    which every host behind meets with a listing). A host whose index was up to date under the
+    replaced marker, and whose own changes are these, is up to date under the new one. With
+    ``changes`` the announcement is first written under ``changes/`` for hosts behind."""
     token = secrets.token_hex(_TOKEN_HEX // 2)
-    data = (token + "\n").encode()
-    if seen is None:
-        if backend.create_exclusive(MARKER, data) is not None:
-            return token, False  # no marker before: nothing says what the index was synced under
-    elif backend.replace_if(MARKER, data, seen.tag) is not None:
-        return token, True
-    backend.put_bytes(MARKER, data)  # someone else announced too: a new token all the same
-    return token, False
+    for _attempt in range(attempts):
+        seen = read_marker(backend)
+        if seen is None:
+            if backend.get_tagged(MARKER) is None and backend.create_exclusive(MARKER, f"{token} 0\n".encode()):
+                return Generation(token, "", 0), None  # the first marker: the chain starts here
+            break  # one that does not parse: replaced below
+        seq = (seen.seq or 0) + 1
+        if changes is not None and not changes.whole:
+            backend.put_bytes(change_name(seq), changes.to_json(token, seen.token))
+        tag = backend.replace_if(MARKER, f"{token} {seq}\n".encode(), seen.tag)
+        if tag is not None:
+            if seq > KEEP_CHANGES:
+                try:
+                    backend.delete(change_name(seq - KEEP_CHANGES))
+                except (OSError, FileNotFoundError):
+                    pass
+            return Generation(token, tag, seq), seen
+        # another process announced between our read and our write: chain after its marker
+    backend.put_bytes(MARKER, (token + "\n").encode())
+    return Generation(token, ""), None
+
+
+def read_changes(backend: Backend, stored: str | None, current: Generation | None) -> list[Change] | None:
+    """The announcements that bring an index up to date under ``stored`` to ``current``, when
+    they chain from one to the other (None: list instead)."""
+    parsed = parse_stored(stored)
+    if parsed is None or current is None or current.seq is None:
+        return None
+    token, seq = parsed
+    if seq is None or not 0 < current.seq - seq <= MAX_BEHIND:
+        return None
+    out: list[Change] = []
+    prev = token
+    for n in range(seq + 1, current.seq + 1):
+        try:
+            change = Change.parse(backend.get(change_name(n)))
+        except FileNotFoundError:
+            return None
+        if change is None or change.prev != prev or change.whole:
+            return None
+        out.append(change)
+        prev = change.token
+    return out if prev == current.token else None
 
 
 def may_skip_sync(*, stored: str | None, current: Generation | None, gc_lease: bool, in_flight: bool) -> bool:
     """Whether a host's index is up to date without listing (see the module docstring):
     its recorded token is the repository's, no gc lease object exists, and no writer of this
     host is between its first change and its announcement."""
-    return current is not None and stored == current.token and not gc_lease and not in_flight
+    parsed = parse_stored(stored)
+    return (current is not None and parsed is not None and parsed[0] == current.token and not gc_lease
+            and not in_flight)
 
 
 def changes_repository(name: str) -> bool:
-    """Whether writing or deleting ``name`` is a change other hosts must hear of (leases and
-    the marker itself are not)."""
-    return not name.startswith("locks/") and name != MARKER
+    """Whether writing or deleting ``name`` is a change other hosts must hear of (leases, the
+    marker and the announcements themselves are not)."""
+    return not name.startswith(("locks/", CHANGES + "/")) and name != MARKER
+
+
+# what a host reads at every sync anyway, so a change to it needs no announcement of its own
+_READ_AT_EVERY_SYNC = ("pins.json", "intents/", "keys/", "config.json")
 
 
 class ChangeNoting(ForwardingBackend):
-    """A remote backend that remembers whether this process changed the repository."""
+    """A remote backend that remembers what this process changed in the repository."""
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner)
         self.changed = False
+        self.changes = ChangeSet()
 
-    def _note(self, name: str) -> None:
-        if changes_repository(name):
-            self.changed = True
+    def _put(self, name: str, size: int) -> None:
+        if not changes_repository(name):
+            return
+        self.changed = True
+        if name.startswith("packs/"):
+            self.changes.packs[name] = size
+        elif name.startswith("snapshots/") and name.endswith(".json"):
+            snap_id = name[len("snapshots/") : -len(".json")]
+            self.changes.records.add(snap_id)
+            self.changes.forgotten.discard(snap_id)
+        elif not name.startswith(_READ_AT_EVERY_SYNC):
+            self.changes.whole = True
 
+    def _delete(self, name: str) -> None:
+        if not changes_repository(name):
+            return
+        self.changed = True
+        if name.startswith("snapshots/") and name.endswith(".json"):
+            snap_id = name[len("snapshots/") : -len(".json")]
+            self.changes.forgotten.add(snap_id)
+            self.changes.records.discard(snap_id)
+        elif not name.startswith(_READ_AT_EVERY_SYNC):
+            self.changes.whole = True  # a pack deleted: a host behind must list to see it
+
+    # noted before the operation: one that fails may still have happened (a lost reply), and
+    # an announcement of something that is not there costs a host behind only a listing
     def put_file(self, name: str, local_path: str) -> None:
-        self._note(name)
+        self._put(name, os.path.getsize(local_path))
         self.inner.put_file(name, local_path)
 
     def put_bytes(self, name: str, data: bytes) -> None:
-        self._note(name)
+        self._put(name, len(data))
         self.inner.put_bytes(name, data)
 
     def create_exclusive(self, name: str, data: bytes) -> str | None:
-        self._note(name)
+        self._put(name, len(data))
         return self.inner.create_exclusive(name, data)
 
     def replace_if(self, name: str, data: bytes, tag: str) -> str | None:
-        self._note(name)
+        self._put(name, len(data))
         return self.inner.replace_if(name, data, tag)
 
     def delete_if(self, name: str, tag: str) -> None:
-        self._note(name)
+        self._delete(name)
         self.inner.delete_if(name, tag)
 
     def delete(self, name: str) -> None:
-        self._note(name)
+        self._delete(name)
         self.inner.delete(name)
 
     def rename(self, name: str, new_name: str) -> None:
-        self._note(name)
+        self._delete(name)
+        self.changes.whole = True
         self.inner.rename(name, new_name)
 

@@ -96,6 +96,7 @@ class SyncReport:
     truncated: list[str] = field(default_factory=list)  # notes on packs found cut short
     recounted: str = ""  # why this sync recounted every reference ("" when it did not)
     skipped: bool = False  # nothing listed: the remote repository's marker said nothing changed
+    announcements: int = 0  # nothing listed: these announcements said what changed
 
     @property
     def unindexed(self) -> list[str]:
@@ -400,23 +401,29 @@ def indexed_snapshot_ids(index: Index) -> set[str]:
 
 
 # -- the sync ----------------------------------------------------------------------
-def sync_index(repo: Repository, *, gone: set[bytes] | None = None, recount_flagged: bool = True) -> SyncReport:
+def sync_index(repo: Repository, *, gone: set[bytes] | None = None, recount_flagged: bool = True,
+               announced: tuple[set[str], dict[bytes, tuple[int, float]]] | None = None) -> SyncReport:
     """Bring this host's index of a repository up to date (see the module docstring).
     ``gone``: packs to treat as deleted although they are still listed (a live gc's list).
-    ``recount_flagged``: recount when the index is flagged (writers; a reader leaves it)."""
+    ``recount_flagged``: recount when the index is flagged (writers; a reader leaves it).
+    ``announced``: the records and packs (pack -> size, mtime) as the announcements since this
+    index's last sync make them (snapstore.repo.generation), used instead of the listings."""
     report = SyncReport()
     index = repo.index
     gone = gone or set()
     # records first: a take uploads its packs before its record, so every record listed here
     # finds its packs in the listing that follows; records a forget has declared it drops
     # count as gone (the forgetting host, or the next writer, deletes them)
-    records = repo.record_ids()
+    records = set(announced[0]) if announced is not None else repo.record_ids()
     records -= set().union(*repo.forget_intents().values())
     listed: dict[bytes, tuple[int, float]] = {}
-    for name, size, mtime in repo.backend.list_stat("packs"):
-        pack = pack_id_of(name)
-        if pack is not None and pack not in gone:
-            listed[pack] = (size, mtime)
+    if announced is not None:
+        listed = {pack: where for pack, where in announced[1].items() if pack not in gone}
+    else:
+        for name, size, mtime in repo.backend.list_stat("packs"):
+            pack = pack_id_of(name)
+            if pack is not None and pack not in gone:
+                listed[pack] = (size, mtime)
     with index.read() as txn:
         known = {pack: size for pack, size, _count in index.iter_packs(txn)}
     indexed = indexed_snapshot_ids(index)

@@ -56,7 +56,16 @@ from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
 from snapstore.format.packfile import BLOB_HEADER, ENCRYPTED, BlobEntry, NeedMore, parse_table
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
-from snapstore.repo.generation import ChangeNoting, Generation, announce, may_skip_sync, read_marker
+from snapstore.repo.generation import (
+    Change,
+    ChangeNoting,
+    ChangeSet,
+    Generation,
+    announce,
+    may_skip_sync,
+    read_changes,
+    read_marker,
+)
 from snapstore.repo.index import (
     CachedFile,
     ChunkLocation,
@@ -454,15 +463,22 @@ class Repository:
             self._synced_under = marker
             self.sync_report = SyncReport(skipped=True)
             return self.sync_report
+        # behind by a few announcements: read them instead of listing (what it lacks, not the
+        # repository); anything unusual lists
+        changes = None
+        if self.remote and not full and not gc_present and not in_flight:
+            changes = read_changes(self.backend, stored, marker)
         lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
                                wait=max(wait, 600.0), command=command)
         try:
-            report = sync_index(self, gone=gone, recount_flagged=recount)
+            report = sync_index(self, gone=gone, recount_flagged=recount,
+                                announced=None if changes is None else self._announced(changes))
+            report.announcements = len(changes or [])
             if self.remote:
                 complete = (marker is not None and not gc_present and not in_flight and not report.unindexed
                             and not report.bad_packs)
                 self._synced_under = marker if complete else None
-                token = marker.token if complete and marker is not None else None
+                token = marker.stored if complete and marker is not None else None
                 if token != stored:
                     self.index.set_synced_generation(token)
         finally:
@@ -470,22 +486,41 @@ class Repository:
         self.sync_report = report
         return report
 
+    def _announced(self, changes: list[Change]) -> tuple[set[str], dict[bytes, tuple[int, float]]]:
+        """The records and packs of the repository as the index plus these announcements
+        make them (what a listing would give: announcements never delete a pack)."""
+        records = self.index.snapshot_ids()
+        with self.index.read() as txn:
+            packs = {pack: (size, 0.0) for pack, size, _count in self.index.iter_packs(txn)}
+        for change in changes:
+            records = (records | change.records) - change.forgotten
+            for name, size in change.packs:
+                pack = pack_id_of(name)
+                if pack is not None:
+                    packs.setdefault(pack, (size, 0.0))
+        return records, packs
+
     def _announce_changes(self) -> None:
         """A remote writer's last act before its lease goes: a new marker token when it changed
         the repository (or inherited a dead writer's changes), then the in-flight flag cleared.
         When its token replaced the one its index was up to date under, the index is up to date
         under the new one (its own changes are in it), so its next open lists nothing either."""
-        changed = isinstance(self.backend, ChangeNoting) and self.backend.changed
-        synced = self._synced_under.token if self._synced_under is not None else None
-        if changed or self._announce_owed:
+        noted = self.backend if isinstance(self.backend, ChangeNoting) else None
+        synced = self._synced_under.stored if self._synced_under is not None else None
+        if (noted is not None and noted.changed) or self._announce_owed:
+            changes = noted.changes if noted is not None else ChangeSet(whole=True)
+            if self._announce_owed or self.lease is None or self.lease.kind == "gc":
+                # a dead writer's changes are unknown; gc and repair delete packs
+                changes = replace(changes, whole=True)
             try:
-                token, alone = announce(self.backend, self._synced_under)
+                new, replaced = announce(self.backend, changes)
                 gc_present, gc_lease = read_gc_lease_object(self.backend, self.lease_codec())
             except (SnapError, OSError):
                 return  # the flag stays: this host lists at its next open, its next writer announces
             mine = gc_lease is not None and self.lease is not None and gc_lease.owner == self.lease.owner
-            clean = alone and (not gc_present or mine)
-            synced = token if clean else None
+            alone = (replaced is not None and self._synced_under is not None
+                     and replaced.token == self._synced_under.token)
+            synced = new.stored if alone and (not gc_present or mine) else None
         self.index.set_writer_in_flight(False, synced=synced)
 
     def compact_index(self) -> tuple[int, int] | None:

@@ -286,10 +286,12 @@ def test_an_up_to_date_host_lists_nothing_and_hears_of_every_change(shared, tmp_
         assert [s.id for s in repo.snapshots()] == [first.id]
 
     (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
-    second = alpha.take(src)  # announced at its end: beta lists again, once
-    report = beta.sync_report()
-    assert not report.skipped and report.snapshots_added == [second.id] and listings
+    second = alpha.take(src)  # announced at its end, with what it stored
     listings.clear()
+    report = beta.sync_report()  # beta reads that announcement instead of listing
+    assert not report.skipped and report.announcements == 1 and listings == []
+    assert report.snapshots_added == [second.id] and report.packs_added >= 1
+    assert beta.restore(second.id, tmp_path / "second") == tree_state(src)
     assert beta.sync_report().skipped and listings == []
     # the writer's own next open lists nothing either: its announcement replaced the token its
     # index was up to date under, so its index (its own take in it) is up to date
@@ -298,8 +300,16 @@ def test_an_up_to_date_host_lists_nothing_and_hears_of_every_change(shared, tmp_
     with alpha.open("write") as repo:  # a pin is a change too
         repo.set_pin(repo.resolve(first.id), True)
     with beta.open() as repo:
-        assert repo.sync_report is not None and not repo.sync_report.skipped
+        assert repo.sync_report is not None and repo.sync_report.announcements == 1
         assert repo.index.pinned() == {first.id}
+    with alpha.open("write") as repo:  # and so is a forget
+        repo.forget([repo.resolve(first.id)])
+    listings.clear()
+    with beta.open() as repo:
+        assert repo.sync_report is not None and repo.sync_report.announcements == 1 and listings == []
+        assert repo.sync_report.snapshots_dropped == [first.id]
+        assert [s.id for s in repo.snapshots()] == [second.id]
+        assert verify_repository(repo, read_data=True).problems == []
 
 
 def test_gc_elsewhere_is_never_skipped(shared, tmp_path: Path) -> None:
@@ -313,8 +323,9 @@ def test_gc_elsewhere_is_never_skipped(shared, tmp_path: Path) -> None:
         result, _plan = collect_garbage(repo, [(repo.resolve(s.id), ("test",)) for s in snaps[:2]],
                                         safety_window_s=0)
     assert result.packs_deleted + result.packs_rewritten >= 1
-    report = beta.sync_report()
-    assert not report.skipped and report.packs_dropped >= 1 and len(report.snapshots_dropped) == 2
+    report = beta.sync_report()  # gc's announcement carries no change: beta lists, and sees the deletions
+    assert not report.skipped and report.announcements == 0
+    assert report.packs_dropped >= 1 and len(report.snapshots_dropped) == 2
     assert beta.restore(snaps[2].id, tmp_path / "kept") == src_kept
 
     # a gc lease object (here a dead one, as a gc killed half way leaves it) means: list
@@ -346,8 +357,8 @@ def test_a_writer_killed_before_announcing(shared, tmp_path: Path) -> None:
         assert repo.sync_report is not None and not repo.sync_report.skipped
     with alpha.open("write") as repo:
         assert repo.sync_report is not None and not repo.sync_report.skipped
-    report = beta.sync_report()
-    assert not report.skipped and report.snapshots_added == [second.id]
+    report = beta.sync_report()  # what the dead writer did is unknown: beta lists
+    assert not report.skipped and report.announcements == 0 and report.snapshots_added == [second.id]
     assert beta.restore(second.id, tmp_path / "second") == tree_state(src)
 
 
