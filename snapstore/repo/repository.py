@@ -557,6 +557,13 @@ class Repository:
                 self._announce_changes()  # before the lease goes: see snapstore.repo.generation
             except (SnapError, OSError):
                 pass  # the index could not be written: the flag stays, and this host lists again
+        elif isinstance(self.backend, ChangeNoting) and self.backend.changed:
+            # a reader that finished a killed forget deleted records: other hosts hear of it too
+            # (this host's in-flight flag belongs to its writers: left alone)
+            try:
+                announce(self.backend, self.backend.changes)
+            except (SnapError, OSError):
+                pass  # they see it at their next listing
         if self.lease is not None:
             self.lease.release()
             self.lease = None

@@ -347,7 +347,9 @@ def test_a_writer_killed_before_announcing(shared, tmp_path: Path) -> None:
     (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
     with alpha.open("write") as repo:
         second = alpha.take(src, repo)
-        repo.writer = False  # killed after its take: close() announces nothing, the flag stays
+        # killed after its take: close() announces nothing, the flag stays
+        repo.writer = False
+        repo.backend.changed = False  # type: ignore[attr-defined]
     # beta lags behind (what a take that did not finish looks like) but loses nothing
     with beta.open() as repo:
         assert repo.sync_report is not None and repo.sync_report.skipped
@@ -395,3 +397,21 @@ def test_a_long_lived_reader_follows_by_the_marker(shared, tmp_path: Path) -> No
         assert {s.id for s in mounted.snapshots()} == {first.id, second.id}
         listings.clear()
         assert not mounted.follow_records() and listings == []
+
+
+def test_a_reader_that_finishes_a_killed_forget_announces_it(shared, tmp_path: Path) -> None:
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    first = alpha.take(src)
+    (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
+    second = alpha.take(src)
+    assert beta.sync_report().announcements == 0 and beta.sync_report().skipped
+    # what a forget killed after its intent leaves
+    store.put_bytes("intents/forget-killed.json", b'{"forget": ["%s"]}' % first.id.encode())
+    with alpha.open() as repo:  # a reader finishes it
+        assert repo.finished_forgets == {first.id}
+    assert list(store.list("intents")) == []
+    with beta.open() as repo:
+        assert repo.sync_report is not None and repo.sync_report.announcements == 1
+        assert [s.id for s in repo.snapshots()] == [second.id]
