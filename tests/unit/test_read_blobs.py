@@ -23,14 +23,7 @@ def test_adjacent_chunks_are_read_in_one_request(tmp_path: Path) -> None:
         entry = SnapshotView(repo).lookup(repo.snapshots()[-1], "big.bin")
         ids = entry.chunk_ids()
         assert len(ids) >= 4
-        calls: list[int] = []
-        real = repo.backend.get_range
-
-        def counting(name: str, offset: int, length: int) -> bytes:
-            calls.append(length)
-            return real(name, offset, length)
-
-        repo.backend.get_range = counting  # type: ignore[method-assign]
+        calls = _count_ranges(repo)
         got = list(repo.read_blobs(ids))
         assert [blob_id for blob_id, _ in got] == ids
         assert b"".join(data for _, data in got) == content  # type: ignore[misc]
