@@ -18,9 +18,11 @@ at any moment leaves earlier snapshots untouched; what it wrote is unreferenced 
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import stat
+import struct
 import threading
 import time
 from collections import deque
@@ -52,7 +54,7 @@ from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mir
 from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir
 from snapstore.ops.protected import is_inside, protected_dirs
 from snapstore.ops.smallfiles import ReaderPool, SmallRead, make_pool, racy
-from snapstore.repo.index import CachedFile, Txn, index_errors
+from snapstore.repo.index import CachedDir, CachedFile, Txn, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
 from snapstore.storage.backend import raise_os_error
@@ -158,7 +160,7 @@ class BlobRegistry:
 class _Walked:
     """One walked item: a directory start/end or a non-directory entry."""
 
-    kind: str  # "enter", "leave", "entry"
+    kind: str  # "enter", "leave", "entry", "error"; "dir" (a digest), "cached" (entries reused)
     name: bytes = b""
     st: os.stat_result | None = None
     path: bytes = b""
@@ -167,6 +169,8 @@ class _Walked:
     error: str = ""
     shared: bool = False  # a further name of a hard-linked file: its content was read once
     batch: _Batch | None = None  # the reader-process batch that reads this small file
+    digest: bytes = b""  # "dir": the lstat of the directory's non-directory entries
+    reused: CachedDir | None = None  # "cached": what the last take stored for the directory
 
     def ready(self) -> bool:
         if self.batch is not None and not self.batch.done():
@@ -205,6 +209,31 @@ class _Frame:
     st: os.stat_result | None
     entries: list[Entry] = field(default_factory=list)
     path: bytes = b""
+    digest: bytes = b""  # set by a "dir" item: the directory may go to the directories cache
+    clean: bool = True  # every entry made it into the tree (no error)
+    reused: CachedDir | None = None  # its non-directory entries are those of this tree's
+
+
+def _dir_digest(entries: list[tuple[bytes, os.stat_result]]) -> bytes | None:
+    """What a directory's non-directory entries are, by their lstat (every field their tree
+    entries are made of, and ctime, which any change of content, xattrs or link target
+    moves): None when one is a hard link (its content is shared across directories)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, st in entries:
+        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+            return None
+        digest.update(name + b"\0" + _DIGEST_FIELDS.pack(
+            st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+            st.st_rdev))
+    return digest.digest()
+
+
+_DIGEST_FIELDS = struct.Struct("<QQQqqqQQQ")
+
+
+def _subdirs_digest(entries: list[Entry]) -> bytes:
+    """What a directory's subdirectory entries are (metadata, xattrs and their trees)."""
+    return hashlib.blake2b(encode_tree([e for e in entries if e.kind == DIR]), digest_size=16).digest()
 
 
 def read_xattrs(path: bytes) -> dict[bytes, bytes]:
@@ -308,6 +337,12 @@ class Take:
         # the number of files; an entry is only trusted while its chunks are indexed, so writing
         # it before the snapshot commits is safe.
         self.files_cache: dict[bytes, CachedFile] = {}
+        # the directories cache (Index.unchanged_dir): a directory whose non-directory entries
+        # all have the lstat they had at the last take reuses them from that take's tree (a
+        # local read; on object storage it would be a request per directory, and a write-only
+        # key cannot read trees)
+        self.dir_cache = not repo.remote and repo.can_read
+        self.dir_updates: dict[bytes, CachedDir] = {}
         self.hardlinks: dict[tuple[int, int], Future[_FileResult] | _FileResult] = {}
         self.errors: list[str] = []
         self.warnings: list[str] = []
@@ -521,6 +556,7 @@ class Take:
         if self.rules.exclude_caches and is_cache_dir(path):
             self.excluded.append(f"{os.fsdecode(path)} (a cache: CACHEDIR.TAG)")
             items = [item for item in items if item.name == CACHEDIR_TAG]
+        walked: list[tuple[os.DirEntry[bytes], bytes, os.stat_result]] = []
         for item in items:
             child_member = member + b"/" + item.name if member else item.name
             if self.excludes.match(child_member, item.name):  # also the recovery's aside dirs
@@ -530,7 +566,54 @@ class Take:
             except OSError as exc:
                 yield _Walked("error", error=f"{os.fsdecode(item.path)}: {exc.strerror or exc}")
                 continue
-            yield from self._walk_path(item.path, item.name, child_member, st, dev)
+            walked.append((item, child_member, st))
+        reused = None
+        if self.dir_cache:
+            digest = _dir_digest([(item.name, st) for item, _m, st in walked if not stat.S_ISDIR(st.st_mode)])
+            if digest is not None:
+                yield _Walked("dir", path=path, digest=digest)
+                reused = self._reusable(path, digest)
+        if reused is not None:
+            # nothing in it but its subdirectories changed since the last take: its other
+            # entries are those of the tree that take stored, and are not looked at again
+            yield _Walked("cached", path=path, reused=reused)
+        for item, child_member, st in walked:
+            if reused is None or stat.S_ISDIR(st.st_mode):
+                yield from self._walk_path(item.path, item.name, child_member, st, dev)
+
+    def _remember_dir(self, frame: _Frame, tree_id: bytes) -> None:
+        reused = frame.reused
+        subdirs = [e for e in frame.entries if e.kind == DIR]
+        if reused is not None:
+            counts = (reused.files, reused.links, reused.size, reused.chunks)
+        else:
+            files = [e for e in frame.entries if e.kind == FILE]
+            counts = (len(files), sum(1 for e in frame.entries if e.kind == SYMLINK), sum(e.size for e in files),
+                      sum(len(e.chunks) // CHUNK_REF.size for e in files))
+        cached = CachedDir(frame.digest, _subdirs_digest(subdirs), tree_id, *counts)
+        if cached != reused:
+            self.dir_updates[frame.path] = cached
+
+    def _reusable(self, path: bytes, digest: bytes) -> CachedDir | None:
+        """What the last take stored for ``path``, when the directories cache says its
+        non-directory entries are unchanged (:meth:`Index.unchanged_dir`)."""
+        return self.repo.index.unchanged_dir(path, digest)
+
+    def _dir_tree(self, frame: _Frame) -> bytes:
+        """The tree of a directory whose non-directory entries are reused: the tree the last
+        take stored when its subdirectory entries are also the same (nothing to encode or
+        store), else those entries (read from that tree) with the subdirectories now."""
+        reused = frame.reused
+        assert reused is not None
+        if _subdirs_digest(frame.entries) == reused.subdirs:
+            return reused.tree_id
+        try:
+            kept = [e for e in self.repo.read_tree(reused.tree_id) if e.kind != DIR]
+        except (SnapError, OSError) as exc:
+            # it was readable when the walk trusted it: a damaged pack since, say
+            raise SnapError(f"{os.fsdecode(frame.path)}: the tree of its last take cannot be read ({exc}); "
+                            "take again") from None
+        return self._store_tree(kept + frame.entries)
 
     def _walk_path(self, path: bytes, name: bytes, member: bytes, st: os.stat_result,
                    parent_dev: int | None = None) -> Iterator[_Walked]:
@@ -647,13 +730,29 @@ class Take:
         if item.kind == "error":
             self.unreadable += 1
             self._error(item.error)
+            if stack:
+                stack[-1].clean = False
+            return None
+        if item.kind == "dir":
+            stack[-1].digest = item.digest
+            return None
+        if item.kind == "cached":
+            reused = item.reused
+            assert reused is not None
+            self.stat_files += reused.files
+            self.stat_links += reused.links
+            self.stat_bytes += reused.size
+            self.stat_chunks += reused.chunks
+            stack[-1].reused = reused
             return None
         if item.kind == "enter":
             stack.append(_Frame(item.name, item.st, path=item.path))
             return None
         if item.kind == "leave":
             frame = stack.pop()
-            tree_id = self._store_tree(frame.entries)
+            tree_id = self._store_tree(frame.entries) if frame.reused is None else self._dir_tree(frame)
+            if frame.digest and frame.clean:
+                self._remember_dir(frame, tree_id)
             self.stat_dirs += 1
             if not stack:
                 if frame.st is not None:
@@ -675,6 +774,7 @@ class Take:
             if result.error:
                 self.unreadable += 1
                 self._error(result.error)
+                stack[-1].clean = False
                 return None
             # the metadata that goes with the content read (the walk's stat may be older)
             entry = _entry_from_stat(item.name, result.st if result.st is not None and not item.shared else st, FILE)
@@ -703,6 +803,7 @@ class Take:
             except OSError as exc:
                 self.unreadable += 1
                 self._error(f"{os.fsdecode(item.path)}: {exc.strerror}")
+                stack[-1].clean = False
                 return None
             entry.size = len(entry.target)
             self.stat_links += 1
@@ -773,6 +874,8 @@ class Take:
             raise self.failure
         self.packs = [p.id for p in self.sink.flush()]
         self.sink.close()
+        # trusted only while the tree they name is referenced: written before the commit, safe
+        self.repo.index.put_dirs(self.dir_updates)
         assert root is not None
         return root
 

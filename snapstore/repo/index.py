@@ -131,6 +131,33 @@ class RecountFlag:
 _packers = threading.local()  # CachedFile.encode's msgpack.Packer, one per thread
 
 
+@dataclass(frozen=True)
+class CachedDir:
+    """A directories-cache entry: the lstat digest of a directory's non-directory entries,
+    the digest of its subdirectory entries, the tree a take stored for it, and what its
+    non-directory entries add up to (for the snapshot's counts)."""
+
+    digest: bytes  # 16
+    subdirs: bytes  # 16
+    tree_id: bytes
+    files: int
+    links: int
+    size: int
+    chunks: int
+
+    _LAYOUT = struct.Struct(f"<16s16s{ID_SIZE}sQQQQ")
+
+    def encode(self) -> bytes:
+        return self._LAYOUT.pack(self.digest, self.subdirs, self.tree_id, self.files, self.links, self.size,
+                                 self.chunks)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedDir | None:
+        if len(raw) != cls._LAYOUT.size:
+            return None  # a damaged entry is only a miss
+        return cls(*cls._LAYOUT.unpack(raw))
+
+
 @dataclass(frozen=True, slots=True)
 class CachedFile:
     """A files-cache entry: the stat of a file when it was read, and its chunk refs."""
@@ -218,6 +245,10 @@ class Index:
         self._files = self.env.open_db(b"filecache", create=create)
         self._meta = self.env.open_db(b"meta", create=create)
         self._lost = self.env.open_db(b"lost", create=create)
+        try:  # added after layout 3 was defined: an index opened read-only may not have it yet
+            self._dirs: Any = self.env.open_db(b"dircache", create=create)
+        except lmdb.NotFoundError:
+            self._dirs = None
 
     def _upgrade(self) -> None:
         """Bring an index of an older layout to :data:`INDEX_VERSION` (it is a cache: what
@@ -624,6 +655,34 @@ class Index:
             return
         for path, entry in entries.items():
             txn.put(file_key(path), entry.encode(), db=self._files)
+
+    # -- directories cache --------------------------------------------------------------
+    def unchanged_dir(self, path: bytes, digest: bytes) -> CachedDir | None:
+        """What a take stored for the directory at ``path``, when the lstat of its
+        non-directory entries (``digest``) is still the same and the tree it stored is still
+        referenced: its chunks then are too (counts are hierarchical), unless blobs were lost
+        (a pack vanished or was cut short: the ``lost`` table) or the counts are in doubt (the
+        recount flag), and then nothing is trusted. None otherwise."""
+        if self._dirs is None:
+            return None
+        with self.env.begin() as txn:
+            if txn.stat(self._lost)["entries"] or txn.get(b"recount", db=self._meta) is not None:
+                return None
+            raw = txn.get(file_key(path), db=self._dirs)
+            cached = None if raw is None else CachedDir.decode(bytes(raw))
+            if cached is None or cached.digest != digest:
+                return None
+            loc = self.get_chunk(cached.tree_id, txn)
+        return cached if loc is not None and loc.refcount > 0 else None
+
+    def put_dirs(self, entries: dict[bytes, CachedDir]) -> None:
+        """Remember what a take stored for these directories (path -> entry)."""
+        if self._dirs is None or not entries:
+            return
+        with self.env.begin(write=True) as txn:
+            for path, cached in entries.items():
+                txn.put(file_key(path), cached.encode(), db=self._dirs)
+        self.release_mapped()
 
     def prune_files_cache(self) -> int:
         """Drop files-cache entries whose chunks are no longer all indexed (gc removed some).
