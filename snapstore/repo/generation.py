@@ -79,7 +79,10 @@ def parse_stored(text: str | None) -> tuple[str, int | None] | None:
 
 def read_marker(backend: Backend) -> Generation | None:
     """The repository's marker (None when there is none, or it does not parse: a full sync)."""
-    found = backend.get_tagged(MARKER)
+    return _marker_of(backend.get_tagged(MARKER))
+
+
+def _marker_of(found: tuple[bytes, str] | None) -> Generation | None:
     if found is None:
         return None
     raw, tag = found
@@ -142,9 +145,10 @@ def announce(backend: Backend, changes: ChangeSet | None = None, *, attempts: in
     ``changes`` the announcement is first written under ``changes/`` for hosts behind."""
     token = secrets.token_hex(_TOKEN_HEX // 2)
     for _attempt in range(attempts):
-        seen = read_marker(backend)
+        found = backend.get_tagged(MARKER)
+        seen = _marker_of(found)
         if seen is None:
-            if backend.get_tagged(MARKER) is None and backend.create_exclusive(MARKER, f"{token} 0\n".encode()):
+            if found is None and backend.create_exclusive(MARKER, f"{token} 0\n".encode()):
                 return Generation(token, "", 0), None  # the first marker: the chain starts here
             break  # one that does not parse: replaced below
         seq = (seen.seq or 0) + 1
