@@ -313,8 +313,9 @@ class Take:
         self.progress = progress
         self.registry = BlobRegistry(repo)
         self.sink = PackSink(repo.backend, pack_size=repo.config.pack_size, parallel=repo.backend.parallel_puts,
-                             verify=verify != "none", on_stored=self._indexed, on_discard=self._unindex,
-                             delete_on_abort=not repo.remote, what="writing pack", crypto=repo.crypto)
+                             verify=verify != "none", on_stored=self._indexed,
+                             on_discard=repo.index.drop_unreferenced_packs, delete_on_abort=not repo.remote,
+                             what="writing pack", crypto=repo.crypto)
         self.packs: list[bytes] = []
         self.new_blobs: list[bytes] = []  # kept only for --verify full
         self.keep_new_blobs = verify == "full"
@@ -370,10 +371,6 @@ class Take:
             self.repo.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
         self.registry.release([e.id for e in pack.entries])
         memory.trim()  # every 32 MiB stored: the freed buffers between long-lived objects go back
-
-    def _unindex(self, packs: list[StoredPack]) -> None:
-        """The take failed: forget the packs it indexed (the sink then deletes them)."""
-        self.repo.index.drop_unreferenced_packs([(p.id, list(p.entries)) for p in packs])
 
     def _store(self, blob_id: bytes, blob_type: int, data: bytes) -> None:
         try:
@@ -525,6 +522,11 @@ class Take:
         new = self.registry.claim_many([read.blob_id for read in reads if read.size])
         for item, read in zip(batch.items, reads, strict=True):
             item.result = self._small_result(item, read, new)
+        # break the item <-> batch cycle and drop the reads (their payloads are in a pack now):
+        # left to the cyclic collector, consumed batches pile up between its full passes, and
+        # those come rarer as the heap grows
+        batch.items.clear()
+        batch.future = None
 
     def _small_result(self, item: _Walked, read: SmallRead, new: set[bytes]) -> _FileResult | None:
         if read.error:

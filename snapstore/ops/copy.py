@@ -115,7 +115,7 @@ class _TargetPacks:
         self.result = result
         self.sink = PackSink(target.backend, pack_size=target.config.pack_size,
                              parallel=target.backend.parallel_puts, on_stored=self._stored,
-                             on_discard=self._discard, delete_on_abort=not target.remote,
+                             on_discard=target.index.drop_unreferenced_packs, delete_on_abort=not target.remote,
                              what="writing target pack", crypto=target.crypto)
 
     def add(self, entry: BlobEntry, payload: bytes) -> None:
@@ -133,9 +133,6 @@ class _TargetPacks:
             raise RepositoryDamaged(f"pack {pack.id.hex()} in the target does not hold what was sent")
         with index_errors(f"indexing pack {pack.id.hex()}", self.target.index):
             self.target.index.add_pack(pack.id, pack.size, list(pack.entries), pending=True)
-
-    def _discard(self, packs: list[StoredPack]) -> None:
-        self.target.index.drop_unreferenced_packs([(p.id, list(p.entries)) for p in packs])
 
     def flush(self) -> list[bytes]:
         """Finish every open pack; returns the packs finished since the last flush."""

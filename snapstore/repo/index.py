@@ -551,15 +551,16 @@ class Index:
                     self.index_blob(txn, e.id, loc)
         self.release_mapped()  # a pack's random ids touch most leaves of the chunks tree
 
-    def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[Any]]]) -> None:
-        """Un-index packs that no commit refers to (a take or copy that failed part way): the
-        pack and pending records, and each of their blobs indexed there with refcount 0."""
+    def drop_unreferenced_packs(self, packs: list[tuple[bytes, list[bytes]]]) -> None:
+        """Un-index packs (each with its blob ids) that no commit refers to (a take or copy
+        that failed part way): the pack and pending records, and each of their blobs indexed
+        there with refcount 0."""
         with self.env.begin(write=True) as txn:
-            for pack, entries in packs:
-                for e in entries:
-                    loc = self.get_chunk(e.id, txn)
+            for pack, blob_ids in packs:
+                for blob_id in blob_ids:
+                    loc = self.get_chunk(blob_id, txn)
                     if loc is not None and loc.pack == pack and loc.refcount == 0:
-                        self.delete_chunk(txn, e.id)
+                        self.delete_chunk(txn, blob_id)
                 self.delete_pack(txn, pack)
 
     def put_pack(self, txn: Txn, pack: bytes, size: int, count: int) -> None:
@@ -824,6 +825,9 @@ def _adopt(legacy: str, where: str) -> str:
     return f"copied the index from {legacy} to {where}"
 
 
+RELEASE_EVERY = 16384  # refcount writes between two drops of the index's resident pages
+
+
 class TxnCounts:
     """The refcount store of :mod:`snapstore.repo.refcount` over one write transaction."""
 
@@ -833,6 +837,7 @@ class TxnCounts:
         # refcount.py asks count / set_count / is_tree of one id in a row: a small cache serves
         # that without holding every location a big commit touches (memory would grow with it).
         self._cache: dict[bytes, ChunkLocation] = {}
+        self._writes = 0
 
     def location(self, blob_id: bytes) -> ChunkLocation:
         loc = self._cache.get(blob_id)
@@ -856,6 +861,11 @@ class TxnCounts:
         new = loc.with_refcount(value)
         self._cache[blob_id] = new
         self.index.put_chunk(self.txn, blob_id, new)
+        self._writes += 1
+        if self._writes % RELEASE_EVERY == 0:
+            # a first take's commit touches every page of the chunks table: read through the
+            # map, each would stay in this process's RSS until the end of the transaction
+            self.index.release_mapped()
         if value == 0:
             self.index.set_dead(self.txn, blob_id, True)
         elif loc.refcount == 0:

@@ -48,6 +48,7 @@ import blake3
 
 from snapstore import faults
 from snapstore.errors import FormatError, RepositoryDamaged, SnapError
+from snapstore.format.chunker import ID_SIZE
 from snapstore.format.compress import compress
 from snapstore.format.packfile import BlobEntry, NeedMore, PackWriter, parse_table
 from snapstore.repo.repository import pack_name
@@ -95,14 +96,14 @@ class PackSink:
     """Writes packs of blobs to a backend, each one checked before anything refers to it.
 
     ``add`` may be called from several threads at once. ``on_stored(pack)`` runs on a finisher
-    thread after the pack is in the backend; ``on_discard(packs)`` runs in :meth:`abort` before
-    stored packs are deleted (to un-index them). ``verify=False`` skips the read-back (take's
+    thread after the pack is in the backend; ``on_discard([(pack id, blob ids), ...])`` runs in
+    :meth:`abort` before stored packs are deleted (to un-index them). ``verify=False`` skips the read-back (take's
     ``--verify none``); everything else is the same.
     """
 
     def __init__(self, backend: Backend, *, pack_size: int, parallel: int = 1, verify: bool = True,
                  on_stored: Callable[[StoredPack], None] | None = None,
-                 on_discard: Callable[[list[StoredPack]], None] | None = None,
+                 on_discard: Callable[[list[tuple[bytes, list[bytes]]]], None] | None = None,
                  delete_on_abort: bool = True, what: str = "writing pack",
                  crypto: RepoCrypto | None = None) -> None:
         """``crypto``: an encrypted repository's keys (each pack's table is sealed)."""
@@ -120,7 +121,9 @@ class PackSink:
         self._finisher = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="snap-pack")
         self._finishing: list[Future[StoredPack]] = []
         self._failure: BaseException | None = None
-        self._uncommitted: list[StoredPack] = []  # stored, not yet referenced by a commit
+        # stored, not yet referenced by a commit: (pack id, its blob ids joined), 32 bytes a blob
+        # rather than a BlobEntry (~110), as a take of many small files holds them to its end
+        self._uncommitted: list[tuple[bytes, bytes]] = []
         self._since_flush: list[StoredPack] = []
         self._closed = False
         self.bytes_written = 0  # payload and header bytes appended (what the take reports as stored)
@@ -201,7 +204,7 @@ class PackSink:
             raise self._fail(exc) from None
         pack = StoredPack(pack_id, writer.size, tuple(writer.entries))
         with self._lock:
-            self._uncommitted.append(pack)
+            self._uncommitted.append((pack_id, b"".join(e.id for e in pack.entries)))
             self.packs_stored += 1
             if self.verify:
                 self.packs_checked += 1
@@ -212,6 +215,10 @@ class PackSink:
             raise self._fail(raise_os_error(exc, f"indexing pack {pack_id.hex()}")) from None
         except BaseException as exc:
             raise self._fail(exc) from None
+        if self.on_stored is not None:
+            # the entries were handed over: flush() returns the pack without them, so that what
+            # the sink holds until then does not grow with the number of blobs
+            pack = StoredPack(pack.id, pack.size, ())
         with self._lock:
             self._since_flush.append(pack)
         return pack
@@ -244,7 +251,8 @@ class PackSink:
 
     def flush(self) -> list[StoredPack]:
         """Finish every open pack and wait for all of them; returns the packs stored since the
-        last flush (in the order they were stored). Raises the first failure."""
+        last flush (in the order they were stored; without their entries when ``on_stored`` had
+        them). Raises the first failure."""
         with self._lock:
             for pack_id, writer in self._writers.values():
                 self._finishing.append(self._finisher.submit(self._finish, pack_id, writer))
@@ -292,9 +300,11 @@ class PackSink:
         if not stored or not self.delete_on_abort:
             return
         if self.on_discard is not None:
-            self.on_discard(stored)  # un-index first: the index never points at a deleted pack
-        for pack in stored:
+            # un-index first: the index never points at a deleted pack
+            self.on_discard([(pack_id, [ids[i : i + ID_SIZE] for i in range(0, len(ids), ID_SIZE)])
+                             for pack_id, ids in stored])
+        for pack_id, _ids in stored:
             try:
-                self.backend.delete(pack_name(pack.id))
+                self.backend.delete(pack_name(pack_id))
             except (OSError, SnapError):
                 pass  # unindexed: the next gc deletes it as an orphan

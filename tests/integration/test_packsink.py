@@ -41,15 +41,21 @@ def _set_pack_size(repo: Path, size: int) -> None:
     (repo / "config.json").write_text(json.dumps(cfg))
 
 
-def _state(repo: Path) -> tuple[set[str], set[str]]:
-    return _pack_files(repo), _indexed_packs(repo)
+def _indexed_blobs(repo: Path) -> set[bytes]:
+    with Repository.open(str(repo)) as opened, opened.index.read() as txn:
+        return {blob_id for blob_id, _loc in opened.index.iter_chunks(txn)}
 
 
-def _nothing_half_written(repo: Path, before: tuple[set[str], set[str]]) -> None:
+def _state(repo: Path) -> tuple[set[str], set[str], set[bytes]]:
+    return _pack_files(repo), _indexed_packs(repo), _indexed_blobs(repo)
+
+
+def _nothing_half_written(repo: Path, before: tuple[set[str], set[str], set[bytes]]) -> None:
     assert os.listdir(repo / "tmp") == []
-    files, indexed = _state(repo)
+    files, indexed, blobs = _state(repo)
     assert files == before[0], "a pack file was added or removed"
     assert indexed == before[1], "the index changed its packs"
+    assert blobs == before[2], "the index changed its blobs"
 
 
 def _restores_identical(repo: Path, snaps: dict[str, dict], out: Path) -> None:
@@ -144,7 +150,7 @@ def test_gc_with_a_bad_write_keeps_the_packs_it_was_rewriting(tmp_path: Path) ->
     assert "reads back different from what was written" in _one_line(res)
     # the first snapshot's tree pack was wholly dead and is freed before any rewrite; the data
     # pack being rewritten is kept whole, and no new pack exists
-    files, indexed = _state(repo)
+    files, indexed, _blobs = _state(repo)
     assert os.listdir(repo / "tmp") == []
     assert files == indexed
     assert len(before[0] - files) == 1 and files < before[0]
