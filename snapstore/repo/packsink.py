@@ -97,8 +97,8 @@ class PackSink:
 
     ``add`` may be called from several threads at once. ``on_stored(pack)`` runs on a finisher
     thread after the pack is in the backend; ``on_discard([(pack id, blob ids), ...])`` runs in
-    :meth:`abort` before stored packs are deleted (to un-index them). ``verify=False`` skips the read-back (take's
-    ``--verify none``); everything else is the same.
+    :meth:`abort` before stored packs are deleted (to un-index them). ``verify=False`` skips
+    the read-back (take's ``--verify none``); everything else is the same.
     """
 
     def __init__(self, backend: Backend, *, pack_size: int, parallel: int = 1, verify: bool = True,
