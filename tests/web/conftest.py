@@ -2,8 +2,8 @@
 Selenium through Debian's version-matched ``/usr/bin/chromedriver``, against ``snap ui`` servers
 started as real processes on 127.0.0.1.
 
-- :func:`require_chromium`: the one allowed skip here, when Chromium or its driver is not
-  installed (``scripts/test.sh`` installs both), and never under ``CI=true``, where it fails.
+- :func:`require_chromium`: fails when Chromium, its driver or Selenium is missing
+  (``scripts/test.sh`` installs them); the browser tests never skip.
 - ``ui_repo``: one repository for the module: two snapshots of an agent workspace whose
   ``priority_weights.json`` changes between them, a verify and a failed take in the history log.
 - ``ui_server`` / ``restore_server``: ``snap ui --listen 127.0.0.1:0``, without and with
@@ -43,11 +43,8 @@ def require_chromium() -> None:
         missing.append("the selenium package")
     if not missing:
         return
-    reason = f"browser tests need {', '.join(missing)} (scripts/bootstrap.sh --with-browser installs them)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI, not be skipped)")
-    print(f"skipping: {reason}", file=sys.stderr)
-    pytest.skip(reason)  # the one allowed skip here: Chromium cannot be installed, and never under CI
+    # the README's test command installs them: missing, they are a failure, never a skip
+    pytest.fail(f"browser tests need {', '.join(missing)} (scripts/bootstrap.sh --with-browser installs them)")
 
 
 @dataclass
