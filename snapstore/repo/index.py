@@ -825,9 +825,6 @@ def _adopt(legacy: str, where: str) -> str:
     return f"copied the index from {legacy} to {where}"
 
 
-RELEASE_EVERY = 16384  # refcount writes between two drops of the index's resident pages
-
-
 class TxnCounts:
     """The refcount store of :mod:`snapstore.repo.refcount` over one write transaction."""
 
@@ -837,7 +834,6 @@ class TxnCounts:
         # refcount.py asks count / set_count / is_tree of one id in a row: a small cache serves
         # that without holding every location a big commit touches (memory would grow with it).
         self._cache: dict[bytes, ChunkLocation] = {}
-        self._writes = 0
 
     def location(self, blob_id: bytes) -> ChunkLocation:
         loc = self._cache.get(blob_id)
@@ -861,11 +857,6 @@ class TxnCounts:
         new = loc.with_refcount(value)
         self._cache[blob_id] = new
         self.index.put_chunk(self.txn, blob_id, new)
-        self._writes += 1
-        if self._writes % RELEASE_EVERY == 0:
-            # a first take's commit touches every page of the chunks table: read through the
-            # map, each would stay in this process's RSS until the end of the transaction
-            self.index.release_mapped()
         if value == 0:
             self.index.set_dead(self.txn, blob_id, True)
         elif loc.refcount == 0:
