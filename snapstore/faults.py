@@ -15,6 +15,10 @@
                                  archive-before-read-back, archive-before-remove; take:
                                  take-before-commit, its packs stored, its lease held) create
                                  ``DIR/paused-NAME`` and wait for ``DIR/resume-NAME``.
+
+The variables are read once, when this module is imported: a test sets them for the whole
+command it runs, and a take asks for them several times a file (a lookup in ``os.environ``
+costs more than the rest of a check that is off).
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ import os
 import threading
 import time
 
+_ENV: dict[str, str] = {name: value for name, value in os.environ.items() if name.startswith("SNAP_TEST_")}
+_get = _ENV.get
+
 
 def check_open(path: bytes) -> None:
-    pattern = os.environ.get("SNAP_TEST_UNREADABLE")
+    pattern = _get("SNAP_TEST_UNREADABLE")
     if pattern and fnmatch.fnmatchcase(os.path.basename(os.fsdecode(path)), pattern):
         raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
 
 
 def slow_store() -> None:
-    delay = os.environ.get("SNAP_TEST_SLOW_STORE")
+    delay = _get("SNAP_TEST_SLOW_STORE")
     if delay:
         time.sleep(float(delay))
 
@@ -43,7 +50,7 @@ _written = 0
 
 def check_write(size: int) -> None:
     global _written
-    limit = os.environ.get("SNAP_TEST_ENOSPC_AFTER")
+    limit = _get("SNAP_TEST_ENOSPC_AFTER")
     if limit:
         _written += size
         if _written > int(limit):
@@ -53,7 +60,7 @@ def check_write(size: int) -> None:
 def crash_point(name: str) -> None:
     """``SNAP_TEST_CRASH_AT=NAME`` kills this process with SIGKILL at the named point, so tests
     can check crash safety at exact places (gc: after-rewrite, after-commit, mid-delete)."""
-    if os.environ.get("SNAP_TEST_CRASH_AT") == name:
+    if _get("SNAP_TEST_CRASH_AT") == name:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
@@ -61,7 +68,7 @@ def crash_point(name: str) -> None:
 
 def slow_read() -> None:
     """``SNAP_TEST_SLOW_READ=SECONDS``: each blob read waits this long (a long-running reader)."""
-    delay = os.environ.get("SNAP_TEST_SLOW_READ")
+    delay = _get("SNAP_TEST_SLOW_READ")
     if delay:
         time.sleep(float(delay))
 
@@ -73,7 +80,7 @@ _packs_lock = threading.Lock()
 def flip_pack_byte(path: str) -> None:
     """``SNAP_TEST_FLIP_PACK=N``: flip the middle byte of the Nth finished pack file."""
     global _packs_finished
-    which = os.environ.get("SNAP_TEST_FLIP_PACK")
+    which = _get("SNAP_TEST_FLIP_PACK")
     if not which:
         return
     with _packs_lock:
@@ -90,8 +97,8 @@ def flip_pack_byte(path: str) -> None:
 def pause_read(path: bytes, attempt: int) -> None:
     """The mid-read pause of ``SNAP_TEST_PAUSE_READ`` (see the module docstring); waits at most
     two minutes for the test to say resume, so a broken test cannot hang a take for ever."""
-    pattern = os.environ.get("SNAP_TEST_PAUSE_READ")
-    where = os.environ.get("SNAP_TEST_PAUSE_DIR")
+    pattern = _get("SNAP_TEST_PAUSE_READ")
+    where = _get("SNAP_TEST_PAUSE_DIR")
     if not pattern or not where or not fnmatch.fnmatchcase(os.path.basename(os.fsdecode(path)), pattern):
         return
     _pause(where, str(attempt))
@@ -110,7 +117,7 @@ def _pause(where: str, tag: str) -> None:
 
 def pause_point(name: str) -> None:
     """The named pause of ``SNAP_TEST_PAUSE_AT`` (see the module docstring); at most two minutes."""
-    where = os.environ.get("SNAP_TEST_PAUSE_DIR")
-    if os.environ.get("SNAP_TEST_PAUSE_AT") != name or not where:
+    where = _get("SNAP_TEST_PAUSE_DIR")
+    if _get("SNAP_TEST_PAUSE_AT") != name or not where:
         return
     _pause(where, name)

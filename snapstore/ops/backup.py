@@ -53,7 +53,7 @@ from snapstore.host import host_name
 from snapstore.ops.excludes import ASIDE_DIR_NAME as ASIDE_DIR_NAME  # where mirror and recover find it
 from snapstore.ops.excludes import CACHEDIR_TAG, Excludes, WalkRules, is_cache_dir
 from snapstore.ops.protected import is_inside, protected_dirs
-from snapstore.ops.smallfiles import ReaderPool, SmallRead, make_pool, racy
+from snapstore.ops.smallfiles import ReaderPool, SmallRead, make_pool, racy, read_xattrs
 from snapstore.repo.index import CachedDir, CachedFile, Txn, index_errors
 from snapstore.repo.packsink import EncodedBlob, PackSink, StoredPack, encode_blob
 from snapstore.repo.repository import Repository
@@ -201,6 +201,7 @@ class _FileResult:
     st: os.stat_result | None = None  # the file as its content was read (its metadata goes in the entry)
     st_before: os.stat_result | None = None  # as it was opened
     warning: str = ""  # still changing when read again
+    xattrs: dict[bytes, bytes] | None = None  # read through the descriptor the content was read from
 
 
 @dataclass
@@ -234,25 +235,6 @@ _DIGEST_FIELDS = struct.Struct("<QQQqqqQQQ")
 def _subdirs_digest(entries: list[Entry]) -> bytes:
     """What a directory's subdirectory entries are (metadata, xattrs and their trees)."""
     return hashlib.blake2b(encode_tree([e for e in entries if e.kind == DIR]), digest_size=16).digest()
-
-
-def read_xattrs(path: bytes) -> dict[bytes, bytes]:
-    """The extended attributes of ``path`` itself (not a symlink's target), POSIX ACLs
-    included: name -> value. A filesystem without them, or one attribute that vanished or may
-    not be read, gives what could be read (a backup never fails on them)."""
-    if not path:
-        return {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    out: dict[bytes, bytes] = {}
-    for name in names:
-        try:
-            out[os.fsencode(name)] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
 
 
 _names_cache: dict[tuple[str, int], str] = {}
@@ -338,6 +320,7 @@ class Take:
         # the number of files; an entry is only trusted while its chunks are indexed, so writing
         # it before the snapshot commits is safe.
         self.files_cache: dict[bytes, CachedFile] = {}
+        self.files_cached = True  # False: the files cache was empty when the take began
         # the directories cache (Index.unchanged_dir): a directory whose non-directory entries
         # all have the lstat they had at the last take reuses them from that take's tree (a
         # local read; on object storage it would be a request per directory, and a write-only
@@ -461,6 +444,7 @@ class Take:
                     if len(refs) == 1:
                         faults.pause_read(path, attempt)
                 after = os.fstat(fd)
+                xattrs = read_xattrs(fd)
         except TakeCancelled:
             raise
         except OSError as exc:
@@ -469,7 +453,8 @@ class Take:
         steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
         steady = steady and size == after.st_size and not racy(after, self.started_ns)
         cache = CachedFile.of(after, chunks) if steady else None
-        return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache, st=after, st_before=before)
+        return _FileResult(chunks=chunks, size=size, read_bytes=size, cache_value=cache, st=after, st_before=before,
+                           xattrs=xattrs)
 
     # -- small files in reader processes (calling thread) -------------------------------
     def _batch(self, item: _Walked, st: os.stat_result) -> None:
@@ -545,7 +530,7 @@ class Take:
                     self.new_blobs.append(read.blob_id)
         cache = CachedFile.of(read.st, chunks) if read.cacheable and read.st is not None else None
         return _FileResult(chunks=chunks, size=read.size, read_bytes=read.read_bytes, cache_value=cache, st=read.st,
-                           st_before=item.st, warning=read.warning)
+                           st_before=item.st, warning=read.warning, xattrs=read.xattrs)
 
     # -- walking (calling thread) -------------------------------------------------------
     def _walk_dir(self, path: bytes, member: bytes, dev: int | None = None) -> Iterator[_Walked]:
@@ -702,7 +687,7 @@ class Take:
                 else:
                     item.future = seen
                 return
-        cached = self.repo.index.unchanged_chunks(txn, item.path, st)
+        cached = self.repo.index.unchanged_chunks(txn, item.path, st) if self.files_cached else None
         if cached is not None:
             item.result = _FileResult(chunks=cached, size=st.st_size)
         if item.result is None:
@@ -769,6 +754,7 @@ class Take:
         st = item.st
         assert st is not None
         mode = st.st_mode
+        xattrs: dict[bytes, bytes] | None = None  # as read with the content, else read here
         if stat.S_ISREG(mode):
             if item.batch is not None and not item.batch.ingested:
                 self._ingest(item.batch)
@@ -798,6 +784,8 @@ class Take:
             self.stat_bytes += result.size
             self.stat_read += 0 if item.shared else result.read_bytes
             self.stat_chunks += len(result.chunks) // CHUNK_REF.size
+            if not item.shared:
+                xattrs = result.xattrs
         elif stat.S_ISLNK(mode):
             entry = _entry_from_stat(item.name, st, SYMLINK)
             try:
@@ -815,7 +803,7 @@ class Take:
             entry = _entry_from_stat(item.name, st, kind)
             if kind in (CHARDEV, BLOCKDEV):
                 entry.rdev = st.st_rdev
-        entry.xattrs = read_xattrs(item.path)
+        entry.xattrs = read_xattrs(item.path) if xattrs is None else xattrs
         stack[-1].entries.append(entry)
         return None
 
@@ -841,6 +829,7 @@ class Take:
         # entries: a read transaction held for the whole take would pin every page the take's
         # own writes replace, and the index file would grow with each batch.
         txn = self.repo.index.read()
+        self.files_cached = self.repo.index.has_files(txn)
         seen = 0
         try:
             for item in self._walk_sources(sources):

@@ -5,7 +5,8 @@ compress, a few Python objects), and in one process the interpreter lock lets on
 do the Python part of it at a time. So the files that are one chunk (smaller than the
 chunker's minimum) go to a pool of forked processes in batches: each job reads a batch of
 files with the fewest syscalls (the walk's lstat stands for the stat at open, then one
-``read``, one ``fstat`` to see the file as read, one ``close``), computes each blob id and
+``read``, one ``fstat`` to see the file as read, its extended attributes through the same
+descriptor, one ``close``), computes each blob id and
 compresses and (in an encrypted repository) seals each blob. The take's process then only
 claims ids (dedup is decided there, as for every other blob), appends to packs and builds trees.
 
@@ -70,6 +71,7 @@ class SmallRead(NamedTuple):
     code: int  # how payload is encoded (compression, and the encrypted flag)
     payload: bytes  # the blob as a pack stores it
     cacheable: bool  # steady while read and not racy: the files cache may trust it
+    xattrs: dict[bytes, bytes] | None  # of the file as read (None: not read; the take reads them)
 
 
 class _Config(NamedTuple):
@@ -326,7 +328,30 @@ def read_batch(files: list[tuple[bytes, int, int]]) -> list[SmallRead]:
     return [_read(config, path, size, mtime_ns) for path, size, mtime_ns in files]
 
 
-def _read_once(config: _Config, path: bytes, attempt: int) -> tuple[bytes, os.stat_result]:
+def read_xattrs(target: bytes | int) -> dict[bytes, bytes]:
+    """The extended attributes of a file, POSIX ACLs included: name -> value. ``target`` is a
+    path (the entry itself, not a symlink's target) or a descriptor of the file opened (its
+    content and its attributes then come from one inode). A filesystem without them, or one
+    attribute that vanished or may not be read, gives what could be read (a backup never fails
+    on them)."""
+    if not isinstance(target, int) and not target:
+        return {}
+    follow = isinstance(target, int)  # a descriptor is the file itself; a path: never a symlink's target
+    try:
+        names = os.listxattr(target, follow_symlinks=follow)
+    except OSError:
+        return {}
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        try:
+            out[os.fsencode(name)] = os.getxattr(target, name, follow_symlinks=follow)
+        except OSError:
+            continue
+    return out
+
+
+def _read_once(config: _Config, path: bytes,
+               attempt: int) -> tuple[bytes, os.stat_result, dict[bytes, bytes]]:
     faults.check_open(path)
     try:
         fd = os.open(path, _FLAGS | _NOATIME)
@@ -345,21 +370,22 @@ def _read_once(config: _Config, path: bytes, attempt: int) -> tuple[bytes, os.st
                 break
             data += more
             after = os.fstat(fd)
+        xattrs = read_xattrs(fd)
     finally:
         os.close(fd)
-    return data, after
+    return data, after, xattrs
 
 
 def _read(config: _Config, path: bytes, size: int, mtime_ns: int) -> SmallRead:
     read_bytes = 0
     warning = ""
     try:
-        data, after = _read_once(config, path, 1)
+        data, after, xattrs = _read_once(config, path, 1)
         read_bytes = len(data)
         steady = (size, mtime_ns) == (after.st_size, after.st_mtime_ns) and len(data) == after.st_size
         if not steady and len(data) <= config.limit:
             before = after
-            data, after = _read_once(config, path, 2)
+            data, after, xattrs = _read_once(config, path, 2)
             read_bytes += len(data)
             steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) \
                 and len(data) == after.st_size
@@ -368,14 +394,14 @@ def _read(config: _Config, path: bytes, size: int, mtime_ns: int) -> SmallRead:
                            "time, which may mix old and new content")
     except OSError as exc:
         return SmallRead(f"{os.fsdecode(path)}: {exc.strerror or exc}", "", False, None, 0, read_bytes, b"", 0,
-                         b"", False)
+                         b"", False, None)
     if len(data) > config.limit:
-        return SmallRead("", "", True, None, 0, read_bytes, b"", 0, b"", False)
+        return SmallRead("", "", True, None, 0, read_bytes, b"", 0, b"", False, None)
     if not data:
         return SmallRead("", warning, False, after, 0, read_bytes, b"", 0, b"", steady and not racy(
-            after, config.started_ns))
+            after, config.started_ns), xattrs)
     crypto = config.crypto
     blob_id = crypto.ids.blob_id(data) if crypto is not None else chunk_id(data)
     blob = encode_blob(blob_id, data, config.level, blob_type=TYPE_DATA, crypto=crypto)
     return SmallRead("", warning, False, after, len(data), read_bytes, blob_id, blob.code, blob.payload,
-                     steady and not racy(after, config.started_ns))
+                     steady and not racy(after, config.started_ns), xattrs)

@@ -633,6 +633,11 @@ class Index:
         return {k.decode() for k in self._keys(txn, self._pins)}
 
     # -- files cache ----------------------------------------------------------------------
+    def has_files(self, txn: Txn) -> bool:
+        """Whether the files cache holds any entry (a first take into a repository has none,
+        and need not look up each of its files)."""
+        return bool(txn.stat(self._files)["entries"])
+
     def get_file(self, txn: Txn, path: bytes) -> CachedFile | None:
         raw = txn.get(file_key(path), db=self._files)
         return None if raw is None else CachedFile.decode(bytes(raw))

@@ -5,13 +5,14 @@ tree. It must give the very tree a take without it gives, and miss on every chan
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from snapstore.ops.backup import Take, source_for, take_snapshot
 from snapstore.ops.restore import restore_snapshot
-from snapstore.repo.index import Index
 from snapstore.repo.repository import Repository
 from snapstore.view.vfs import SnapshotView
 from tests.conftest import tree_state
@@ -35,15 +36,17 @@ def _take(repo_path: str, src: Path) -> str:
 
 
 def _looked_up(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Paths whose files-cache entry a take looks up, from now on."""
+    """Regular files a take looks at (files cache, else a read), from now on: those the
+    directories cache does not answer for."""
     seen: list[bytes] = []
-    real = Index.unchanged_chunks
+    real = Take._dispatch
 
-    def spy(self: Index, txn: object, path: bytes, st: os.stat_result) -> bytes | None:
-        seen.append(path)
-        return real(self, txn, path, st)  # type: ignore[arg-type]
+    def spy(self: Take, item: Any, txn: Any) -> None:
+        if item.st is not None and stat.S_ISREG(item.st.st_mode):
+            seen.append(item.path)
+        real(self, item, txn)
 
-    monkeypatch.setattr(Index, "unchanged_chunks", spy)
+    monkeypatch.setattr(Take, "_dispatch", spy)
     return seen
 
 

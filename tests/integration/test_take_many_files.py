@@ -48,7 +48,12 @@ def make_tree(root: Path, seed: int = 7) -> dict[str, bytes]:
         contents[rel] = data
     os.link(root / "d3/f0003.txt", root / "d9/hardlink.txt")
     os.symlink("f0004.txt", root / "d4/link")
+    for rel in XATTR_FILES:  # read with their content: by a reader process, by the chunking reader
+        os.setxattr(root / rel, "user.origin", rel.encode())
     return contents
+
+
+XATTR_FILES = (f"d7/f{FILES - 3:04d}.txt", "d2/f0002.txt")
 
 
 def test_many_small_files_round_trip_dedup_and_files_cache(snap: SnapRunner, tmp_path: Path) -> None:
@@ -66,6 +71,10 @@ def test_many_small_files_round_trip_dedup_and_files_cache(snap: SnapRunner, tmp
     target = tmp_path / "out"
     ok(snap("restore", "latest", "--target", str(target)))
     assert tree_state(target / "src") == tree_state(src)
+    for rel in XATTR_FILES:
+        assert os.getxattr(target / "src" / rel, "user.origin") == rel.encode()
+        assert os.listxattr(target / "src" / rel) == ["user.origin"]
+    assert os.listxattr(target / "src" / f"d7/f{FILES - 13:04d}.txt") == []  # its neighbour has none
     ok(snap("verify", "--read-data"))
     # nothing changed: the files cache proves every file unchanged, nothing is read
     again = ok(snap("take", "src", "--json", cwd=tmp_path)).json()
