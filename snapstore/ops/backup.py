@@ -23,6 +23,7 @@ import os
 import pwd
 import stat
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -72,6 +73,7 @@ POOL_AFTER = 200
 BATCH_FILES = 64
 BATCH_BYTES = 512 << 10
 BATCHED_BYTES_MAX = 8 << 20
+SWITCH_INTERVAL_S = 0.001  # the interpreter's thread switch interval during a take (see take_snapshot)
 
 
 # -- sources: where each given path appears inside the snapshot ---------------------------
@@ -987,6 +989,12 @@ def take_snapshot(
     take = Take(repo, level=repo.config.compression_level if level is None else level,
                 workers=workers or max(2, ncpu), verify=verify, excludes=excludes or [], progress=progress,
                 rules=rules)
+    # The walking thread makes a syscall or two per file (scandir's readdir, lstat, open) and
+    # gives up the interpreter lock for each; a compressor, reader or pack thread holding it then
+    # keeps it up to the switch interval (5 ms by default) before the walk may go on. A shorter
+    # interval bounds that wait: real tree, 8 A/B pairs, wall 0.96x (0.87-1.00) at 1 ms.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL_S))
     try:
         root = take.run(sources) if stdin is None else take.run_stream(stdin)
     except BaseException as exc:
@@ -1002,6 +1010,8 @@ def take_snapshot(
         if isinstance(failure, TakeCancelled):
             raise SnapError("take cancelled") from None
         raise failure from None
+    finally:
+        sys.setswitchinterval(interval)
     verified = f"{take.sink.packs_checked} new packs re-read and checksummed" if verify != "none" else "skipped"
     if verify == "full" and not repo.can_read:
         verified += "; new blobs not decrypted (a write-only key cannot read them back)"
