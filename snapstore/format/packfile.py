@@ -80,14 +80,20 @@ class PackWriter:
 
     Not thread-safe; the caller serialises :meth:`add`. The BLAKE3 of every byte written is
     kept so that the finished file can be re-read and checked (:meth:`verify_on_disk`).
+    Blobs are gathered in a buffer and hashed and written a block at a time: hashing a small
+    blob by itself costs ~5 us under the interpreter lock (BLAKE3 runs at ~1 GB/s on 5 KB
+    inputs and ~8 GB/s, without the lock, on 1 MiB ones), and a take adds one per small file.
     """
+
+    BLOCK = 1024 * 1024
 
     def __init__(self, path: str, *, seal_table: Callable[[bytes], bytes] | None = None) -> None:
         """``seal_table``: encrypt the table (an encrypted repository's pack, version 2)."""
         self.path = path
         self._seal_table = seal_table
-        self._file = open(path, "wb", buffering=1024 * 1024)  # noqa: SIM115 - closed in finish/abort
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
         self._hash = blake3.blake3()
+        self._buffer = bytearray()
         self.entries: list[BlobEntry] = []
         self.size = 0
         if seal_table is None:
@@ -97,9 +103,15 @@ class PackWriter:
 
     def _write(self, data: bytes) -> None:
         faults.check_write(len(data))
-        self._file.write(data)
-        self._hash.update(data)
+        self._buffer += data
         self.size += len(data)
+        if len(self._buffer) >= self.BLOCK:
+            self._drain()
+
+    def _drain(self) -> None:
+        self._hash.update(self._buffer)
+        self._file.write(self._buffer)
+        self._buffer = bytearray()
 
     def add(self, blob_id: bytes, blob_type: int, compression: int, payload: bytes, raw_len: int) -> BlobEntry:
         offset = self.size + BLOB_HEADER.size
@@ -109,10 +121,15 @@ class PackWriter:
         else:  # the clear header must not tell the raw size; the table (encrypted) does
             header = blob_header(BlobEntry(blob_id, blob_type, ENCRYPTED, offset, len(payload), 0))
         faults.check_write(len(header) + len(payload))
-        self._file.write(header)
-        self._file.write(payload)
-        self._hash.update(header)
-        self._hash.update(payload)
+        self._buffer += header
+        if len(payload) >= self.BLOCK:  # a big chunk's blob: not copied into the buffer
+            self._drain()
+            self._hash.update(payload)
+            self._file.write(payload)
+        else:
+            self._buffer += payload
+            if len(self._buffer) >= self.BLOCK:
+                self._drain()
         self.size += len(header) + len(payload)
         self.entries.append(entry)
         return entry
@@ -129,6 +146,7 @@ class PackWriter:
             frame = self._seal_table(table)
             self._write(frame)
             self._write(FOOTER.pack(len(frame), 1, blake3.blake3(frame).digest(), END_MAGIC_SEALED))
+        self._drain()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
