@@ -9,6 +9,8 @@ files with the fewest syscalls (the walk's lstat stands for the stat at open, th
 descriptor, one ``close``), computes each blob id and
 compresses and (in an encrypted repository) seals each blob. The take's process then only
 claims ids (dedup is decided there, as for every other blob), appends to packs and builds trees.
+:func:`read_xattrs` is the one way a take reads extended attributes, by path or through the
+descriptor a file's content was read from.
 
 What a batch returns for a file is a :class:`SmallRead`. A file that changed while it was read
 (size or mtime differ from what the walk saw, or fewer bytes than its size) is read again, and
