@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,10 @@ class Excludes:
 
     def __init__(self, patterns: Iterable[str | bytes] = ()) -> None:
         self.patterns = [os.fsencode(p) for p in patterns]
+        # one expression for all of them (a take asks twice for every item it walks), built
+        # as fnmatch builds one for a bytes pattern
+        self._any = re.compile("|".join(fnmatch.translate(p.decode("latin-1")) for p in self.patterns)
+                               .encode("latin-1")).match if self.patterns else None
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -58,11 +63,11 @@ class Excludes:
         leaf = os.path.basename(member) if name is None else name
         if leaf == ASIDE_DIR_NAME:
             return True
-        return any(fnmatch.fnmatchcase(leaf, p) or fnmatch.fnmatchcase(member, p) for p in self.patterns)
+        return self._any is not None and (self._any(leaf) is not None or self._any(member) is not None)
 
     def match_name(self, name: bytes) -> bool:
         """Whether an item called ``name`` outside every source would be excluded (by name only)."""
-        return name == ASIDE_DIR_NAME or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        return name == ASIDE_DIR_NAME or (self._any is not None and self._any(name) is not None)
 
 
 def member_path(path: bytes, source_path: bytes, source_member: bytes) -> bytes | None:

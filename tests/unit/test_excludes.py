@@ -3,7 +3,12 @@ for the change check of --if-changed and for the watcher alike."""
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from snapstore.agent.watch import Watcher, find_change
 from snapstore.ops.backup import source_for, take_snapshot
@@ -22,6 +27,17 @@ def test_patterns_match_names_and_snapshot_paths() -> None:
     assert member_path(b"/w/agents", b"/w/agents", b"agents") == b"agents"
     assert member_path(b"/w/x", b"/w", b"") == b"x"
     assert member_path(b"/w/agentsX", b"/w/agents", b"agents") is None
+
+
+_GLOB = st.text(alphabet="ab*?[]!-/.\\\nü+(", max_size=8)
+_PATH = st.binary(max_size=10) | st.text(alphabet="ab*?/.\\\nü+(", max_size=10).map(os.fsencode)
+
+
+@given(st.lists(_GLOB, max_size=4), _PATH)
+def test_patterns_match_as_fnmatch_does(patterns: list[str], path: bytes) -> None:
+    # the patterns are matched as one expression; it must mean what fnmatchcase says of each
+    want = any(fnmatch.fnmatchcase(path, os.fsencode(p)) for p in patterns)
+    assert Excludes(patterns).match_name(path) == (want or path == ASIDE_DIR_NAME)
 
 
 def test_take_change_check_and_watcher_agree(tmp_path: Path) -> None:
