@@ -95,6 +95,9 @@ DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 # on object storage a request costs what a few hundred KiB of transfer does: blobs this close
 # together in one pack come in one ranged read, the bytes between them read and dropped
 REMOTE_READ_GAP = 256 * 1024
+# the first read of a remote pack's table (table_tail): 1/32 of the pack, within these bounds
+TABLE_TAIL_MIN = 1024
+TABLE_TAIL_MAX = 16 * 1024
 # compact the index after a take when its file is this big and this many times its pages in use
 COMPACT_MIN = 1024 * 1024
 COMPACT_RATIO = 1.5
@@ -223,6 +226,15 @@ def _acquire(lock_dir: str, mode: str, *, wait: float, command: str) -> list[loc
         if mode == "read" and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return []
         raise raise_os_error(exc, f"locking {lock_dir}") from None
+
+
+def table_tail(size: int) -> int:
+    """How many bytes of a remote pack's end to ask for first: enough for the table and footer
+    of most packs, not much more. A table entry is 50 bytes and a blob at least ~120 (header and
+    sealed frame), so a table is a few per cent of its pack unless its blobs are tiny; one that
+    does not fit costs a second GET. A flat 16 KiB fetched every small pack whole: a fresh host
+    of a repository of on-change takes (packs of a few KiB) downloaded all of it."""
+    return min(size, max(TABLE_TAIL_MIN, min(TABLE_TAIL_MAX, size // 32)))
 
 
 class Repository:
@@ -1072,7 +1084,7 @@ class Repository:
             size = self.backend.size(name)
         if size is None:
             raise FileNotFoundError(name)
-        want = min(size, (16 if self.remote else 64) * 1024)  # remote: most tables fit; else a second GET
+        want = min(size, table_tail(size) if self.remote else 64 * 1024)
         tail = self.backend.get_range(name, size - want, want)
         opener = self._table_opener(pack)
         try:

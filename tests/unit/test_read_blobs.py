@@ -91,3 +91,57 @@ def test_on_object_storage_blobs_close_together_come_in_one_read(tmp_path: Path,
             calls = _count_ranges(repo)
             assert [data for _id, data in repo.read_blobs(ids)] == want
             assert len(calls) == len(ids)  # a local disk reads only what is wanted
+
+
+def test_a_fresh_host_reads_little_more_than_each_remote_pack_table(tmp_path: Path, monkeypatch) -> None:
+    """Index sync on object storage reads a pack's table from its end: a small pack (an
+    on-change take of a few files) is not fetched whole, and a table bigger than the first read
+    comes with a second one, every blob indexed."""
+    from snapstore.repo.repository import TABLE_TAIL_MIN, table_tail
+    from snapstore.storage.memory import MemoryBackend, serve
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "writer-cache"))
+    few, many = tmp_path / "few", tmp_path / "many"
+    few.mkdir()
+    many.mkdir()
+    contents = {}
+    for i in range(3):
+        contents[f"few/f{i}.txt"] = os.urandom(2000 + i)
+    for i in range(600):  # tiny files: a table of 600 entries, far past the first read
+        contents[f"many/m{i:03d}.txt"] = os.urandom(20 + i % 7)
+    for rel, data in contents.items():
+        (tmp_path / rel).write_bytes(data)
+    reads: list[tuple[str, int, int]] = []
+    real = MemoryBackend.get_range
+
+    def counting(self: MemoryBackend, name: str, offset: int, length: int) -> bytes:
+        reads.append((name, offset, length))
+        return real(self, name, offset, length)
+
+    with serve(f"tails-{os.getpid()}", MemoryBackend()) as url:
+        Repository.init(url)
+        with Repository.open(url, mode="write") as repo:
+            take_snapshot(repo, [source_for(".", str(few))])
+            take_snapshot(repo, [source_for(".", str(many))])
+            sizes = dict(repo.backend.list("packs"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "fresh-cache"))
+        monkeypatch.setattr(MemoryBackend, "get_range", counting)
+        with Repository.open(url) as repo:
+            first = {}
+            for name, offset, length in reads:
+                first.setdefault(name, (offset, length))
+            for name, size in sizes.items():
+                offset, length = first[name]
+                assert (offset, length) == (size - table_tail(size), table_tail(size))
+            small = [name for name, size in sizes.items() if size > 2 * TABLE_TAIL_MIN and size < 16 * 1024]
+            assert small and all(first[name][1] < sizes[name] for name in small)
+            again = [name for name in sizes if sum(1 for read in reads if read[0] == name) > 1]
+            assert again  # the 600-entry table needed a second read
+            view = SnapshotView(repo)
+            got = {}
+            for snap, folder in zip(sorted(repo.snapshots(), key=lambda s: s.time), ("few", "many"), strict=True):
+                for rel in contents:
+                    if rel.startswith(folder + "/"):
+                        entry = view.lookup(snap, rel.split("/", 1)[1])
+                        got[rel] = b"".join(data for _id, data in repo.read_blobs(entry.chunk_ids()))  # type: ignore[misc]
+            assert got == contents
