@@ -239,6 +239,31 @@ def _entries(table: bytes, count: int, table_start: int) -> list[BlobEntry]:
     return entries
 
 
+def tiles_pack(entries: list[BlobEntry], table_at: int) -> bool:
+    """Whether ``entries`` lay their blobs end to end from the pack header to ``table_at``, as
+    every pack writer writes them: what ties a plaintext table carried elsewhere (an
+    announcement) to the pack it names, beside its sizes."""
+    at = HEADER.size
+    for entry in entries:
+        if entry.offset != at + BLOB_HEADER.size:
+            return False
+        at = entry.offset + entry.stored_len
+    return at == table_at
+
+
+def tail_length(footer: bytes) -> int:
+    """How many bytes at a pack's end hold its table and footer, read from the footer (the
+    pack's last ``FOOTER.size`` bytes); FormatError when they are not a footer."""
+    if len(footer) < FOOTER.size:
+        raise FormatError("pack too short for a footer")
+    count, _reserved, _digest, magic = FOOTER.unpack(footer[-FOOTER.size :])
+    if magic == END_MAGIC_SEALED:
+        return FOOTER.size + count
+    if magic == END_MAGIC:
+        return FOOTER.size + count * ENTRY.size
+    raise FormatError("pack footer magic missing (truncated pack?)")
+
+
 class NeedMore(Exception):
     """The tail given to :func:`parse_table` was too short; ``args[0]`` bytes are needed."""
 

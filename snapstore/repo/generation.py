@@ -36,11 +36,15 @@ A local repository is listed at every open (a directory scan), and has no marker
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 
+from snapstore.errors import FormatError
+from snapstore.format.packfile import FOOTER, tail_length
 from snapstore.storage.backend import Backend, ForwardingBackend
 
 MARKER = "generation"
@@ -48,6 +52,9 @@ CHANGES = "changes"
 MAX_BEHIND = 200  # announcements a host reads instead of listing (more: the listing is cheaper)
 KEEP_CHANGES = 1000  # announcements kept; an announcement deletes the one this many before it
 _TOKEN_HEX = 32
+# the packs' tables an announcement carries (bytes before base64): a host behind then indexes a
+# pack without a GET of its tail; packs past the budget are read from their tails as before
+TAILS_BUDGET = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,11 +113,15 @@ class ChangeSet:
     forgotten: set[str] = field(default_factory=set)
     packs: dict[str, int] = field(default_factory=dict)
     whole: bool = False
+    # pack name -> its last bytes (table and footer, exactly as in the pack), up to TAILS_BUDGET
+    tails: dict[str, bytes] = field(default_factory=dict)
 
     def to_json(self, token: str, prev: str) -> bytes:
+        tails = {name: base64.b64encode(tail).decode() for name, tail in sorted(self.tails.items())
+                 if name in self.packs}
         return json.dumps({"token": token, "prev": prev, "records": sorted(self.records),
                            "forgotten": sorted(self.forgotten), "packs": sorted(self.packs.items()),
-                           "whole": self.whole}).encode()
+                           "whole": self.whole, "tails": tails}).encode()
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,7 @@ class Change:
     forgotten: frozenset[str]
     packs: tuple[tuple[str, int], ...]
     whole: bool
+    tails: dict[str, bytes] = field(default_factory=dict)  # may be empty (older writers; the budget)
 
     @classmethod
     def parse(cls, raw: bytes) -> Change | None:
@@ -130,10 +142,22 @@ class Change:
             doc = json.loads(raw)
             change = cls(str(doc["token"]), str(doc["prev"]), frozenset(map(str, doc["records"])),
                          frozenset(map(str, doc["forgotten"])),
-                         tuple((str(name), int(size)) for name, size in doc["packs"]), bool(doc["whole"]))
+                         tuple((str(name), int(size)) for name, size in doc["packs"]), bool(doc["whole"]),
+                         _tails(doc.get("tails")))
         except (ValueError, KeyError, TypeError):
             return None
         return change if _is_token(change.token) and _is_token(change.prev) else None
+
+
+def _tails(value: object) -> dict[str, bytes]:
+    """The tails of an announcement; a damaged field is as good as none (each pack's own tail
+    is read instead, and a tail that does not parse as its pack's is too)."""
+    if not isinstance(value, dict):
+        return {}
+    try:
+        return {str(name): base64.b64decode(tail, validate=True) for name, tail in value.items()}
+    except (ValueError, TypeError):
+        return {}
 
 
 def announce(backend: Backend, changes: ChangeSet | None = None, *, attempts: int = 3
@@ -216,6 +240,25 @@ class ChangeNoting(ForwardingBackend):
         super().__init__(inner)
         self.changed = False
         self.changes = ChangeSet()
+        self._tails_lock = threading.Lock()  # packs are put by several finisher threads
+        self._tails_left = TAILS_BUDGET
+
+    def _note_tail(self, name: str, local_path: str) -> None:
+        """Keep a stored pack's table and footer for the announcement, while the budget lasts."""
+        try:
+            with open(local_path, "rb") as handle:
+                handle.seek(-FOOTER.size, os.SEEK_END)
+                need = tail_length(handle.read(FOOTER.size))
+                with self._tails_lock:
+                    if need > self._tails_left:
+                        return
+                    self._tails_left -= need
+                handle.seek(-need, os.SEEK_END)
+                tail = handle.read(need)
+        except (OSError, FormatError):  # not a pack as it should be: its own tail will be read
+            return
+        if len(tail) == need:
+            self.changes.tails[name] = tail
 
     def _put(self, name: str, size: int) -> None:
         if not changes_repository(name):
@@ -245,6 +288,8 @@ class ChangeNoting(ForwardingBackend):
     # an announcement of something that is not there costs a host behind only a listing
     def put_file(self, name: str, local_path: str) -> None:
         self._put(name, os.path.getsize(local_path))
+        if name.startswith("packs/"):
+            self._note_tail(name, local_path)  # before the put: a put consumes the local file
         self.inner.put_file(name, local_path)
 
     def put_bytes(self, name: str, data: bytes) -> None:

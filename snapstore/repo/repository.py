@@ -53,7 +53,7 @@ from snapstore.errors import (
 from snapstore.format.chunker import ID_SIZE, ChunkerParams, chunk_id
 from snapstore.format.compress import decompress
 from snapstore.format.layout import pack_id_of, pack_name, snapshot_name
-from snapstore.format.packfile import BLOB_HEADER, ENCRYPTED, BlobEntry, NeedMore, parse_table
+from snapstore.format.packfile import BLOB_HEADER, ENCRYPTED, BlobEntry, NeedMore, parse_table, tiles_pack
 from snapstore.format.snapshot import Snapshot
 from snapstore.format.tree import Entry, decode_tree, tree_children
 from snapstore.repo.generation import (
@@ -251,6 +251,8 @@ class Repository:
         self.sync_report: SyncReport | None = None  # the last sync_index report
         self.writer = False  # opened to write (a remote writer announces its changes at close)
         self._announce_owed = False  # a writer of this host died before announcing its changes
+        # pack -> its table and footer as an announcement carried them (read_pack_table takes them)
+        self._announced_tails: dict[bytes, bytes] = {}
         self._synced_under: Generation | None = None  # the marker this index is up to date under
         self.finished_forgets: set[str] = set()  # snapshots whose killed forget this open finished
         self.healed: list[str] = []  # what this open repaired by itself (after a crash), for the log
@@ -510,6 +512,9 @@ class Repository:
                 pack = pack_id_of(name)
                 if pack is not None:
                     packs.setdefault(pack, (size, 0.0))
+                    tail = change.tails.get(name)
+                    if tail is not None:
+                        self._announced_tails[pack] = tail
         return records, packs
 
     def _announce_changes(self) -> None:
@@ -1084,9 +1089,18 @@ class Repository:
             size = self.backend.size(name)
         if size is None:
             raise FileNotFoundError(name)
+        opener = self._table_opener(pack)
+        announced = self._announced_tails.pop(pack, None)
+        if announced is not None:  # its table as its writer announced it: no GET when it parses
+            try:
+                entries = parse_table(announced, size, open_table=opener)
+                if tiles_pack(entries, size - len(announced)):
+                    return entries
+            except (FormatError, NeedMore):
+                pass
+            # not this pack's (damaged, or a plaintext table of another pack): its own tail decides
         want = min(size, table_tail(size) if self.remote else 64 * 1024)
         tail = self.backend.get_range(name, size - want, want)
-        opener = self._table_opener(pack)
         try:
             return parse_table(tail, size, open_table=opener)
         except NeedMore as more:

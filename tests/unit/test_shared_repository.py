@@ -273,6 +273,57 @@ def _count_listings(store: FaultyBackend) -> list[str]:
     return seen
 
 
+def _count_tail_reads(store: FaultyBackend) -> list[str]:
+    """The packs whose end (table and footer) is read from here on; trees read for the
+    references are not counted."""
+    seen: list[str] = []
+    inner = store.inner
+    real = inner.get_range
+
+    def reading(name: str, offset: int, length: int) -> bytes:
+        size = inner.size(name)
+        if name.startswith("packs/") and size is not None and offset + length >= size:
+            seen.append(name)
+        return real(name, offset, length)
+
+    inner.get_range = reading  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_damaged_table_in_an_announcement_is_read_from_the_pack(shared, tmp_path: Path) -> None:
+    """The tables an announcement carries only save GETs: one that does not parse as its
+    pack's (damaged, or another pack's) is replaced by the pack's own tail."""
+    import base64
+    import json
+
+    store, host = shared
+    alpha, beta = host("alpha"), host("beta")
+    src = _tree(tmp_path / "src", {f"agents/a{i}.bin": _random(64 * KiB, i) for i in range(3)})
+    alpha.take(src)
+    beta.sync_report()
+    (src / "agents/new.bin").write_bytes(_random(200 * KiB, 7))
+    (src / "agents/other.bin").write_bytes(_random(100 * KiB, 8))
+    second = alpha.take(src)
+    newest = max(name for name, _size in store.list("changes"))
+    doc = json.loads(store.get(newest))
+    sizes = dict(doc["packs"])
+    names = sorted(doc["tails"], key=lambda name: sizes[name])  # smallest pack first
+    assert len(names) >= 2 and set(names) <= set(sizes)
+    small, large = names[0], names[-1]
+    tails = {name: base64.b64decode(doc["tails"][name]) for name in names}
+    # the largest pack gets the smallest one's table, which fits inside it; the smallest a damaged one
+    doc["tails"][large] = base64.b64encode(tails[small]).decode()
+    doc["tails"][small] = base64.b64encode(tails[small][:-60] + bytes(60)).decode()
+    store.put_bytes(newest, json.dumps(doc).encode())
+    reads = _count_tail_reads(store)
+    report = beta.sync_report()
+    assert report.announcements == 1 and report.bad_packs == []
+    assert {small, large} <= set(reads)  # those two were read from their packs
+    assert beta.restore(second.id, tmp_path / "second") == tree_state(src)
+    with beta.open() as repo:
+        assert verify_repository(repo, read_data=True).problems == []
+
+
 def test_an_up_to_date_host_lists_nothing_and_hears_of_every_change(shared, tmp_path: Path) -> None:
     store, host = shared
     alpha, beta = host("alpha"), host("beta")
@@ -286,11 +337,13 @@ def test_an_up_to_date_host_lists_nothing_and_hears_of_every_change(shared, tmp_
         assert [s.id for s in repo.snapshots()] == [first.id]
 
     (src / "agents/new.bin").write_bytes(_random(64 * KiB, 99))
-    second = alpha.take(src)  # announced at its end, with what it stored
+    second = alpha.take(src)  # announced at its end, with what it stored and the packs' tables
     listings.clear()
+    tail_reads = _count_tail_reads(store)
     report = beta.sync_report()  # beta reads that announcement instead of listing
     assert not report.skipped and report.announcements == 1 and listings == []
     assert report.snapshots_added == [second.id] and report.packs_added >= 1
+    assert tail_reads == []  # every new pack indexed from the announcement: no GET of a pack
     assert beta.restore(second.id, tmp_path / "second") == tree_state(src)
     assert beta.sync_report().skipped and listings == []
     # the writer's own next open lists nothing either: its announcement replaced the token its
