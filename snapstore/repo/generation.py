@@ -53,8 +53,9 @@ MAX_BEHIND = 200  # announcements a host reads instead of listing (more: the lis
 KEEP_CHANGES = 1000  # announcements kept; an announcement deletes the one this many before it
 _TOKEN_HEX = 32
 # the packs' tables an announcement carries (bytes before base64): a host behind then indexes a
-# pack without a GET of its tail; packs past the budget are read from their tails as before
-TAILS_BUDGET = 256 * 1024
+# pack without a GET of its tail; packs past the budget are read from their tails as before.
+# The last KEEP_CHANGES announcements are kept: at most ~87 MB of tails in base64 in all
+TAILS_BUDGET = 64 * 1024
 
 
 @dataclass(frozen=True)
