@@ -485,8 +485,11 @@ class Repository:
         lock = locking.acquire(os.path.join(self.cache_dir, "locks"), "sync", exclusive=True,
                                wait=max(wait, 600.0), command=command)
         try:
-            report = sync_index(self, gone=gone, recount_flagged=recount,
-                                announced=None if changes is None else self._announced(changes))
+            try:
+                report = sync_index(self, gone=gone, recount_flagged=recount,
+                                    announced=None if changes is None else self._announced(changes))
+            finally:
+                self._announced_tails = {}
             report.announcements = len(changes or [])
             if self.remote:
                 complete = (marker is not None and not gc_present and not in_flight and not report.unindexed
@@ -506,6 +509,7 @@ class Repository:
         records = self.index.snapshot_ids()
         with self.index.read() as txn:
             packs = {pack: (size, 0.0) for pack, size, _count in self.index.iter_packs(txn)}
+        self._announced_tails = {}  # for this sync only (a mount syncs again and again)
         for change in changes:
             records = (records | change.records) - change.forgotten
             for name, size in change.packs:
