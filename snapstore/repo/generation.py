@@ -24,7 +24,8 @@ is what a take that did not finish looks like anyway.
 
 A host that is behind need not list either. The marker also holds a sequence number, and an
 announcement made by a conditional replace first writes what it changed to
-``changes/<number>.json`` (records stored and forgotten, packs stored with their sizes), with
+``changes/<number>.json`` (records stored and forgotten, packs stored with their sizes and,
+within :data:`TAILS_BUDGET`, their tables: a host behind indexes those packs without a GET), with
 its token and the token it replaced: a host whose index was up to date under number ``k`` reads
 the announcements ``k+1 .. n`` (one GET each: what it lacks, not the repository) and applies
 them, when they chain from its token to the marker's. A broken chain, a missing announcement, a
