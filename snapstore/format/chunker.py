@@ -6,6 +6,7 @@ change every boundary and defeat dedup, so they are fixed at ``snap init``.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -40,19 +41,28 @@ class ChunkerParams:
 # bytes read per refill of a chunker's buffer beyond the largest chunk it may hold back (2 MiB
 # re-cut too many carried bytes: 4-12% slower on a 64 MiB file than cut_stream; 4 MiB is even)
 READ_SIZE = 4 * 1024 * 1024
+# buffers up to this size come from the heap; larger ones are anonymous mappings of their own,
+# whose pages are zero without a memset, faulted in only as far as the stream fills them, and
+# given back when the stream ends (heap buffers of a few MiB made a take's peak RSS 3-10 MB higher)
+HEAP_BUFFER_MAX = 1024 * 1024
+
+
+def _buffer(size: int) -> bytearray | mmap.mmap:
+    return bytearray(size) if size <= HEAP_BUFFER_MAX else mmap.mmap(-1, size)
 
 
 class Chunker:
     """Cuts a byte stream into content-defined chunks. One instance per thread.
 
-    The instance keeps one buffer of ``max_size + read_size`` bytes for all the streams it
-    cuts. pyfastcdc's own ``cut_stream`` allocates and zero-fills ``2 * max_size`` (8 MiB) for
-    every stream, which a take's readers did once per file of more than one chunk (~180 us
-    of a 300 KiB file's ~200 us of chunking, measured in docs/benchmarks.md); here the
-    buffer is cut with ``cut_buf`` and the last chunk of each fill, which may have been cut
-    only because the buffer ended, is carried to the front and cut again with more bytes.
-    A FastCDC cut depends only on the bytes from its chunk's start, so the chunks are the
-    ones ``cut_stream`` gives.
+    pyfastcdc's own ``cut_stream`` allocates and zero-fills ``2 * max_size`` (8 MiB) for every
+    stream, which a take's readers did once per file of at least ``min_size``: in a take (mmap
+    threshold 4 MiB, see snapstore.memory) a fresh mapping, 2,048 page faults and an unmap
+    each time, ~3 ms per file (docs/benchmarks.md). Here a stream whose size is known gets a
+    buffer of that size plus one byte, one of unknown or larger size ``max_size + read_size``;
+    the buffer is cut with ``cut_buf``, and the last chunk of each fill, which may have been
+    cut only because the buffer ended, is carried to the front and cut again with the next
+    bytes. A FastCDC cut depends only on the bytes from its chunk's start, so the chunks are
+    the ones ``cut_stream`` gives.
     """
 
     def __init__(self, params: ChunkerParams, *, read_size: int = READ_SIZE) -> None:
@@ -63,13 +73,15 @@ class Chunker:
         self._cdc = FastCDC(
             params.avg_size, min_size=params.min_size, max_size=params.max_size, seed=params.seed
         )
-        self._buffer: bytearray | None = None
 
-    def cut(self, stream: BinaryIO) -> Iterator[memoryview]:
-        """Yield the chunks of ``stream``; each view is valid only until the next is yielded."""
-        if self._buffer is None:
-            self._buffer = bytearray(self.params.max_size + self.read_size)
-        buffer = self._buffer
+    def cut(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[memoryview]:
+        """Yield the chunks of ``stream``; each view is valid only until the next is yielded.
+
+        ``size_hint`` (the file's size when opened) only sizes the first buffer: a stream
+        that turns out longer is read on in a full-sized one.
+        """
+        full = self.params.max_size + self.read_size
+        buffer = _buffer(full if size_hint is None else max(1, min(full, size_hint + 1)))
         view = memoryview(buffer)
         readinto = getattr(stream, "readinto", None)
         held = 0  # bytes at the buffer's front carried from the last fill
@@ -99,4 +111,8 @@ class Chunker:
                 return
             # the last chunk ended with the buffer: cut it again with the next bytes after it
             held = last.length
-            buffer[:held] = view[last.offset:filled].tobytes()
+            carried = view[last.offset:filled].tobytes()
+            if len(buffer) < full:  # the stream is longer than its hint said
+                buffer = _buffer(full)
+                view = memoryview(buffer)
+            buffer[:held] = carried

@@ -434,7 +434,7 @@ class Take:
                     pieces = iter([head] if head else [])  # small file: one chunk, no chunker
                 else:
                     handle.seek(0)
-                    pieces = self._chunker().cut(handle)  # type: ignore[arg-type]
+                    pieces = self._chunker().cut(handle, before.st_size)  # type: ignore[arg-type]
                 for piece in pieces:
                     if self.failure is not None:
                         raise TakeCancelled
