@@ -111,7 +111,7 @@ class _Compare:
         refs = []
         try:
             with open(path, "rb") as handle:
-                for piece in Chunker(self.repo.config.chunker).cut(handle, os.fstat(handle.fileno()).st_size):
+                for piece in Chunker(self.repo.config.chunker).cut(handle):
                     refs.append(CHUNK_REF.pack(self.repo.blob_id(piece), len(piece)))
         except OSError:
             return False

@@ -7,6 +7,8 @@ change every boundary and defeat dedup, so they are fixed at ``snap init``.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -51,6 +53,14 @@ def _buffer(size: int) -> bytearray | mmap.mmap:
     return bytearray(size) if size <= HEAP_BUFFER_MAX else mmap.mmap(-1, size)
 
 
+def _regular_file_size(stream: BinaryIO) -> int | None:
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (BytesIO) or a closed one
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 class Chunker:
     """Cuts a byte stream into content-defined chunks. One instance per thread.
 
@@ -77,10 +87,13 @@ class Chunker:
     def cut(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[memoryview]:
         """Yield the chunks of ``stream``; each view is valid only until the next is yielded.
 
-        ``size_hint`` (the file's size when opened) only sizes the first buffer: a stream
-        that turns out longer is read on in a full-sized one.
+        ``size_hint`` (the file's size when opened; else a regular file's size from its
+        descriptor) only sizes the first buffer: a stream that turns out longer is read on in
+        a full-sized one.
         """
         full = self.params.max_size + self.read_size
+        if size_hint is None:
+            size_hint = _regular_file_size(stream)
         buffer = _buffer(full if size_hint is None else max(1, min(full, size_hint + 1)))
         view = memoryview(buffer)
         readinto = getattr(stream, "readinto", None)

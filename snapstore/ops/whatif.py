@@ -137,7 +137,7 @@ def trial(root: str, chunkers: Sequence[ChunkerParams], levels: Sequence[int], *
                 unreadable += 1
                 continue
             try:
-                for view in chunker.cut(handle, os.fstat(handle.fileno()).st_size):
+                for view in chunker.cut(handle):
                     data = bytes(view)
                     blob_id = chunk_id(data)
                     refs += 1

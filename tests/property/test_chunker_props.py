@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -48,9 +49,12 @@ def test_same_chunks_as_cut_stream(parts: list[bytes], read_size: int, step: int
 
 
 @pytest.mark.parametrize("extra", [-1, 0, 1])
-def test_default_sizes_at_the_buffer_edge(extra: int) -> None:
+def test_default_sizes_at_the_buffer_edge(extra: int, tmp_path: Path) -> None:
     params = ChunkerParams()
     data = os.urandom(params.max_size + Chunker(params).read_size + extra) + bytes(3 * params.max_size)
     chunks = [bytes(v) for v in Chunker(params).cut(io.BytesIO(data))]
     assert chunks == reference(params, data)
     assert b"".join(chunks) == data
+    (tmp_path / "f").write_bytes(data)
+    with open(tmp_path / "f", "rb", buffering=0) as handle:  # sized from its descriptor
+        assert [bytes(v) for v in Chunker(params).cut(handle)] == chunks
